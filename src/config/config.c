@@ -1,0 +1,139 @@
+/*
+ * config.c - echonetd.conf parsing with libinih (see en_config.h).
+ *
+ * A table maps each "section.key" to a typed setter, so the parser, the
+ * command-line overrides and the documentation in etc/echonetd.conf all
+ * speak about the same list of settings.
+ */
+#include "en_config.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef EN_LOCALSTATEDIR
+#define EN_LOCALSTATEDIR "/var"
+#endif
+
+typedef enum { T_PATH, T_INT, T_U32, T_MB } opt_type;
+
+typedef struct opt {
+    const char *section;
+    const char *key;
+    opt_type type;
+    size_t offset;
+    long long min, max;
+} opt;
+
+#define OFF(m) offsetof(en_config, m)
+static const opt options[] = {
+    { "paths", "output_dir", T_PATH, OFF(output_dir), 0, 0 },
+    { "deid", "secret_file", T_PATH, OFF(secret_file), 0, 0 },
+    { "deid", "keystore_file", T_PATH, OFF(keystore_file), 0, 0 },
+    { "limits", "max_frames", T_U32, OFF(limits.max_frames), 1, 100000 },
+    { "limits", "max_rows", T_U32, OFF(limits.max_rows), 1, 65535 },
+    { "limits", "max_cols", T_U32, OFF(limits.max_cols), 1, 65535 },
+    { "limits", "max_file_mb", T_MB, OFF(limits.max_file_bytes), 1, 1 << 20 },
+    { "limits", "max_pixel_mb", T_MB, OFF(limits.max_pixel_bytes), 1, 1 << 20 },
+    { "video", "size", T_INT, OFF(video_size), 16, 1024 },
+    { "video", "quality", T_INT, OFF(video_quality), 1, 31 },
+};
+#undef OFF
+
+void en_config_defaults(en_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->output_dir, sizeof cfg->output_dir, "%s/lib/echonetd/output", EN_LOCALSTATEDIR);
+    snprintf(cfg->secret_file, sizeof cfg->secret_file, "%s/lib/echonetd/site-secret", EN_LOCALSTATEDIR);
+    en_dicom_limits_default(&cfg->limits);
+    cfg->video_size = 112;
+    cfg->video_quality = 2;
+}
+
+static const opt *find_opt(const char *section, const char *key)
+{
+    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
+        if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
+            return &options[i];
+    return NULL;
+}
+
+static int parse_integer(const char *value, long long min, long long max, long long *out)
+{
+    char *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(value, &end, 10);
+    if (errno || end == value || *end || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+int en_config_set(en_config *cfg, const char *section, const char *key,
+                  const char *value, en_err *err)
+{
+    const opt *o = find_opt(section, key);
+    char *base = (char *)cfg;
+    long long v;
+
+    if (!o)
+        return en_err_set(err, EN_EINVAL, "unknown setting [%s] %s", section, key);
+    if (o->type == T_PATH) {
+        if (strlen(value) >= EN_PATH_MAX)
+            return en_err_set(err, EN_EINVAL, "[%s] %s: path longer than %d characters",
+                              section, key, EN_PATH_MAX - 1);
+        strcpy(base + o->offset, value);
+        return EN_OK;
+    }
+    if (parse_integer(value, o->min, o->max, &v) != 0)
+        return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected a whole number from %lld to %lld",
+                          section, key, value, o->min, o->max);
+    switch (o->type) {
+    case T_INT: *(int *)(base + o->offset) = (int)v; break;
+    case T_U32: *(uint32_t *)(base + o->offset) = (uint32_t)v; break;
+    case T_MB: *(uint64_t *)(base + o->offset) = (uint64_t)v << 20; break;
+    case T_PATH: break;
+    }
+    return EN_OK;
+}
+
+typedef struct load_ctx {
+    en_config *cfg;
+    en_err *err;
+    int failed;
+} load_ctx;
+
+static int on_entry(void *user, const char *section, const char *key, const char *value)
+{
+    load_ctx *ctx = user;
+
+    if (ctx->failed)
+        return 0;
+    if (en_config_set(ctx->cfg, section, key, value, ctx->err) != EN_OK) {
+        ctx->failed = 1;
+        return 0;
+    }
+    return 1;
+}
+
+int en_config_load(en_config *cfg, const char *path, en_err *err)
+{
+    load_ctx ctx = { cfg, err, 0 };
+    int line = ini_parse(path, on_entry, &ctx);
+
+    if (line == -1)
+        return en_err_set(err, EN_EIO, "cannot open configuration %s: %s", path, strerror(errno));
+    if (line == -2)
+        return en_err_set(err, EN_ENOMEM, "out of memory reading configuration %s", path);
+    if (line > 0 && ctx.failed)
+        return en_err_prefix(err, "%s:%d", path, line);
+    if (line > 0)
+        return en_err_set(err, EN_EINVAL, "%s:%d: syntax error (expected [section] or key = value)",
+                          path, line);
+    return EN_OK;
+}

@@ -1,0 +1,74 @@
+/*
+ * video_int.h - what the video module's files share: the memory limits the
+ * reader enforces, the reader entry point that takes them (so tests can use
+ * small limits), and the glue between libav's error codes and pixel formats
+ * and ours.  Internal names carry the vid_ prefix; nothing here is API.
+ */
+#ifndef EN_VIDEO_INT_H
+#define EN_VIDEO_INT_H
+
+#include "en_err.h"
+#include "en_frames.h"
+
+#include <stddef.h>
+
+#include <libavutil/pixfmt.h>
+
+/* Bounds on what en_video_read will hold in memory.  A corrupt or hostile
+ * file can claim any size; these stop it before it exhausts the daemon. */
+typedef struct vid_limits {
+    int max_frames;    /* frames decoded from one file */
+    int max_side;      /* width or height in pixels */
+    size_t max_bytes;  /* decoded pixels of the whole clip */
+} vid_limits;
+
+/* The defaults: a long echo clip is a few hundred frames of at most
+ * 1024x768, so these leave a wide margin while keeping one clip under 2 GiB. */
+#define VID_MAX_FRAMES 100000
+#define VID_MAX_SIDE 16384
+#define VID_MAX_BYTES ((size_t)2 << 30)
+
+/* en_video_read with explicit limits. */
+int vid_read(const char *path, int channels, const vid_limits *lim,
+             en_frames *frames, double *fps, en_err *err);
+
+/* Our code for a libav error: AVERROR(ENOMEM) -> EN_ENOMEM, missing file ->
+ * EN_ENOTFOUND, permission -> EN_EPERM, invalid data -> EN_EFORMAT, missing
+ * codec or format -> EN_EUNSUPPORTED, EINVAL and libav's own codes ->
+ * EN_ECODEC, other OS errors -> EN_EIO. */
+int vid_code(int averr);
+
+/* Fills err with "video '<path>': <what>: <libav's text for averr>" and
+ * returns the matching EN_* code. */
+int vid_fail(en_err *err, const char *path, const char *what, int averr);
+
+/* libswscale warns, on every context, about the YUVJ ("JPEG range") pixel
+ * formats.  The same memory layout is available as plain YUV with a
+ * full-range flag: this returns that plain format and sets *full_range when
+ * fmt is a YUVJ one, and returns fmt unchanged otherwise. */
+enum AVPixelFormat vid_sws_format(enum AVPixelFormat fmt, int *full_range);
+
+/* A libswscale context converting src's size and format to dst's, with the
+ * ranges and matrix stated explicitly (see sws_conv.c).  Only the frames'
+ * width, height, format, color_range and colorspace are looked at.  NULL
+ * when libswscale cannot convert (or is out of memory). */
+struct SwsContext;
+struct AVFrame;
+struct SwsContext *vid_sws_open(const struct AVFrame *src, const struct AVFrame *dst);
+
+/* A file written under a temporary name beside its final path and renamed
+ * into place once complete (see tmpfile.c). */
+typedef struct vid_tmpfile {
+    char *tmp;  /* temporary path; NULL when nothing is open */
+    int fd;     /* open for writing, -1 when closed */
+} vid_tmpfile;
+
+/* Creates "<path>.tmp.<pid>.<n>" exclusively, mode 0666 less the umask. */
+int vid_tmp_create(vid_tmpfile *t, const char *path, en_err *err);
+/* fsyncs and closes the file, renames it to path and fsyncs the folder.
+ * On failure the temporary file is removed. */
+int vid_tmp_commit(vid_tmpfile *t, const char *path, en_err *err);
+/* Closes and removes the temporary file; safe to call after commit. */
+void vid_tmp_discard(vid_tmpfile *t);
+
+#endif
