@@ -91,9 +91,22 @@ typedef struct en_dicom_identity {
  * frees frames with en_frames_free).  On failure returns EN_EFORMAT (not
  * DICOM, truncated, lying lengths), EN_ENOTIMAGE, EN_EUNSUPPORTED (names the
  * transfer syntax / photometric interpretation), EN_ELIMIT (names the limit
- * and the value), EN_EIO, EN_ENOMEM; err names the file.  Never aborts. */
+ * and the value), EN_EIO, EN_ENOMEM; err names the file.  Never aborts.
+ * lim NULL means the defaults; id and err may be NULL.
+ *
+ * Pixels: stored values are scaled linearly from their BitsStored range to
+ * 0..255 (identity for 8-bit data); no VOI window or modality LUT is
+ * applied; MONOCHROME1 is inverted to look like MONOCHROME2; YBR and
+ * PALETTE COLOR become RGB.  A NumberOfFrames larger than the pixel data
+ * holds (bytes when native, fragments when compressed) is EN_EFORMAT: no
+ * frame is ever invented or padded.  Identity values never appear in err or
+ * info->warnings. */
 int en_dicom_read(const char *path, const en_dicom_limits *lim,
                   en_dicom_info *info, en_dicom_identity *id,
                   en_frames *frames, en_err *err);
+
+/* 1 if this build can decode transfer syntax `uid` (JPEG 2000 depends on
+ * OpenJPEG being found by configure), else 0. */
+int en_dicom_syntax_supported(const char *uid);
 
 #endif

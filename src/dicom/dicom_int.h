@@ -14,10 +14,33 @@
 #include "dcmtk/dcmdata/dctk.h"
 
 #include <stddef.h>
+#include <stdint.h>
 
 extern "C" {
 #include "en_dicom.h"
 }
+
+/* One en_dicom_read call: its arguments and what has been learnt so far. */
+struct dcm_ctx {
+    const char *path;
+    const en_dicom_limits *lim;
+    en_dicom_info *info;
+    en_frames *frames;
+    en_err *err;
+    DcmFileFormat ff;
+    DcmDataset *ds;
+    E_TransferSyntax xfer;
+    bool has_dicm;
+    uint64_t file_bytes;
+    bool invert; /* MONOCHROME1: flip output to MONOCHROME2 polarity */
+};
+
+/* JPEG 2000 (dicom_j2k.cc): DCMTK has no decoder, so frames go through
+ * OpenJPEG when the build has it.  dcm_j2k_available() tells which. */
+bool dcm_j2k_available(void);
+bool dcm_is_j2k(E_TransferSyntax x);
+/* Decodes every frame into c->frames (already allocated). */
+int dcm_decode_j2k(dcm_ctx *c);
 
 /* Copies src into dst[cap], always terminated, never splitting a UTF-8
  * sequence, dropping control characters. */
