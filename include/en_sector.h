@@ -4,7 +4,9 @@
  *
  * The fan is modelled as an annular sector: an apex (possibly above the
  * image), two straight edges at angles measured from straight down (left
- * edge negative, right edge positive), and an outer radius.  Everything
+ * edge negative, right edge positive), an outer radius, an inner radius
+ * when the near field starts on an arc, and a row above which nothing is
+ * fan when the top is cut flat (a region box's top, a truncated apex).  Everything
  * outside the fan (burned-in text, ECG traces, rulers, colour bars) is
  * removed by zeroing it, which is also the Clean Pixel Data step of
  * deidentification.
@@ -32,6 +34,8 @@ typedef struct en_sector {
     double angle_left, angle_right; /* radians from +y (down); left < 0 < right */
     double radius_inner;            /* 0 for a point apex */
     double radius;                  /* outer radius, source pixels */
+    double top_y;                   /* flat-cut top: rows above are outside
+                                     * (0 = not cut; the image starts there) */
     int x0, y0, x1, y1;             /* bounding box in the image, inclusive */
     double confidence;              /* 0..1: agreement of model and pixels */
     char detail[160];               /* how it was found, for the user */
@@ -43,7 +47,9 @@ typedef struct en_sector {
 int en_sector_locate(const en_frames *frames, const en_dicom_info *info,
                      en_sector *out, en_err *err);
 
-/* Rasterises the sector model: mask[y*cols+x] = 1 inside, 0 outside. */
+/* Rasterises the sector model: mask[y*cols+x] = 1 where the pixel centre
+ * (x, y) lies between the edges, radius_inner <= distance <= radius and
+ * y >= top_y; 0 elsewhere (all 0 for an unusable model). */
 void en_sector_mask(const en_sector *s, int rows, int cols, uint8_t *mask);
 
 /* Where EchoNet-Dynamic's released 112x112 videos put the fan. */
@@ -58,5 +64,12 @@ void en_sector_mask(const en_sector *s, int rows, int cols, uint8_t *mask);
  * here with channels = 1 (the writer replicates grey to 3 channels). */
 int en_sector_frame(const en_frames *in, const en_sector *s, int size,
                     en_frames *out, en_err *err);
+
+/* The fan as en_sector_frame places it in its size x size output: apex,
+ * radii and bounding box in output pixels, angles unchanged (the ones
+ * actually used, after rounding the source window to whole pixels), so
+ * en_sector_mask(view, size, size, m) is exactly the output's fan mask.
+ * Returns EN_EINVAL for an unusable geometry or size. */
+int en_sector_view(const en_sector *s, int size, en_sector *view, en_err *err);
 
 #endif

@@ -105,7 +105,7 @@ int en_convert_file(const en_config *cfg, const en_deid *deid,
     if (rc == EN_OK)
         rc = en_sector_frame(&src, &res->sector, cfg->video_size, &net, err);
     if (rc != EN_OK) {
-        en_err_prefix(err, "%s: study %s: sector", in_path, res->pseudonym);
+        en_err_prefix(err, "%s: study %s", in_path, res->pseudonym);
         goto out;
     }
     en_frames_free(&src);

@@ -110,7 +110,7 @@ static int dcm_stat(dcm_ctx *c)
     if (c->file_bytes > c->lim->max_file_bytes)
         return en_err_set(c->err, EN_ELIMIT,
                           "%s: file size %llu bytes exceeds the limit max_file_bytes=%llu "
-                          "(set [limits] max_file_bytes in echonetd.conf to raise it)",
+                          "(raise [limits] max_file_mb in echonetd.conf to accept it)",
                           c->path, (unsigned long long)c->file_bytes,
                           (unsigned long long)c->lim->max_file_bytes);
     return EN_OK;
@@ -303,9 +303,11 @@ static int dcm_limit(dcm_ctx *c, const char *what, double value, const char *lim
 {
     if (value <= (double)max)
         return EN_OK;
+    /* Byte limits are configured in MiB: name the key the user must edit. */
+    const char *key = strcmp(limit, "max_pixel_bytes") == 0 ? "max_pixel_mb" : limit;
     return en_err_set(c->err, EN_ELIMIT, "%s: %.0f %s exceed the limit %s=%llu "
-                      "(set [limits] %s in echonetd.conf to raise it)",
-                      c->path, value, what, limit, (unsigned long long)max, limit);
+                      "(raise [limits] %s in echonetd.conf to accept it)",
+                      c->path, value, what, limit, (unsigned long long)max, key);
 }
 
 /* NumberOfFrames is an IS string: absent means one frame. */

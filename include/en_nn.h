@@ -1,0 +1,103 @@
+/*
+ * en_nn.h - echonetd's embedded inference engine: EchoNet-Dynamic's two
+ * networks (DeepLabV3-ResNet50 segmentation, R(2+1)D-18 ejection fraction)
+ * run in-process on the CPU over OpenBLAS, with no Python.
+ *
+ * A model is loaded from a safetensors weights file written by
+ * tools/convert-weights (torchvision tensor names, float32, metadata with the
+ * architecture, the input normalisation, the clip sampling, the origin and a
+ * SHA-256 of the tensor data).  Channel widths come from the file, so
+ * reduced-width variants of the same topology run with the same code.
+ *
+ * The engine knows tensors and layers, not DICOM or the daemon.  A model
+ * object is not reentrant: one call at a time per model (load two models, or
+ * serialise, to run from several threads).  See docs/engine.md.
+ */
+#ifndef EN_NN_H
+#define EN_NN_H
+
+#include <stddef.h>
+
+#include "en_err.h"
+#include "en_frames.h"
+
+typedef struct en_nn_model en_nn_model;
+
+typedef enum en_nn_arch {
+    EN_NN_ARCH_DEEPLABV3_RESNET50 = 1,   /* segmentation: logits per pixel */
+    EN_NN_ARCH_R2PLUS1D_18 = 2           /* ejection fraction per clip */
+} en_nn_arch;
+
+/* Run-time options.  Zero-initialise, then set what you need. */
+typedef struct en_nn_opts {
+    int threads;       /* worker threads, 0 = all online cores */
+    int batch;         /* segmentation frames per pass, 0 = 8 */
+    int skip_hash;     /* 1 = do not verify content_sha256 at load (it is
+                          still recorded); default verifies */
+} en_nn_opts;
+
+/* What the weights file says about itself (its __metadata__). */
+typedef struct en_nn_info {
+    en_nn_arch arch;
+    const char *arch_name;     /* "deeplabv3_resnet50" / "r2plus1d_18" */
+    float mean[3];             /* input normalisation, 0-255 pixel scale */
+    float std[3];
+    int clip_frames;           /* EF clip length (32); 1 for segmentation */
+    int clip_period;           /* EF sampling period (2); 1 for segmentation */
+    const char *origin;        /* where the weights came from (free text) */
+    const char *sha256;        /* hex SHA-256 of the file's tensor data */
+    int hash_verified;         /* 1 when sha256 was checked at load */
+    int threads;               /* effective thread count */
+    int batch;                 /* effective segmentation batch */
+    size_t nparams;            /* float parameters in the file */
+    const char *blas_core;     /* OpenBLAS kernel set in use ("Haswell",
+                                  "Cooperlake", ...): speed depends on it */
+} en_nn_info;
+
+/* Loads and checks a weights file (every tensor's name, dtype and shape), folds
+ * BatchNorm into the convolutions and prepares the network.  Errors name the
+ * file and the offending tensor.  en_nn_model_load uses default options. */
+int en_nn_model_load(const char *path, en_nn_model **out, en_err *err);
+int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
+                          en_nn_model **out, en_err *err);
+void en_nn_model_free(en_nn_model *m);
+
+const en_nn_info *en_nn_model_info(const en_nn_model *m);
+
+/* Any __metadata__ value by key, NULL when absent. */
+const char *en_nn_model_meta(const en_nn_model *m, const char *key);
+
+/* Segmentation.  frames: n normalised frames, float NCHW (n x 3 x h x w).
+ * logits: n x h x w, a pixel is left ventricle where its logit is > 0.
+ * Frames go through the network `batch` at a time, so working memory is
+ * bounded by the batch, not by n.  h, w: 112 for EchoNet (any size >= 32
+ * works: the network is fully convolutional). */
+int en_nn_segment(en_nn_model *m, const float *frames, size_t n, int h, int w,
+                  float *logits, en_err *err);
+
+/* Segmentation of 8-bit frames (grey or RGB, as en_video_read gives them),
+ * normalised with the model's mean/std a batch at a time.  logits: nframes x
+ * rows x cols.  sizes (may be NULL): per-frame LV pixel counts (logit > 0),
+ * EchoNet's size.csv "Size" column. */
+int en_nn_segment_frames(en_nn_model *m, const en_frames *frames,
+                         float *logits, int *sizes, en_err *err);
+
+/* Ejection fraction of one clip.  clip: normalised float C,T,H,W (3 x t x h x
+ * w; EchoNet: t = 32, h = w = 112).  *ef: percent. */
+int en_nn_ef(en_nn_model *m, const float *clip, int t, int h, int w,
+             float *ef, en_err *err);
+
+/* EF of the clip starting at frame `start` of 8-bit frames, sampled as
+ * upstream does: clip_frames frames every clip_period frames; a clip running
+ * past the end is padded with zero frames after normalisation (upstream's
+ * behaviour).  EN_EINVAL when start is outside the video. */
+int en_nn_ef_frames(en_nn_model *m, const en_frames *frames, int start,
+                    float *ef, en_err *err);
+
+/* Normalises 8-bit frames [first, first+count) into float NCHW (count x 3 x
+ * rows x cols) with the model's mean/std; grey frames are replicated to three
+ * channels as upstream's videos are. */
+void en_nn_normalize(const en_nn_model *m, const en_frames *frames, int first,
+                     int count, float *out);
+
+#endif

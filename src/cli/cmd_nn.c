@@ -1,0 +1,203 @@
+/*
+ * cmd_nn.c - `echonetctl segment` and `echonetctl ef`: the inference engine
+ * (en_nn.h) on a 112x112 AVI, for users and for comparing with upstream's
+ * outputs.
+ *
+ *   echonetctl segment VIDEO.avi --weights SEG.safetensors [--out size.csv]
+ *                      [--logits FILE] [--masks FILE] [--threads N] [--batch N]
+ *     writes EchoNet's size.csv columns (Filename,Frame,Size,HumanLarge,
+ *     HumanSmall,ComputerSmall; the Human columns are 0 - no tracings - and
+ *     ComputerSmall is left empty: systole detection is the beats stage's job)
+ *     to --out or stdout; --logits writes float32 N x H x W little-endian,
+ *     --masks uint8 0/1 N x H x W.
+ *   echonetctl ef VIDEO.avi --weights EF.safetensors [--start N] [--threads N]
+ *     prints upstream's clip-prediction row: filename,clip_start,ef
+ *
+ * To wire in (the lead): declare cli_segment and cli_ef in cli.h, dispatch
+ * "segment" and "ef" in echonetctl.c, add src/cli/cmd_nn.c to
+ * echonetctl_SOURCES.
+ */
+#include "cli.h"
+
+#include "en_nn.h"
+#include "en_video.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int cli_segment(cli_ctx *ctx, int argc, char **argv);
+int cli_ef(cli_ctx *ctx, int argc, char **argv);
+
+typedef struct nn_args {
+    const char *video, *weights, *out, *logits, *masks;
+    int threads, batch, start;
+} nn_args;
+
+static int parse_int_arg(const char *cmd, const char *opt, const char *v, int lo, int *out)
+{
+    char *end;
+    long n;
+    errno = 0;
+    n = v ? strtol(v, &end, 10) : 0;
+    if (!v || end == v || *end || errno || n < lo || n > 1 << 20) {
+        fprintf(stderr, "echonetctl %s: %s expects an integer >= %d\n", cmd, opt, lo);
+        return CLI_USAGE;
+    }
+    *out = (int)n;
+    return CLI_OK;
+}
+
+static int parse(const char *cmd, int argc, char **argv, nn_args *a)
+{
+    memset(a, 0, sizeof *a);
+    for (int i = 1; i < argc; i++) {
+        const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        int rc = CLI_OK;
+        if (!strcmp(o, "--weights") && v) { a->weights = v; i++; }
+        else if (!strcmp(o, "--out") && v && !strcmp(cmd, "segment")) { a->out = v; i++; }
+        else if (!strcmp(o, "--logits") && v && !strcmp(cmd, "segment")) { a->logits = v; i++; }
+        else if (!strcmp(o, "--masks") && v && !strcmp(cmd, "segment")) { a->masks = v; i++; }
+        else if (!strcmp(o, "--threads")) { rc = parse_int_arg(cmd, o, v, 0, &a->threads); i++; }
+        else if (!strcmp(o, "--batch") && !strcmp(cmd, "segment")) {
+            rc = parse_int_arg(cmd, o, v, 1, &a->batch); i++;
+        } else if (!strcmp(o, "--start") && !strcmp(cmd, "ef")) {
+            rc = parse_int_arg(cmd, o, v, 0, &a->start); i++;
+        } else if (o[0] == '-' && o[1]) {
+            fprintf(stderr, "echonetctl %s: unknown option or missing value '%s'\n", cmd, o);
+            return CLI_USAGE;
+        } else if (!a->video) {
+            a->video = o;
+        } else {
+            fprintf(stderr, "echonetctl %s: too many arguments\n", cmd);
+            return CLI_USAGE;
+        }
+        if (rc != CLI_OK)
+            return rc;
+    }
+    if (!a->video || !a->weights) {
+        fprintf(stderr, "usage: echonetctl %s VIDEO.avi --weights FILE%s\n", cmd,
+                !strcmp(cmd, "ef") ? " [--start N] [--threads N]"
+                : " [--out size.csv] [--logits FILE] [--masks FILE] [--threads N] [--batch N]");
+        return CLI_USAGE;
+    }
+    return CLI_OK;
+}
+
+static int load(const char *cmd, const nn_args *a, en_nn_arch want, en_nn_model **m)
+{
+    en_nn_opts o = { a->threads, a->batch, 0 };
+    en_err e;
+    if (en_nn_model_load_opts(a->weights, &o, m, &e) != EN_OK) {
+        fprintf(stderr, "echonetctl %s: %s\n", cmd, e.msg);
+        return CLI_SETUP;
+    }
+    if (en_nn_model_info(*m)->arch != want) {
+        fprintf(stderr, "echonetctl %s: %s holds %s weights, not the %s network\n", cmd,
+                a->weights, en_nn_model_info(*m)->arch_name,
+                want == EN_NN_ARCH_R2PLUS1D_18 ? "EF" : "segmentation");
+        en_nn_model_free(*m);
+        return CLI_SETUP;
+    }
+    return CLI_OK;
+}
+
+static int write_file(const char *cmd, const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(p, 1, n, f) != n || fclose(f) != 0) {
+        fprintf(stderr, "echonetctl %s: cannot write %s: %s\n", cmd, path, strerror(errno));
+        return CLI_FAILED;
+    }
+    return CLI_OK;
+}
+
+int cli_segment(cli_ctx *ctx, int argc, char **argv)
+{
+    nn_args a;
+    en_nn_model *m = NULL;
+    en_frames fr = { 0, 0, 0, 0, NULL };
+    float *logits = NULL;
+    int *sizes = NULL, rc;
+    size_t plane, n;
+    char namebuf[4096];
+    en_err e;
+    FILE *out = stdout;
+
+    (void)ctx;
+    if ((rc = parse("segment", argc, argv, &a)) != CLI_OK ||
+        (rc = load("segment", &a, EN_NN_ARCH_DEEPLABV3_RESNET50, &m)) != CLI_OK)
+        return rc;
+    if (en_video_read(a.video, 3, &fr, NULL, &e) != EN_OK) {
+        fprintf(stderr, "echonetctl segment: %s\n", e.msg);
+        en_nn_model_free(m);
+        return CLI_FAILED;
+    }
+    plane = (size_t)fr.rows * (size_t)fr.cols;
+    n = (size_t)fr.nframes * plane;
+    logits = malloc(n * sizeof *logits);
+    sizes = malloc((size_t)fr.nframes * sizeof *sizes);
+    rc = CLI_FAILED;
+    if (!logits || !sizes) {
+        fprintf(stderr, "echonetctl segment: out of memory for %d frames\n", fr.nframes);
+    } else if (en_nn_segment_frames(m, &fr, logits, sizes, &e) != EN_OK) {
+        fprintf(stderr, "echonetctl segment: %s: %s\n", a.video, e.msg);
+    } else if (a.out && !(out = fopen(a.out, "w"))) {
+        fprintf(stderr, "echonetctl segment: cannot write %s: %s\n", a.out, strerror(errno));
+    } else {
+        snprintf(namebuf, sizeof namebuf, "%s", a.video);
+        fprintf(out, "Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall\n");
+        for (int i = 0; i < fr.nframes; i++)
+            fprintf(out, "%s,%d,%d,0,0,\n", basename(namebuf), i, sizes[i]);
+        rc = (out != stdout && fclose(out) != 0) ? CLI_FAILED : CLI_OK;
+        if (rc == CLI_OK && a.logits)
+            rc = write_file("segment", a.logits, logits, n * sizeof *logits);
+        if (rc == CLI_OK && a.masks) {
+            unsigned char *mk = malloc(n);
+            if (!mk) {
+                rc = CLI_FAILED;
+            } else {
+                for (size_t i = 0; i < n; i++)
+                    mk[i] = logits[i] > 0.0f;
+                rc = write_file("segment", a.masks, mk, n);
+                free(mk);
+            }
+        }
+    }
+    free(logits);
+    free(sizes);
+    en_frames_free(&fr);
+    en_nn_model_free(m);
+    return rc;
+}
+
+int cli_ef(cli_ctx *ctx, int argc, char **argv)
+{
+    nn_args a;
+    en_nn_model *m = NULL;
+    en_frames fr = { 0, 0, 0, 0, NULL };
+    char namebuf[4096];
+    float ef;
+    int rc;
+    en_err e;
+
+    (void)ctx;
+    if ((rc = parse("ef", argc, argv, &a)) != CLI_OK ||
+        (rc = load("ef", &a, EN_NN_ARCH_R2PLUS1D_18, &m)) != CLI_OK)
+        return rc;
+    rc = CLI_FAILED;
+    if (en_video_read(a.video, 3, &fr, NULL, &e) != EN_OK) {
+        fprintf(stderr, "echonetctl ef: %s\n", e.msg);
+    } else if (en_nn_ef_frames(m, &fr, a.start, &ef, &e) != EN_OK) {
+        fprintf(stderr, "echonetctl ef: %s: %s\n", a.video, e.msg);
+    } else {
+        snprintf(namebuf, sizeof namebuf, "%s", a.video);
+        printf("%s,%d,%.4f\n", basename(namebuf), a.start, ef);
+        rc = CLI_OK;
+    }
+    en_frames_free(&fr);
+    en_nn_model_free(m);
+    return rc;
+}

@@ -1,0 +1,232 @@
+/*
+ * deeplab.c - DeepLabV3 with a ResNet-50 backbone and one output channel,
+ * EchoNet-Dynamic's segmentation network, exactly as torchvision 0.14 builds
+ * deeplabv3_resnet50(aux_loss=False) with classifier[-1] = Conv2d(256, 1, 1):
+ *
+ *   stem   conv 7x7/2 + BN + ReLU, max pool 3x3/2 (112 -> 28)
+ *   layer1..4  Bottlenecks [3, 4, 6, 3]; conv2 (3x3) carries the stride
+ *          (torchvision's "ResNet v1.5"); layers 3 and 4 replace their stride
+ *          with dilation 2 and 4 (output stride 8: 14x14 at 112x112), the
+ *          first block of a dilated layer keeping the previous dilation
+ *   ASPP   1x1, 3x3 rates 12/24/36, image pooling; concat; 1x1 project
+ *          (Dropout is off in eval mode)
+ *   head   3x3 conv + BN + ReLU, 1x1 conv to one logit, bilinear upsample
+ *          (align_corners=False) back to the input size
+ *
+ * Channel widths come from the weights file.  At 112x112 the rate-24 and
+ * rate-36 branches only ever see their centre tap inside the 14x14 map, and
+ * conv.c runs them as 1x1 convolutions.  The pooling branch's "upsample"
+ * from 1x1 is a broadcast.
+ */
+#include "nn_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct bottleneck {
+    nn_conv c1, c2, c3, ds;
+    int has_ds;
+} bottleneck;
+
+enum { DL_NBLOCKS = 3 + 4 + 6 + 3, DL_NBUF = 8 };
+
+struct nn_deeplab {
+    nn_conv stem;
+    bottleneck blocks[DL_NBLOCKS];
+    nn_conv aspp[4];          /* 1x1, rate 12, 24, 36 */
+    nn_conv aspp_pool;        /* after the global average */
+    nn_conv project, head, out;
+    int aspp_width;
+    nn_tensor buf[DL_NBUF];
+};
+
+static int conv2d(nn_st *st, const char *conv, const char *bn, int has_bias,
+                  int cin, int want_cout, int k, int s, int p, int d, nn_conv *c,
+                  en_err *err)
+{
+    int kk[3] = { 1, k, k }, ss[3] = { 1, s, s }, pp[3] = { 0, p, p }, dd[3] = { 1, d, d };
+    return nn_w_conv(st, conv, bn, has_bias, 4, cin, want_cout, kk, ss, pp, dd, c, err);
+}
+
+static int build_backbone(nn_st *st, nn_deeplab *net, int *width, en_err *err)
+{
+    static const int nblocks[4] = { 3, 4, 6, 3 };
+    static const int stride[4] = { 1, 2, 2, 2 };
+    static const int dilate[4] = { 0, 0, 1, 1 };
+    char a[128], b[128];
+    int rc, inplanes, dilation = 1, bi = 0;
+
+    if ((rc = conv2d(st, "backbone.conv1", "backbone.bn1", 0, 3, -1, 7, 2, 3, 1,
+                     &net->stem, err)) != EN_OK)
+        return rc;
+    inplanes = net->stem.cout;
+    for (int l = 0; l < 4; l++) {
+        int s = stride[l], prev = dilation;
+        if (dilate[l]) {
+            dilation *= s;
+            s = 1;
+        }
+        for (int i = 0; i < nblocks[l]; i++, bi++) {
+            bottleneck *blk = &net->blocks[bi];
+            int bs = i == 0 ? s : 1, bd = i == 0 ? prev : dilation;
+            const char *pre = "backbone.layer";
+#define NAME(buf, leaf) snprintf(buf, sizeof buf, "%s%d.%d.%s", pre, l + 1, i, leaf)
+            NAME(a, "conv1"); NAME(b, "bn1");
+            if ((rc = conv2d(st, a, b, 0, inplanes, -1, 1, 1, 0, 1, &blk->c1, err)) != EN_OK)
+                return rc;
+            NAME(a, "conv2"); NAME(b, "bn2");
+            if ((rc = conv2d(st, a, b, 0, blk->c1.cout, blk->c1.cout, 3, bs, bd, bd,
+                             &blk->c2, err)) != EN_OK)
+                return rc;
+            NAME(a, "conv3"); NAME(b, "bn3");
+            if ((rc = conv2d(st, a, b, 0, blk->c2.cout, -1, 1, 1, 0, 1, &blk->c3, err)) != EN_OK)
+                return rc;
+            /* torchvision adds a projection exactly when shape changes */
+            blk->has_ds = bs != 1 || inplanes != blk->c3.cout;
+            if (blk->has_ds) {
+                NAME(a, "downsample.0"); NAME(b, "downsample.1");
+                if ((rc = conv2d(st, a, b, 0, inplanes, blk->c3.cout, 1, bs, 0, 1,
+                                 &blk->ds, err)) != EN_OK)
+                    return rc;
+            }
+#undef NAME
+            inplanes = blk->c3.cout;
+        }
+    }
+    *width = inplanes;
+    return EN_OK;
+}
+
+static int build_head(nn_st *st, nn_deeplab *net, int feat, en_err *err)
+{
+    static const int rates[3] = { 12, 24, 36 };
+    char a[128], b[128];
+    int rc, w;
+
+    if ((rc = conv2d(st, "classifier.0.convs.0.0", "classifier.0.convs.0.1", 0, feat, -1,
+                     1, 1, 0, 1, &net->aspp[0], err)) != EN_OK)
+        return rc;
+    w = net->aspp_width = net->aspp[0].cout;
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "classifier.0.convs.%d.0", i + 1);
+        snprintf(b, sizeof b, "classifier.0.convs.%d.1", i + 1);
+        if ((rc = conv2d(st, a, b, 0, feat, w, 3, 1, rates[i], rates[i], &net->aspp[i + 1],
+                         err)) != EN_OK)
+            return rc;
+    }
+    if ((rc = conv2d(st, "classifier.0.convs.4.1", "classifier.0.convs.4.2", 0, feat, w,
+                     1, 1, 0, 1, &net->aspp_pool, err)) != EN_OK ||
+        (rc = conv2d(st, "classifier.0.project.0", "classifier.0.project.1", 0, 5 * w, -1,
+                     1, 1, 0, 1, &net->project, err)) != EN_OK ||
+        (rc = conv2d(st, "classifier.1", "classifier.2", 0, net->project.cout, -1,
+                     3, 1, 1, 1, &net->head, err)) != EN_OK ||
+        (rc = conv2d(st, "classifier.4", NULL, 1, net->head.cout, 1, 1, 1, 0, 1,
+                     &net->out, err)) != EN_OK)
+        return rc;
+    return EN_OK;
+}
+
+int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)
+{
+    nn_deeplab *net = calloc(1, sizeof *net);
+    int rc, feat;
+
+    if (!net)
+        return en_err_set(err, EN_ENOMEM, "out of memory");
+    if ((rc = build_backbone(st, net, &feat, err)) != EN_OK ||
+        (rc = build_head(st, net, feat, err)) != EN_OK) {
+        nn_deeplab_free(net);
+        return rc;
+    }
+    *out = net;
+    return EN_OK;
+}
+
+void nn_deeplab_free(nn_deeplab *net)
+{
+    if (!net)
+        return;
+    nn_conv_free(&net->stem);
+    for (int i = 0; i < DL_NBLOCKS; i++) {
+        nn_conv_free(&net->blocks[i].c1);
+        nn_conv_free(&net->blocks[i].c2);
+        nn_conv_free(&net->blocks[i].c3);
+        nn_conv_free(&net->blocks[i].ds);
+    }
+    for (int i = 0; i < 4; i++)
+        nn_conv_free(&net->aspp[i]);
+    nn_conv_free(&net->aspp_pool);
+    nn_conv_free(&net->project);
+    nn_conv_free(&net->head);
+    nn_conv_free(&net->out);
+    for (int i = 0; i < DL_NBUF; i++)
+        nn_tensor_free(&net->buf[i]);
+    free(net);
+}
+
+/* One bottleneck: x -> y, using t1, t2, ds as scratch. */
+static int block_forward(nn_pool *pool, bottleneck *b, const nn_tensor *x,
+                         nn_tensor *y, nn_tensor *t1, nn_tensor *t2, nn_tensor *ds,
+                         en_err *err)
+{
+    int rc;
+    if ((rc = nn_conv_forward(pool, &b->c1, x, t1, NULL, 1, err)) != EN_OK ||
+        (rc = nn_conv_forward(pool, &b->c2, t1, t2, NULL, 1, err)) != EN_OK)
+        return rc;
+    if (b->has_ds && (rc = nn_conv_forward(pool, &b->ds, x, ds, NULL, 0, err)) != EN_OK)
+        return rc;
+    return nn_conv_forward(pool, &b->c3, t2, y, b->has_ds ? ds : x, 1, err);
+}
+
+int nn_deeplab_forward(nn_deeplab *net, nn_pool *pool, const nn_tensor *x,
+                       float *logits, en_err *err)
+{
+    nn_tensor *buf = net->buf;
+    nn_tensor *cur = &buf[0], *nxt = &buf[1];
+    const int64_t H = x->shape[NN_H], W = x->shape[NN_W], B = x->shape[NN_B];
+    const int w = net->aspp_width;
+    int rc;
+
+    if (x->shape[NN_C] != 3 || x->shape[NN_T] != 1)
+        return en_err_set(err, EN_EINVAL, "segmentation expects 3-channel frames");
+    if ((rc = nn_conv_forward(pool, &net->stem, x, &buf[2], NULL, 1, err)) != EN_OK ||
+        (rc = nn_maxpool2d(pool, &buf[2], cur, 3, 2, 1, err)) != EN_OK)
+        return rc;
+    for (int i = 0; i < DL_NBLOCKS; i++) {
+        nn_tensor *t;
+        if ((rc = block_forward(pool, &net->blocks[i], cur, nxt, &buf[2], &buf[3], &buf[4],
+                                err)) != EN_OK)
+            return rc;
+        t = cur; cur = nxt; nxt = t;
+    }
+
+    /* ASPP: the five branches write straight into channel slices of one
+     * concatenation buffer (channel-major: each slice is contiguous). */
+    {
+        nn_tensor *cat = &buf[5], *pooled = &buf[6], *pv = &buf[7];
+        if ((rc = nn_tensor_reshape(cat, 5 * w, B, 1, cur->shape[NN_H], cur->shape[NN_W],
+                                    err)) != EN_OK)
+            return rc;
+        for (int i = 0; i < 4; i++) {
+            nn_tensor slice = nn_tensor_channels(cat, (int64_t)i * w, w);
+            if ((rc = nn_conv_forward(pool, &net->aspp[i], cur, &slice, NULL, 1, err)) != EN_OK)
+                return rc;
+        }
+        if ((rc = nn_avgpool_global(cur, pooled, err)) != EN_OK ||
+            (rc = nn_conv_forward(pool, &net->aspp_pool, pooled, pv, NULL, 1, err)) != EN_OK)
+            return rc;
+        {
+            nn_tensor slice = nn_tensor_channels(cat, 4 * (int64_t)w, w);
+            nn_broadcast_hw(pv, &slice);
+        }
+        if ((rc = nn_conv_forward(pool, &net->project, cat, nxt, NULL, 1, err)) != EN_OK ||
+            (rc = nn_conv_forward(pool, &net->head, nxt, cur, NULL, 1, err)) != EN_OK ||
+            (rc = nn_conv_forward(pool, &net->out, cur, nxt, NULL, 0, err)) != EN_OK ||
+            (rc = nn_upsample_bilinear(pool, nxt, cur, H, W, err)) != EN_OK)
+            return rc;
+    }
+    /* one channel: C x B x 1 x H x W is already B x H x W */
+    memcpy(logits, cur->data, (size_t)(B * H * W) * sizeof *logits);
+    return EN_OK;
+}

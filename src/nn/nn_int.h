@@ -1,0 +1,198 @@
+/*
+ * nn_int.h - what the inference engine's files share: the tensor type, the
+ * thread pool, the operators, the weights-file reader and the two networks.
+ *
+ * Activations are 5-D float tensors laid out channel-major, C x B x T x H x W
+ * (B: images or clips in the batch, T: frames of a clip, 1 for 2-D nets).
+ * Channel-major means a convolution is one matrix product
+ *   Y[Cout][B*T*H*W] = W[Cout][Cin*kt*kh*kw] x cols[Cin*kt*kh*kw][B*T*H*W]
+ * with no transposes, a 1x1 convolution needs no im2col at all, and a
+ * channel slice of a concatenation is one contiguous block.
+ */
+#ifndef EN_NN_INT_H
+#define EN_NN_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "en_err.h"
+#include "en_nn.h"
+
+/* ---- tensors (tensor.c) ------------------------------------------------ */
+
+enum { NN_C = 0, NN_B, NN_T, NN_H, NN_W, NN_DIMS };
+
+typedef struct nn_tensor {
+    float *data;
+    int64_t shape[NN_DIMS];    /* C, B, T, H, W */
+    int64_t stride[NN_DIMS];   /* elements; contiguous unless a view */
+    size_t cap;                /* allocated floats when owned, 0 for views */
+} nn_tensor;
+
+/* Sets the shape with contiguous strides, growing the storage when needed
+ * (never shrinking: buffers are reused batch after batch). */
+int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
+                      int64_t h, int64_t w, en_err *err);
+void nn_tensor_free(nn_tensor *t);
+size_t nn_tensor_numel(const nn_tensor *t);
+/* Columns of the channel-major matrix view: B*T*H*W. */
+static inline int64_t nn_tensor_cols(const nn_tensor *t)
+{
+    return t->shape[NN_B] * t->shape[NN_T] * t->shape[NN_H] * t->shape[NN_W];
+}
+/* A view of channels [c0, c0+n) of a contiguous tensor (for concat). */
+nn_tensor nn_tensor_channels(const nn_tensor *t, int64_t c0, int64_t n);
+
+/* ---- thread pool (threads.c) -------------------------------------------- */
+
+typedef struct nn_pool nn_pool;
+typedef void (*nn_task_fn)(void *arg, int task, int thread);
+
+int nn_pool_create(int nthreads, nn_pool **out, en_err *err);
+void nn_pool_free(nn_pool *p);
+int nn_pool_size(const nn_pool *p);
+/* Runs fn(arg, task, thread) for task in [0, ntasks) on all threads (the
+ * caller included) and returns when every task is done. */
+void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg);
+/* A per-thread scratch buffer of at least n floats (reused). */
+float *nn_pool_scratch(nn_pool *p, int thread, size_t n);
+
+/* ---- operators (conv.c, ops.c) ----------------------------------------- */
+
+typedef struct nn_conv {
+    int cin, cout;
+    int k[3], s[3], p[3], d[3];   /* T, H, W: kernel, stride, padding, dilation */
+    float *w;                     /* [cout][cin*kt*kh*kw], BatchNorm folded */
+    float *b;                     /* [cout] */
+    /* Taps that only ever read padding for the current input size are
+     * dropped (exact): the reduced weight matrix is cached per input size. */
+    int64_t cache_in[3];
+    int ntap[3], tap[3][16];
+    float *wr;                    /* reduced weights, NULL when all taps live */
+    /* Sparse-tap plan (stride 1, large dilation): each live tap multiplies
+     * only the output rectangle where it reads inside the input. */
+    int sparse;
+    float *wtap;                  /* [tap][cout][cin] */
+} nn_conv;
+
+typedef struct nn_linear {
+    int in, out;
+    float *w;                     /* [out][in] */
+    float *b;                     /* [out] */
+} nn_linear;
+
+void nn_conv_free(nn_conv *c);
+/* Output size along one axis. */
+int64_t nn_conv_out(const nn_conv *c, int axis, int64_t in);
+/* y = [relu](conv(x) + bias [+ res]); y reshaped here.  res may be NULL
+ * and must have y's shape.  y must not alias x. */
+int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
+                    nn_tensor *y, const nn_tensor *res, int relu, en_err *err);
+/* Reference convolution by direct loops (tests). */
+void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y);
+
+/* Max pooling over H, W (T untouched), -inf padding like PyTorch. */
+int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
+                 int s, int p, en_err *err);
+/* Mean over T, H, W: y is C x B x 1 x 1 x 1. */
+int nn_avgpool_global(const nn_tensor *x, nn_tensor *y, en_err *err);
+/* Bilinear resize of H, W, align_corners=False (PyTorch's F.interpolate). */
+int nn_upsample_bilinear(nn_pool *pool, const nn_tensor *x, nn_tensor *y,
+                         int64_t oh, int64_t ow, en_err *err);
+/* Copies a C x B x 1 x 1 x 1 tensor over every position of y's B's (the
+ * ASPP pooling branch's upsample from 1x1 is a broadcast). */
+void nn_broadcast_hw(const nn_tensor *v, nn_tensor *y);
+void nn_relu(nn_tensor *x);
+void nn_add(nn_tensor *y, const nn_tensor *x);
+/* y[out][B] = W x[in][B] + b: x is in x B x 1 x 1 x 1. */
+int nn_linear_forward(const nn_linear *l, const nn_tensor *x, nn_tensor *y,
+                      en_err *err);
+/* NCHW / NCTHW input (one contiguous image or clip after another) to
+ * C x B x T x H x W. */
+int nn_from_batch_major(const float *in, int64_t b, int64_t c, int64_t t,
+                        int64_t h, int64_t w, nn_tensor *y, en_err *err);
+
+/* ---- weights file (safetensors.c, json_min.c, weights.c) ----------------- */
+
+typedef struct nn_st_tensor {
+    char *name;
+    int ndim;
+    int64_t shape[8];
+    const float *data;       /* into the mapping */
+    size_t numel;
+    int used;
+} nn_st_tensor;
+
+typedef struct nn_st {
+    const char *path;
+    void *map;
+    size_t map_len;
+    const uint8_t *data;     /* start of the data section */
+    size_t data_len;
+    nn_st_tensor *t;
+    size_t nt;
+    char **meta_keys, **meta_vals;
+    size_t nmeta;
+} nn_st;
+
+int nn_st_open(const char *path, nn_st *st, en_err *err);
+void nn_st_close(nn_st *st);
+const char *nn_st_meta(const nn_st *st, const char *key);
+nn_st_tensor *nn_st_find(nn_st *st, const char *name);
+/* Drops consumed pages of the mapping from the resident set. */
+void nn_st_release(const nn_st *st, const void *p, size_t len);
+/* Hex SHA-256 of the data section into hex[65]. */
+int nn_st_sha256(const nn_st *st, char hex[65], en_err *err);
+/* Fails naming the first tensor no layer took (an "extra" tensor). */
+int nn_st_check_all_used(const nn_st *st, en_err *err);
+
+/* Fetches tensor `name` (marks it used) and checks its rank and shape;
+ * want[i] < 0 accepts any extent and reports it in got[] (may be NULL). */
+int nn_w_get(nn_st *st, const char *name, int ndim, const int64_t *want,
+             int64_t *got, const float **data, en_err *err);
+/* Builds a convolution from `conv`.weight ([cout][cin][kh][kw] when ndim is
+ * 4, [cout][cin][kt][kh][kw] when 5; plus `conv`.bias when has_bias) and
+ * folds BatchNorm `bn` (eval mode, eps 1e-5) into it; bn may be NULL.  cin
+ * must match (< 0: any); cout is read from the file, or checked when want_cout
+ * > 0.  k/s/p/d are T,H,W. */
+int nn_w_conv(nn_st *st, const char *conv, const char *bn, int has_bias,
+              int ndim, int cin, int want_cout, const int k[3], const int s[3],
+              const int p[3], const int d[3], nn_conv *out, en_err *err);
+int nn_w_linear(nn_st *st, const char *name, int in, nn_linear *out,
+                en_err *err);
+
+/* Minimal JSON (json_min.c): a DOM for the safetensors header. */
+typedef enum { NJ_NULL, NJ_BOOL, NJ_NUM, NJ_STR, NJ_ARR, NJ_OBJ } nj_type;
+typedef struct nj_val {
+    nj_type type;
+    double num;
+    int boolean;
+    char *str;                 /* NJ_STR: NUL-terminated (no NULs inside) */
+    size_t n;                  /* NJ_ARR/NJ_OBJ: element count */
+    struct nj_val *items;      /* NJ_ARR/NJ_OBJ values */
+    char **keys;               /* NJ_OBJ keys */
+} nj_val;
+
+/* Parses len bytes; errors give the byte offset.  Depth is limited. */
+int nj_parse(const char *s, size_t len, nj_val *out, en_err *err);
+void nj_free(nj_val *v);
+const nj_val *nj_get(const nj_val *obj, const char *key);
+
+/* ---- networks (deeplab.c, r2plus1d.c) ---------------------------------- */
+
+typedef struct nn_deeplab nn_deeplab;
+typedef struct nn_r2p1d nn_r2p1d;
+
+int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err);
+void nn_deeplab_free(nn_deeplab *net);
+/* x: 3 x B x 1 x H x W; logits: B*H*W. */
+int nn_deeplab_forward(nn_deeplab *net, nn_pool *pool, const nn_tensor *x,
+                       float *logits, en_err *err);
+
+int nn_r2p1d_build(nn_st *st, nn_r2p1d **out, en_err *err);
+void nn_r2p1d_free(nn_r2p1d *net);
+/* x: 3 x B x T x H x W; out: B values. */
+int nn_r2p1d_forward(nn_r2p1d *net, nn_pool *pool, const nn_tensor *x,
+                     float *out, en_err *err);
+
+#endif

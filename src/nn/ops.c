@@ -1,0 +1,208 @@
+/*
+ * ops.c - the engine's operators other than convolution: max pooling,
+ * global average pooling, bilinear resizing (align_corners=False, exactly
+ * PyTorch's source-index rule), broadcast, ReLU, residual add, linear, and
+ * the layout change from the caller's batch-major arrays.
+ *
+ * Loops are plain and unit-stride so -O2 vectorises them; the larger ones
+ * are spread over the pool by planes.
+ */
+#include "nn_int.h"
+
+#include <float.h>
+#include <string.h>
+
+typedef struct plane_job {
+    const nn_tensor *x;
+    nn_tensor *y;
+    int k, s, p;
+    /* bilinear */
+    int64_t oh, ow;
+} plane_job;
+
+static void maxpool_plane(void *arg, int task, int thread)
+{
+    const plane_job *j = arg;
+    const int64_t Hi = j->x->shape[NN_H], Wi = j->x->shape[NN_W];
+    const int64_t Ho = j->y->shape[NN_H], Wo = j->y->shape[NN_W];
+    const float *in = j->x->data + (int64_t)task * Hi * Wi;
+    float *out = j->y->data + (int64_t)task * Ho * Wo;
+
+    for (int64_t oy = 0; oy < Ho; oy++) {
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            float m = -FLT_MAX;
+            int any = 0;
+            for (int ky = 0; ky < j->k; ky++) {
+                int64_t iy = oy * j->s - j->p + ky;
+                if (iy < 0 || iy >= Hi)
+                    continue;
+                for (int kx = 0; kx < j->k; kx++) {
+                    int64_t ix = ox * j->s - j->p + kx;
+                    if (ix < 0 || ix >= Wi)
+                        continue;
+                    float v = in[iy * Wi + ix];
+                    if (!any || v > m)
+                        m = v;
+                    any = 1;
+                }
+            }
+            out[oy * Wo + ox] = m;
+        }
+    }
+}
+
+int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
+                 int s, int p, en_err *err)
+{
+    int64_t Ho = (x->shape[NN_H] + 2 * p - k) / s + 1;
+    int64_t Wo = (x->shape[NN_W] + 2 * p - k) / s + 1;
+    int64_t planes = x->shape[NN_C] * x->shape[NN_B] * x->shape[NN_T];
+    plane_job j = { x, y, k, s, p, 0, 0 };
+    int rc;
+
+    if (Ho <= 0 || Wo <= 0 || 2 * p > k)
+        return en_err_set(err, EN_EINVAL, "nn: max pooling does not fit the input");
+    rc = nn_tensor_reshape(y, x->shape[NN_C], x->shape[NN_B], x->shape[NN_T], Ho, Wo, err);
+    if (rc != EN_OK)
+        return rc;
+    nn_pool_run(pool, (int)planes, maxpool_plane, &j);
+    return EN_OK;
+}
+
+int nn_avgpool_global(const nn_tensor *x, nn_tensor *y, en_err *err)
+{
+    const int64_t C = x->shape[NN_C], B = x->shape[NN_B];
+    const int64_t n = x->shape[NN_T] * x->shape[NN_H] * x->shape[NN_W];
+    int rc = nn_tensor_reshape(y, C, B, 1, 1, 1, err);
+
+    if (rc != EN_OK)
+        return rc;
+    for (int64_t c = 0; c < C; c++) {
+        for (int64_t b = 0; b < B; b++) {
+            const float *p = x->data + c * x->stride[NN_C] + b * x->stride[NN_B];
+            double acc = 0.0;
+            for (int64_t i = 0; i < n; i++)
+                acc += p[i];
+            y->data[c * B + b] = (float)(acc / (double)n);
+        }
+    }
+    return EN_OK;
+}
+
+/* PyTorch's area_pixel_compute_source_index for align_corners=False. */
+static void bilinear_index(int64_t in, int64_t out, int64_t o, int64_t *i0,
+                           int64_t *i1, float *l1)
+{
+    const float scale = (float)in / (float)out;
+    float src = scale * ((float)o + 0.5f) - 0.5f;
+    int64_t a;
+
+    if (src < 0.0f)
+        src = 0.0f;
+    a = (int64_t)src;
+    *i0 = a;
+    *i1 = a + (a < in - 1 ? 1 : 0);
+    *l1 = src - (float)a;
+}
+
+static void upsample_plane(void *arg, int task, int thread)
+{
+    const plane_job *j = arg;
+    const int64_t Hi = j->x->shape[NN_H], Wi = j->x->shape[NN_W];
+    const int64_t Ho = j->oh, Wo = j->ow;
+    const float *in = j->x->data + (int64_t)task * Hi * Wi;
+    float *out = j->y->data + (int64_t)task * Ho * Wo;
+
+    for (int64_t oy = 0; oy < Ho; oy++) {
+        int64_t y0, y1;
+        float ly1;
+        bilinear_index(Hi, Ho, oy, &y0, &y1, &ly1);
+        const float ly0 = 1.0f - ly1;
+        const float *r0 = in + y0 * Wi, *r1 = in + y1 * Wi;
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            int64_t x0, x1;
+            float lx1;
+            bilinear_index(Wi, Wo, ox, &x0, &x1, &lx1);
+            const float lx0 = 1.0f - lx1;
+            out[oy * Wo + ox] = ly0 * (lx0 * r0[x0] + lx1 * r0[x1]) +
+                                ly1 * (lx0 * r1[x0] + lx1 * r1[x1]);
+        }
+    }
+}
+
+int nn_upsample_bilinear(nn_pool *pool, const nn_tensor *x, nn_tensor *y,
+                         int64_t oh, int64_t ow, en_err *err)
+{
+    int64_t planes = x->shape[NN_C] * x->shape[NN_B] * x->shape[NN_T];
+    plane_job j = { x, y, 0, 0, 0, oh, ow };
+    int rc = nn_tensor_reshape(y, x->shape[NN_C], x->shape[NN_B], x->shape[NN_T],
+                               oh, ow, err);
+    if (rc != EN_OK)
+        return rc;
+    nn_pool_run(pool, (int)planes, upsample_plane, &j);
+    return EN_OK;
+}
+
+void nn_broadcast_hw(const nn_tensor *v, nn_tensor *y)
+{
+    const int64_t C = y->shape[NN_C], B = y->shape[NN_B];
+    const int64_t n = y->shape[NN_T] * y->shape[NN_H] * y->shape[NN_W];
+
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t b = 0; b < B; b++) {
+            float *p = y->data + c * y->stride[NN_C] + b * y->stride[NN_B];
+            const float val = v->data[c * B + b];
+            for (int64_t i = 0; i < n; i++)
+                p[i] = val;
+        }
+}
+
+void nn_relu(nn_tensor *x)
+{
+    size_t n = nn_tensor_numel(x);
+    for (size_t i = 0; i < n; i++)
+        x->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
+}
+
+void nn_add(nn_tensor *y, const nn_tensor *x)
+{
+    size_t n = nn_tensor_numel(y);
+    for (size_t i = 0; i < n; i++)
+        y->data[i] += x->data[i];
+}
+
+int nn_linear_forward(const nn_linear *l, const nn_tensor *x, nn_tensor *y,
+                      en_err *err)
+{
+    const int64_t B = x->shape[NN_B];
+    int rc;
+
+    if (x->shape[NN_C] != l->in || nn_tensor_cols(x) != B)
+        return en_err_set(err, EN_EINVAL, "nn: linear layer expects %d features", l->in);
+    if ((rc = nn_tensor_reshape(y, l->out, B, 1, 1, 1, err)) != EN_OK)
+        return rc;
+    for (int64_t o = 0; o < l->out; o++)
+        for (int64_t b = 0; b < B; b++) {
+            double acc = l->b[o];
+            for (int64_t i = 0; i < l->in; i++)
+                acc += (double)l->w[o * l->in + i] * x->data[i * B + b];
+            y->data[o * B + b] = (float)acc;
+        }
+    return EN_OK;
+}
+
+int nn_from_batch_major(const float *in, int64_t b, int64_t c, int64_t t,
+                        int64_t h, int64_t w, nn_tensor *y, en_err *err)
+{
+    const size_t plane = (size_t)(t * h * w);
+    int rc = nn_tensor_reshape(y, c, b, t, h, w, err);
+
+    if (rc != EN_OK)
+        return rc;
+    for (int64_t bi = 0; bi < b; bi++)
+        for (int64_t ci = 0; ci < c; ci++)
+            memcpy(y->data + ci * y->stride[NN_C] + bi * y->stride[NN_B],
+                   in + ((size_t)bi * (size_t)c + (size_t)ci) * plane,
+                   plane * sizeof(float));
+    return EN_OK;
+}

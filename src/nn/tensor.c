@@ -1,0 +1,65 @@
+/*
+ * tensor.c - the engine's activation tensors: float32, C x B x T x H x W,
+ * channel-major, with storage that grows to the largest shape seen and is
+ * then reused, so a long video runs batch after batch without allocating.
+ */
+#include "nn_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
+                      int64_t h, int64_t w, en_err *err)
+{
+    int64_t dims[NN_DIMS] = { c, b, tt, h, w };
+    size_t n = 1;
+
+    for (int i = 0; i < NN_DIMS; i++) {
+        if (dims[i] <= 0 || dims[i] > (1 << 24))
+            return en_err_set(err, EN_EINVAL, "nn: tensor extent %lld out of range",
+                              (long long)dims[i]);
+        if (n > ((size_t)1 << 40) / (size_t)dims[i])
+            return en_err_set(err, EN_ELIMIT, "nn: tensor too large");
+        n *= (size_t)dims[i];
+    }
+    if (n > t->cap) {
+        /* 64-byte alignment keeps rows friendly to the vector units. */
+        float *p = NULL;
+        if (posix_memalign((void **)&p, 64, n * sizeof(float)) != 0)
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for a %zu MB activation",
+                              n * sizeof(float) >> 20);
+        if (t->cap)
+            free(t->data);
+        t->data = p;
+        t->cap = n;
+    }
+    memcpy(t->shape, dims, sizeof dims);
+    t->stride[NN_W] = 1;
+    for (int i = NN_DIMS - 2; i >= 0; i--)
+        t->stride[i] = t->stride[i + 1] * t->shape[i + 1];
+    return EN_OK;
+}
+
+void nn_tensor_free(nn_tensor *t)
+{
+    if (t->cap)
+        free(t->data);
+    memset(t, 0, sizeof *t);
+}
+
+size_t nn_tensor_numel(const nn_tensor *t)
+{
+    size_t n = 1;
+    for (int i = 0; i < NN_DIMS; i++)
+        n *= (size_t)t->shape[i];
+    return n;
+}
+
+nn_tensor nn_tensor_channels(const nn_tensor *t, int64_t c0, int64_t n)
+{
+    nn_tensor v = *t;
+    v.data = t->data + c0 * t->stride[NN_C];
+    v.shape[NN_C] = n;
+    v.cap = 0;
+    return v;
+}

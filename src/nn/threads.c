@@ -1,0 +1,182 @@
+/*
+ * threads.c - the engine's one threading mechanism: a small pool of
+ * pthreads that run "parallel for" over tasks (column tiles of a matrix
+ * product, planes of a pooling).  OpenBLAS itself is kept single-threaded
+ * (openblas_set_num_threads(1) at model load), so the two never compete for
+ * the cores; each task calls a single-threaded sgemm on its own tile, which
+ * also parallelises the im2col and the epilogue around it.
+ */
+#include "nn_int.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct nn_pool {
+    int n;                      /* threads including the caller */
+    pthread_t *tid;
+    pthread_mutex_t mu;
+    pthread_cond_t wake, done;
+    unsigned long generation;   /* bumped per nn_pool_run */
+    int stop;
+    /* the current job */
+    nn_task_fn fn;
+    void *arg;
+    int ntasks, next, active;
+    /* per-thread scratch */
+    float **scratch;
+    size_t *scratch_n;
+};
+
+typedef struct worker_arg {
+    nn_pool *p;
+    int index;
+} worker_arg;
+
+static void run_tasks(nn_pool *p, int thread)
+{
+    for (;;) {
+        int task;
+        nn_task_fn fn;
+        void *arg;
+        pthread_mutex_lock(&p->mu);
+        task = p->next < p->ntasks ? p->next++ : -1;
+        fn = p->fn;
+        arg = p->arg;
+        pthread_mutex_unlock(&p->mu);
+        if (task < 0)
+            return;
+        fn(arg, task, thread);
+    }
+}
+
+static void *worker(void *varg)
+{
+    worker_arg *wa = varg;
+    nn_pool *p = wa->p;
+    int index = wa->index;
+    unsigned long seen = 0;
+
+    free(wa);
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && p->generation == seen)
+            pthread_cond_wait(&p->wake, &p->mu);
+        if (p->stop) {
+            pthread_mutex_unlock(&p->mu);
+            return NULL;
+        }
+        seen = p->generation;
+        p->active++;
+        pthread_mutex_unlock(&p->mu);
+
+        run_tasks(p, index);
+
+        pthread_mutex_lock(&p->mu);
+        if (--p->active == 0)
+            pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
+int nn_pool_create(int nthreads, nn_pool **out, en_err *err)
+{
+    nn_pool *p = calloc(1, sizeof *p);
+
+    if (nthreads < 1)
+        nthreads = 1;
+    if (!p)
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory");
+    p->n = nthreads;
+    p->tid = calloc((size_t)nthreads, sizeof *p->tid);
+    p->scratch = calloc((size_t)nthreads, sizeof *p->scratch);
+    p->scratch_n = calloc((size_t)nthreads, sizeof *p->scratch_n);
+    if (!p->tid || !p->scratch || !p->scratch_n) {
+        free(p->tid); free(p->scratch); free(p->scratch_n); free(p);
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory");
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake, NULL);
+    pthread_cond_init(&p->done, NULL);
+    for (int i = 1; i < nthreads; i++) {
+        worker_arg *wa = malloc(sizeof *wa);
+        if (!wa || (wa->p = p, wa->index = i,
+                    pthread_create(&p->tid[i], NULL, worker, wa) != 0)) {
+            free(wa);
+            p->n = i;   /* run with the threads we got */
+            break;
+        }
+    }
+    *out = p;
+    return EN_OK;
+}
+
+void nn_pool_free(nn_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+    for (int i = 1; i < p->n; i++)
+        pthread_join(p->tid[i], NULL);
+    for (int i = 0; i < p->n; i++)
+        free(p->scratch[i]);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->wake);
+    pthread_cond_destroy(&p->done);
+    free(p->scratch);
+    free(p->scratch_n);
+    free(p->tid);
+    free(p);
+}
+
+int nn_pool_size(const nn_pool *p)
+{
+    return p ? p->n : 1;
+}
+
+void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg)
+{
+    if (!p || p->n == 1 || ntasks <= 1) {
+        for (int i = 0; i < ntasks; i++)
+            fn(arg, i, 0);
+        return;
+    }
+    pthread_mutex_lock(&p->mu);
+    p->fn = fn;
+    p->arg = arg;
+    p->ntasks = ntasks;
+    p->next = 0;
+    p->generation++;
+    pthread_cond_broadcast(&p->wake);
+    pthread_mutex_unlock(&p->mu);
+
+    run_tasks(p, 0);
+
+    /* Wait until no worker is inside this job and none is still to join it:
+     * every task taken means only stragglers that are running remain. */
+    pthread_mutex_lock(&p->mu);
+    while (p->active > 0)
+        pthread_cond_wait(&p->done, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+float *nn_pool_scratch(nn_pool *p, int thread, size_t n)
+{
+    static _Thread_local float *solo;       /* pool-less callers (tests) */
+    static _Thread_local size_t solo_n;
+    float **slot = p ? &p->scratch[thread] : &solo;
+    size_t *cap = p ? &p->scratch_n[thread] : &solo_n;
+
+    if (n > *cap) {
+        float *q = NULL;
+        if (posix_memalign((void **)&q, 64, n * sizeof(float)) != 0)
+            return NULL;
+        free(*slot);
+        *slot = q;
+        *cap = n;
+    }
+    return *slot;
+}

@@ -1,0 +1,226 @@
+"""nn_common.py - what the inference engine's parity tests share.
+
+Builds torchvision's two EchoNet networks (full size, or a reduced-width
+variant of the same topology) with random weights and random, non-trivial
+BatchNorm statistics, saves them exactly as upstream does
+(torch.save({"state_dict": DataParallel(model).state_dict()})), converts them
+with tools/convert-weights, runs them through the C engine (test-nn-driver)
+and through torchvision on the same normalised inputs, and compares.
+"""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+import torchvision
+
+TOP_SRC = os.environ.get("EN_TOP_SRCDIR", os.path.join(os.path.dirname(__file__), ".."))
+TOP_BUILD = os.environ.get("EN_TOP_BUILDDIR", TOP_SRC)
+PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
+CONVERT = os.path.join(TOP_SRC, "tools", "convert-weights")
+DRIVER = os.path.join(TOP_BUILD, "tests", "test-nn-driver")
+MEAN = np.array([32.49, 32.63, 32.93], dtype=np.float32)
+STD = np.array([49.87, 49.88, 50.13], dtype=np.float32)
+
+
+def skip_full():
+    """EN_NN_SKIP_FULL=1 leaves out the full-size networks (a slow machine,
+    a heavily instrumented build); reduced widths still run.  Under ASan and
+    UBSan they take about 12 s each here, so CI runs them by default."""
+    return os.environ.get("EN_NN_SKIP_FULL", "") not in ("", "0")
+
+
+def threads():
+    return int(os.environ.get("EN_NN_TEST_THREADS", "2"))
+
+
+def deeplab(width_div=1):
+    m = torchvision.models.segmentation.deeplabv3_resnet50(
+        weights=None, weights_backbone=None, aux_loss=False)
+    m.classifier[-1] = torch.nn.Conv2d(256, 1, kernel_size=1)   # as upstream
+    return shrink(m, width_div)
+
+
+def r2plus1d(width_div=1):
+    m = torchvision.models.video.r2plus1d_18(weights=None)
+    m.fc = torch.nn.Linear(m.fc.in_features, 1)                 # as upstream
+    return shrink(m, width_div)
+
+
+def shrink(model, div):
+    """Divides every channel width but the 3 input and 1 output channels by
+    div, keeping the topology (strides, dilations, kernels, key names)."""
+    if div == 1:
+        return model
+
+    def f(c):
+        return c if c <= 3 else max(2, c // div)
+
+    for parent in list(model.modules()):
+        for name, ch in list(parent.named_children()):
+            new = None
+            if isinstance(ch, (torch.nn.Conv2d, torch.nn.Conv3d)):
+                new = type(ch)(f(ch.in_channels), f(ch.out_channels), ch.kernel_size,
+                               stride=ch.stride, padding=ch.padding, dilation=ch.dilation,
+                               bias=ch.bias is not None)
+            elif isinstance(ch, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+                new = type(ch)(f(ch.num_features))
+            elif isinstance(ch, torch.nn.Linear):
+                new = torch.nn.Linear(f(ch.in_features), ch.out_features)
+            if new is not None:
+                setattr(parent, name, new)
+    return model
+
+
+def randomize_bn(model, calib, seed):
+    """Random weights with BatchNorm statistics that are random but keep the
+    activations in a sane range: measure the real statistics on a calibration
+    input (train mode, momentum 1), then perturb mean, var, weight and bias."""
+    g = torch.Generator().manual_seed(seed)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in bns:
+        m.momentum = 1.0
+    model.train()
+    with torch.no_grad():
+        model(calib)
+        for m in bns:
+            n = m.num_features
+            sd = m.running_var.clamp_min(1e-6).sqrt()
+            m.running_mean += 0.2 * sd * torch.randn(n, generator=g)
+            m.running_var *= 0.5 + 1.5 * torch.rand(n, generator=g)
+            m.weight.copy_(0.5 + torch.rand(n, generator=g))
+            m.bias.copy_(0.2 * torch.randn(n, generator=g))
+            m.momentum = 0.1
+    model.eval()
+    return model
+
+
+def frames(n, seed, size=112):
+    """Echo-like normalised frames: smooth grey blobs, replicated to 3
+    channels, normalised with the default mean/std.  Shape (n, 3, H, W)."""
+    g = torch.Generator().manual_seed(seed)
+    low = torch.rand(n, 1, 12, 12, generator=g)
+    img = torch.nn.functional.interpolate(low, size=(size, size), mode="bilinear",
+                                          align_corners=False)
+    img = (img * 255 * 0.8 + 20 * torch.rand(n, 1, size, size, generator=g)).clamp(0, 255)
+    img = img.round().repeat(1, 3, 1, 1)
+    mean = torch.from_numpy(MEAN).view(1, 3, 1, 1)
+    std = torch.from_numpy(STD).view(1, 3, 1, 1)
+    return ((img - mean) / std).float()
+
+
+def save_upstream(model, path):
+    """Exactly how echonet/dynamic saves: DataParallel-wrapped, in a dict."""
+    torch.save({"epoch": 1, "state_dict": torch.nn.DataParallel(model).state_dict(),
+                "best_loss": 0.0}, path)
+
+
+def convert(src, dst, *extra):
+    r = subprocess.run([PYTHON, CONVERT, src, dst, "-q"] + list(extra),
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit("convert-weights failed: " + r.stderr)
+
+
+def run_driver(args, check=True):
+    r = subprocess.run([DRIVER] + [str(a) for a in args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        sys.exit("test-nn-driver %s failed (%d): %s" % (args[0], r.returncode, r.stderr))
+    return r
+
+
+def c_segment(weights, x, tmp, batch=4):
+    inp, out = os.path.join(tmp, "seg.in"), os.path.join(tmp, "seg.out")
+    x.numpy().astype("<f4").tofile(inp)
+    n, _, h, w = x.shape
+    run_driver(["seg", weights, inp, out, n, h, w, threads(), batch])
+    return np.fromfile(out, dtype="<f4").reshape(n, h, w)
+
+
+def c_ef(weights, clips, tmp):
+    inp, out = os.path.join(tmp, "ef.in"), os.path.join(tmp, "ef.out")
+    clips.numpy().astype("<f4").tofile(inp)
+    n, _, t, h, w = clips.shape
+    run_driver(["ef", weights, inp, out, n, t, h, w, threads()])
+    return np.fromfile(out, dtype="<f4")
+
+
+def check_seg(c, ref, label):
+    """Per-frame max|C-torch| <= 1e-3 max|torch|, masks agree on >= 99.9 %."""
+    ok = True
+    for i in range(ref.shape[0]):
+        d = np.abs(c[i] - ref[i]).max()
+        scale = np.abs(ref[i]).max()
+        agree = np.mean((c[i] > 0) == (ref[i] > 0))
+        pos = np.mean(ref[i] > 0)
+        good = d <= 1e-3 * scale and agree >= 0.999
+        print("%s frame %d: max|C-torch| %.3g (%.2e of max|torch| %.3g), masks agree %.4f%% "
+              "(torch LV fraction %.2f) %s" % (label, i, d, d / scale, scale, 100 * agree, pos,
+                                               "ok" if good else "FAIL"))
+        ok = ok and good
+    return ok
+
+
+def seg_case(width_div, nframes, seed, tmp, label):
+    torch.manual_seed(seed)
+    model = randomize_bn(deeplab(width_div), frames(2, seed + 1), seed + 2)
+    x = frames(nframes, seed + 3)
+    with torch.no_grad():
+        ref = model(x)["out"][:, 0]
+        # centre the logits so about half the pixels are LV: the mask
+        # comparison is then meaningful
+        model.classifier[-1].bias -= ref.median()
+        ref = model(x)["out"][:, 0].numpy()
+    pt, st = os.path.join(tmp, "seg.pt"), os.path.join(tmp, "seg.safetensors")
+    save_upstream(model, pt)
+    convert(pt, st, "--origin", "nn parity test, random weights seed %d" % seed)
+    c = c_segment(st, x, tmp, batch=3)
+    return check_seg(c, ref, label)
+
+
+def ef_case(width_div, nclips, seed, tmp, label, t=32):
+    torch.manual_seed(seed)
+    calib = frames(t, seed + 1).permute(1, 0, 2, 3).unsqueeze(0)
+    model = randomize_bn(r2plus1d(width_div), calib, seed + 2)
+    clips = torch.stack([frames(t, seed + 10 + i).permute(1, 0, 2, 3) for i in range(nclips)])
+    feats = []
+    hook = model.avgpool.register_forward_hook(lambda m, i, o: feats.append(o.flatten(1)))
+    with torch.no_grad():
+        model(clips)
+        hook.remove()
+        f = feats[0]
+        # An fc that puts the EFs in a realistic 10..80 range without
+        # amplifying rounding more than a trained head would: along the mean
+        # feature direction (+-25 points around 45) plus an equally large
+        # random component, so |w| |f| ~ 35.
+        fm = f.mean(0)
+        g = torch.Generator().manual_seed(seed + 3)
+        r = torch.randn(fm.shape[0], generator=g)
+        r -= (r @ fm) / (fm @ fm) * fm
+        sign = 1.0 if seed % 2 else -1.0
+        w = sign * 25.0 * fm / (fm @ fm) + 25.0 * r / (r.norm() * fm.norm())
+        model.fc.weight.copy_(w.unsqueeze(0))
+        model.fc.bias.fill_(45.0)
+        ref = model(clips).flatten().numpy()
+    pt, st = os.path.join(tmp, "ef.pt"), os.path.join(tmp, "ef.safetensors")
+    save_upstream(model, pt)
+    convert(pt, st, "--origin", "nn parity test, random weights seed %d" % seed)
+    c = c_ef(st, clips, tmp)
+    ok = True
+    for i in range(nclips):
+        d = abs(float(c[i]) - float(ref[i]))
+        good = d <= 0.01 and 10 <= ref[i] <= 80
+        print("%s clip %d: torch EF %.4f, C EF %.4f, |diff| %.2e %s" % (
+            label, i, ref[i], c[i], d, "ok" if good else "FAIL"))
+        ok = ok and good
+    return ok
+
+
+def main_with(cases):
+    torch.set_num_threads(threads())
+    with tempfile.TemporaryDirectory(prefix="nn-parity-") as tmp:
+        ok = all([case(tmp) for case in cases])
+    sys.exit(0 if ok else 1)

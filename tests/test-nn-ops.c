@@ -1,0 +1,212 @@
+/*
+ * test-nn-ops.c - the inference engine's operators against direct
+ * definitions: convolution (2-D and 3-D, stride, padding, dilation, batch,
+ * residual, ReLU; the tap-dropping and 1x1 fast paths; one thread and a
+ * pool) against a naive loop, pooling and bilinear resizing against
+ * hand-computed PyTorch values, and the JSON header parser against hostile
+ * input.
+ */
+#include "nn_int.h"
+#include "tst.h"
+
+#include <math.h>
+#include <string.h>
+
+static unsigned rng = 12345;
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+}
+
+static void fill(nn_tensor *t)
+{
+    size_t n = nn_tensor_numel(t);
+    for (size_t i = 0; i < n; i++)
+        t->data[i] = frand();
+}
+
+typedef struct conv_case {
+    int cin, cout, b, t, h, w;
+    int k[3], s[3], p[3], d[3];
+} conv_case;
+
+static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int relu)
+{
+    nn_conv c;
+    nn_tensor x = { 0 }, y = { 0 }, ref = { 0 }, res = { 0 };
+    size_t kk = (size_t)cc->k[0] * cc->k[1] * cc->k[2];
+    en_err err;
+    double maxd = 0, maxv = 0;
+
+    memset(&c, 0, sizeof c);
+    c.cin = cc->cin;
+    c.cout = cc->cout;
+    memcpy(c.k, cc->k, sizeof c.k);
+    memcpy(c.s, cc->s, sizeof c.s);
+    memcpy(c.p, cc->p, sizeof c.p);
+    memcpy(c.d, cc->d, sizeof c.d);
+    c.w = malloc((size_t)c.cout * c.cin * kk * sizeof *c.w);
+    c.b = malloc((size_t)c.cout * sizeof *c.b);
+    for (size_t i = 0; i < (size_t)c.cout * c.cin * kk; i++)
+        c.w[i] = frand();
+    for (int i = 0; i < c.cout; i++)
+        c.b[i] = frand();
+    nn_tensor_reshape(&x, cc->cin, cc->b, cc->t, cc->h, cc->w, NULL);
+    fill(&x);
+    nn_conv_reference(&c, &x, &ref);
+    if (residual) {
+        nn_tensor_reshape(&res, ref.shape[0], ref.shape[1], ref.shape[2], ref.shape[3],
+                          ref.shape[4], NULL);
+        fill(&res);
+        nn_add(&ref, &res);
+    }
+    if (relu)
+        nn_relu(&ref);
+    CHECKF(nn_conv_forward(pool, &c, &x, &y, residual ? &res : NULL, relu, &err) == EN_OK,
+           "%s", err.msg);
+    for (int i = 0; i < NN_DIMS; i++)
+        CHECK(y.shape[i] == ref.shape[i]);
+    for (size_t i = 0; i < nn_tensor_numel(&ref); i++) {
+        double dd = fabs((double)y.data[i] - ref.data[i]);
+        if (dd > maxd) maxd = dd;
+        if (fabs(ref.data[i]) > maxv) maxv = fabs(ref.data[i]);
+    }
+    CHECKF(maxd <= 1e-4 * (maxv > 1 ? maxv : 1),
+           "conv cin %d k %dx%dx%d s %d,%d p %d,%d d %d,%d on %dx%dx%d: max diff %g",
+           cc->cin, cc->k[0], cc->k[1], cc->k[2], cc->s[0], cc->s[1], cc->p[0], cc->p[1],
+           cc->d[0], cc->d[1], cc->t, cc->h, cc->w, maxd);
+    nn_conv_free(&c);
+    nn_tensor_free(&x);
+    nn_tensor_free(&y);
+    nn_tensor_free(&ref);
+    nn_tensor_free(&res);
+}
+
+static void test_conv(nn_pool *pool)
+{
+    static const conv_case cases[] = {
+        /* stem-like 7x7/2 pad 3 */
+        { 3, 8, 2, 1, 20, 18, {1, 7, 7}, {1, 2, 2}, {0, 3, 3}, {1, 1, 1} },
+        /* 3x3 dilation 2 / 4 like layer3/4 */
+        { 5, 6, 3, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 2, 2}, {1, 2, 2} },
+        { 5, 6, 1, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 4, 4}, {1, 4, 4} },
+        /* ASPP rates: 12 keeps all taps, 24 and 36 only the centre (1x1 path) */
+        { 4, 3, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12} },
+        { 4, 3, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 24, 24}, {1, 24, 24} },
+        { 4, 3, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 36, 36}, {1, 36, 36} },
+        /* rate 13 on 14: the corner taps only, odd sizes */
+        { 2, 3, 1, 1, 14, 13, {1, 3, 3}, {1, 1, 1}, {0, 13, 13}, {1, 13, 13} },
+        /* 1x1 stride 1 (no im2col) and stride 2 (downsample) */
+        { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1} },
+        { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 2, 2}, {0, 0, 0}, {1, 1, 1} },
+        /* 3x3 stride 2 pad 1 */
+        { 3, 4, 2, 1, 15, 16, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}, {1, 1, 1} },
+        /* R(2+1)D: spatial (1,3,3)/(1,2,2), temporal (3,1,1)/(2,1,1), 1x1x1/2 */
+        { 3, 5, 1, 6, 10, 10, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}, {1, 1, 1} },
+        { 4, 5, 2, 7, 5, 6, {3, 1, 1}, {2, 1, 1}, {1, 0, 0}, {1, 1, 1} },
+        { 4, 5, 1, 7, 5, 6, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}, {1, 1, 1} },
+        { 4, 5, 1, 6, 6, 6, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1} },
+        /* a full 3x3x3 with everything */
+        { 3, 4, 2, 5, 7, 6, {3, 3, 3}, {2, 1, 2}, {1, 2, 1}, {2, 2, 1} },
+        /* enough columns for several tiles per thread */
+        { 16, 8, 3, 1, 56, 56, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1} },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run_conv_case(&cases[i], NULL, 0, 0);
+        run_conv_case(&cases[i], pool, (int)(i & 1), 1);
+    }
+}
+
+static void test_pool_upsample(nn_pool *pool)
+{
+    nn_tensor x = { 0 }, y = { 0 };
+    en_err err;
+    static const float in[4] = { 1, 2, 3, 4 };
+    /* torch.nn.functional.interpolate(x, size=(4, 4), mode="bilinear",
+     * align_corners=False) for x = [[1, 2], [3, 4]] */
+    static const float up[16] = {
+        1.0f, 1.25f, 1.75f, 2.0f, 1.5f, 1.75f, 2.25f, 2.5f,
+        2.5f, 2.75f, 3.25f, 3.5f, 3.0f, 3.25f, 3.75f, 4.0f };
+    /* 3 -> 2 (downsampling): src = 1.5*(o+0.5)-0.5 = 0.25, 1.75 */
+    static const float in3[3] = { 0, 4, 8 };
+
+    nn_tensor_reshape(&x, 1, 1, 1, 2, 2, NULL);
+    memcpy(x.data, in, sizeof in);
+    CHECK(nn_upsample_bilinear(pool, &x, &y, 4, 4, &err) == EN_OK);
+    for (int i = 0; i < 16; i++)
+        CHECKF(fabsf(y.data[i] - up[i]) < 1e-6f, "upsample[%d] = %g, want %g", i, y.data[i], up[i]);
+    nn_tensor_reshape(&x, 1, 1, 1, 1, 3, NULL);
+    memcpy(x.data, in3, sizeof in3);
+    CHECK(nn_upsample_bilinear(pool, &x, &y, 1, 2, &err) == EN_OK);
+    CHECKF(fabsf(y.data[0] - 1.0f) < 1e-6f && fabsf(y.data[1] - 7.0f) < 1e-6f,
+           "downsample: %g %g", y.data[0], y.data[1]);
+
+    /* 3x3/2 pad 1 max pooling of a 4x4 ramp, and negative values (padding
+     * is -inf, not 0) */
+    nn_tensor_reshape(&x, 2, 1, 1, 4, 4, NULL);
+    for (int i = 0; i < 32; i++)
+        x.data[i] = i < 16 ? (float)i : -(float)(i - 15);
+    CHECK(nn_maxpool2d(pool, &x, &y, 3, 2, 1, &err) == EN_OK);
+    CHECK(y.shape[NN_H] == 2 && y.shape[NN_W] == 2);
+    CHECK(y.data[0] == 5 && y.data[1] == 7 && y.data[2] == 13 && y.data[3] == 15);
+    CHECK(y.data[4] == -1 && y.data[5] == -2 && y.data[6] == -5 && y.data[7] == -6);
+
+    CHECK(nn_avgpool_global(&x, &y, &err) == EN_OK);
+    CHECK(fabsf(y.data[0] - 7.5f) < 1e-6f && fabsf(y.data[1] + 8.5f) < 1e-6f);
+    nn_tensor_free(&x);
+    nn_tensor_free(&y);
+}
+
+static void test_json(void)
+{
+    static const char *bad[] = {
+        "", "{", "}", "{\"a\":}", "{\"a\":1,}", "[1,]", "{\"a\" 1}", "01", "-", "1.", "1e",
+        "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"", "\"\\udc00x\"", "\"\\u0000\"",
+        "tru", "nul", "{\"a\":1}x", "\"a\tb\"", "[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]",
+        "1e999", "{1:2}", "[\"\\",
+    };
+    static const char *good[] = {
+        "{}", "[]", " {\"a\" : [1, -2.5e3, true, false, null, \"x\\n\\u00e9\\ud83d\\ude00\"]} ",
+        "{\"__metadata__\":{\"k\":\"v\"},\"t\":{\"dtype\":\"F32\",\"shape\":[2,3],\"data_offsets\":[0,24]}}",
+    };
+    en_err err;
+    nj_val v;
+
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        int rc = nj_parse(bad[i], strlen(bad[i]), &v, &err);
+        CHECKF(rc == EN_EFORMAT, "accepted bad JSON #%zu '%s'", i, bad[i]);
+    }
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        int rc = nj_parse(good[i], strlen(good[i]), &v, &err);
+        CHECKF(rc == EN_OK, "rejected good JSON #%zu: %s", i, err.msg);
+        if (rc == EN_OK) {
+            if (i == 2) {
+                const nj_val *a = nj_get(&v, "a");
+                CHECK(a && a->type == NJ_ARR && a->n == 6 && a->items[1].num == -2500.0);
+                CHECK(a && strcmp(a->items[5].str, "x\n\xc3\xa9\xf0\x9f\x98\x80") == 0);
+            }
+            nj_free(&v);
+        }
+    }
+    /* not NUL-terminated: the parser must stop at len */
+    {
+        char buf[4] = { '[', '1', ']', '1' };
+        CHECK(nj_parse(buf, 3, &v, &err) == EN_OK);
+        nj_free(&v);
+    }
+}
+
+int main(void)
+{
+    nn_pool *pool = NULL;
+    en_err err;
+
+    CHECK(nn_pool_create(3, &pool, &err) == EN_OK);
+    test_conv(pool);
+    test_pool_upsample(pool);
+    test_pool_upsample(NULL);
+    test_json();
+    nn_pool_free(pool);
+    TST_DONE();
+}
