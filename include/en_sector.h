@@ -58,10 +58,13 @@ void en_sector_mask(const en_sector *s, int rows, int cols, uint8_t *mask);
 #define EN_ECHONET_APEX_Y 7.0
 #define EN_ECHONET_RADIUS 107.0
 
-/* Produces the network's view: grey, the fan alone, square, apex at
- * (EN_ECHONET_APEX_X, EN_ECHONET_APEX_Y), scaled so the fan fills the width,
- * bicubic-resized to size x size, black outside the fan.  out is allocated
- * here with channels = 1 (the writer replicates grey to 3 channels). */
+/* Produces the network's view: grey (BT.601 luma for RGB), the fan alone,
+ * square, apex at (EN_ECHONET_APEX_X, EN_ECHONET_APEX_Y), scaled so the
+ * outer radius is EN_ECHONET_RADIUS (both in 112-pixel units, scaled for
+ * other sizes; a 45-degree fan then spans the width from row ~68, as in the
+ * training videos), bicubic-resized to size x size, exactly 0 outside the
+ * fan.  out is allocated here with channels = 1 (the writer replicates grey
+ * to 3 channels); EN_EINVAL for an unusable geometry or size. */
 int en_sector_frame(const en_frames *in, const en_sector *s, int size,
                     en_frames *out, en_err *err);
 

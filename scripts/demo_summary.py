@@ -21,7 +21,7 @@ for m in manifest:
     else:
         bad += 1
         unexpected += m["expect"] == "ok"
-        print("%-34s refused: %s" % (m["file"][:34], r.stderr.strip().replace("echonetctl convert: ", "")[:150]))
+        print("%-34s refused: %s" % (m["file"][:34], r.stderr.strip().replace("echonetctl convert: ", "").replace(path + ": ", "")[:110]))
 outdir = os.path.join(os.path.dirname(conf), "..", "output")
 print("\n%d converted, %d refused (%d of them unexpectedly); AVIs in %s"
       % (ok, bad, unexpected, os.path.normpath(outdir)))

@@ -64,7 +64,7 @@ def check_file(site, m):
     sec = res["sector"]
     located = enlib.sector_mask(m["rows"], m["cols"], sec["apex_x"], sec["apex_y"],
                                 np.radians(sec["angle_left_deg"]), np.radians(sec["angle_right_deg"]),
-                                sec["radius"], sec["radius_inner"])
+                                sec["radius"], sec["radius_inner"], sec["top_y"])
     truth = cv2.imread(os.path.join(enlib.TESTDATA, m["fanmask"]), cv2.IMREAD_GRAYSCALE) > 127
     score = enlib.iou(located, truth)
     rep.check(score >= 0.95, "%s: fan IoU %.3f < 0.95 (%s)" % (name, score, sec["detail"]))

@@ -55,14 +55,14 @@ def fan_angles(fan):
     return -h, h
 
 
-def sector_mask(rows, cols, apex_x, apex_y, left, right, radius, radius_inner=0.0):
+def sector_mask(rows, cols, apex_x, apex_y, left, right, radius, radius_inner=0.0, top_y=0.0):
     """Rasterises an annular sector: pixel centres between the two edges
     (angles from +y, i.e. straight down) and between the two radii."""
     yy, xx = np.mgrid[0:rows, 0:cols].astype(np.float64)
     dx, dy = xx - apex_x, yy - apex_y
     r = np.hypot(dx, dy)
     ang = np.arctan2(dx, dy)
-    return (ang >= left) & (ang <= right) & (r <= radius) & (r >= radius_inner)
+    return (ang >= left) & (ang <= right) & (r <= radius) & (r >= radius_inner) & (yy >= top_y)
 
 
 def iou(a, b):

@@ -16,6 +16,7 @@
 #include "en_sector.h"
 #include "tst.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -75,6 +76,19 @@ static double iou_with(const en_sector *s, const uint8_t *truth, int rows, int c
     v = iou_masks(m, truth, (size_t)rows * cols);
     free(m);
     return v;
+}
+
+/* Non-zero output pixels outside the view's fan, over all frames. */
+static long outside_fan(const en_frames *out, const en_sector *view)
+{
+    uint8_t *m = malloc((size_t)out->rows * out->cols);
+    long bad = 0;
+    en_sector_mask(view, out->rows, out->cols, m);
+    for (int i = 0; i < out->nframes; i++)
+        for (size_t k = 0; k < (size_t)out->rows * out->cols; k++)
+            bad += !m[k] && en_frames_frame(out, i)[k];
+    free(m);
+    return bad;
 }
 
 /* ---- drawing a loop --------------------------------------------------- */
@@ -258,7 +272,8 @@ static void draw_strip(en_frames *f, const uint8_t *truth)
             for (int x = x0; x < x1; x++) {
                 int u = x + 4 * i;
                 double amp = (y1 - y0) * 0.4 * fabs(sin(u / 37.0));
-                int v = abs(y - mid) < amp ? 60 + (int)((u * 7919u + (unsigned)y * 104729u) % 150) : 0;
+                unsigned hash = (unsigned)u * 7919u + (unsigned)y * 104729u;
+                int v = abs(y - mid) < amp ? 60 + (int)(hash % 150) : 0;
                 if (!truth[(size_t)y * f->cols + x])
                     put(f, i, x, y, v, v, v);
             }
@@ -419,6 +434,32 @@ static void test_motion_random(void)
     fprintf(stderr, "motion: worst IoU over 12 random fans %.3f\n", worst);
 }
 
+/* Located, then framed: where does the TRUE apex land in the network's
+ * view, and how long is the true radius there?  Detection error included,
+ * the apex must be within 1.5 px of (61, 7) and the radius near 107. */
+static void test_framing_located(void)
+{
+    for (int k = 0; k < 3; k++) {
+        scene sc = base_scene(k, 8);
+        en_sector s, view;
+        en_err err = { 0, "" };
+        double sc_k, ax, ay;
+
+        sc.t = random_fan(sc.rows, sc.cols, k == 1, 0);
+        sc.t.tl = -M_PI / 4;
+        sc.t.tr = M_PI / 4;
+        if (locate_scene(&sc, NULL, EN_SECTOR_MOTION, 0.95, &s) < 0)
+            continue;
+        CHECK(en_sector_view(&s, EN_ECHONET_SIZE, &view, &err) == 0);
+        sc_k = view.radius / s.radius;
+        ax = view.apex_x + (sc.t.ax - s.apex_x) * sc_k;
+        ay = view.apex_y + (sc.t.ay - s.apex_y) * sc_k;
+        CHECKF(fabs(ax - EN_ECHONET_APEX_X) <= 1.5 && fabs(ay - EN_ECHONET_APEX_Y) <= 1.5 &&
+               fabs(sc.t.r * sc_k - EN_ECHONET_RADIUS) <= 2.5,
+               "true apex lands at %.2f,%.2f, true radius %.2f", ax, ay, sc.t.r * sc_k);
+    }
+}
+
 /* The furniture that trips simpler detectors: a shadow along one edge,
  * depth ticks hugging the other, codec noise everywhere, a scrolling
  * Doppler strip bigger than the fan. */
@@ -511,44 +552,60 @@ static en_dicom_info info_with_region(int x0, int y0, int x1, int y1, int fmt, i
     return info;
 }
 
-static void test_regions(void)
+/* The region a scanner would write for fan t: its box, apex as the
+ * reference pixel (relative to the box, so negative above it). */
+static en_dicom_info scanner_region(const fan *t, int rows, int cols)
 {
-    scene sc = base_scene(2, 10);
-    en_sector s;
-    uint8_t *m;
-    int x0, y0, x1, y1;
-    en_sector tr;
+    uint8_t *m = malloc((size_t)rows * cols);
+    int x0 = cols, y0 = rows, x1 = -1, y1 = -1;
 
-    sc.t = random_fan(sc.rows, sc.cols, 0, 0);
-    /* The region a scanner would write: the fan's box, apex as reference. */
-    tr = sector_of(&sc.t);
-    m = malloc((size_t)sc.rows * sc.cols);
-    truth_mask(&sc.t, sc.rows, sc.cols, m);
-    x0 = sc.cols; y0 = sc.rows; x1 = y1 = -1;
-    for (int y = 0; y < sc.rows; y++)
-        for (int x = 0; x < sc.cols; x++)
-            if (m[(size_t)y * sc.cols + x]) {
+    truth_mask(t, rows, cols, m);
+    for (int y = 0; y < rows; y++)
+        for (int x = 0; x < cols; x++)
+            if (m[(size_t)y * cols + x]) {
                 if (x < x0) x0 = x;
                 if (x > x1) x1 = x;
                 if (y < y0) y0 = y;
                 if (y > y1) y1 = y;
             }
     free(m);
-    (void)tr;
+    return info_with_region(x0, y0, x1, y1, 1, 1, 1, (int)lround(t->ax) - x0,
+                            (int)lround(t->ay) - y0);
+}
+
+static void test_regions(void)
+{
+    scene sc = base_scene(2, 10);
+    en_sector s;
+
+    sc.t = random_fan(sc.rows, sc.cols, 0, 0);
     {
-        en_dicom_info info = info_with_region(x0, y0, x1, y1, 1, 1, 1,
-                                              (int)lround(sc.t.ax) - x0,
-                                              (int)lround(sc.t.ay) - y0);
+        en_dicom_info info = scanner_region(&sc.t, sc.rows, sc.cols);
         locate_scene(&sc, &info, EN_SECTOR_REGIONS, 0.95, &s);
         CHECKF(strstr(s.detail, "ReferencePixel") && strstr(s.detail, "agrees"), "%s", s.detail);
     }
     {
         /* Same box without a reference pixel: apex at the box's top centre. */
-        en_dicom_info info = info_with_region(x0, y0, x1, y1, 1, 0, 0, 0, 0);
+        en_dicom_info info = scanner_region(&sc.t, sc.rows, sc.cols);
         scene sym = sc;
+        info.regions[0].has_reference = 0;
+        info.regions[0].data_type = 0;     /* unknown type: still tissue-like */
         sym.t.tr = -sym.t.tl;
-        sym.t.ax = 0.5 * (x0 + x1);
+        sym.t.ax = 0.5 * (info.regions[0].x0 + info.regions[0].x1);
         locate_scene(&sym, &info, EN_SECTOR_REGIONS, 0.90, &s);
+        CHECKF(strstr(s.detail, "box top centre") != NULL, "%s", s.detail);
+    }
+    {
+        /* Apex above the box (negative ReferencePixelY0), near field on an
+         * arc: the region is used and the pixels supply the arc. */
+        scene hi = sc;
+        en_dicom_info info;
+        hi.t.ay = -30;
+        hi.t.rin = 90;
+        info = scanner_region(&hi.t, hi.rows, hi.cols);
+        CHECK(info.regions[0].ref_y < 0);
+        locate_scene(&hi, &info, EN_SECTOR_REGIONS, 0.95, &s);
+        CHECKF(fabs(s.radius_inner - 90) < 4, "inner radius %.1f", s.radius_inner);
     }
     {
         /* A plausible-looking box in the wrong place: the pixels win. */
@@ -677,6 +734,73 @@ static void test_degenerate(void)
     }
 }
 
+/* Values a hostile or broken file could carry. */
+static int wild_int(void)
+{
+    static const int v[] = { INT_MIN, INT_MIN + 1, -100000, -3, -1, 0, 1, 2, 7, 300, 599, 600,
+                             601, 799, 800, 100000, INT_MAX - 1, INT_MAX };
+    return rnd() % 4 ? v[rnd() % (sizeof v / sizeof v[0])] : (int)(rnd() % 1000) - 100;
+}
+
+static double wild_double(void)
+{
+    static const double v[] = { 0.0, -0.0, 1e-300, -1e-9, 0.5, -1.0, 1.5707963, -1.5707963,
+                                3.2, 1e6, -1e6, 1e300, -1e300, HUGE_VAL, -HUGE_VAL, NAN };
+    return rnd() % 3 ? v[rnd() % (sizeof v / sizeof v[0])] : rnd_in(-800, 1200);
+}
+
+/* Garbage regions must not crash the locator, and garbage geometry must
+ * not crash the rasteriser or the framer (nor leave a half-made output). */
+static void test_wild_inputs(void)
+{
+    scene sc = base_scene(1, 4);
+    en_frames f;
+    uint8_t *truth = malloc((size_t)sc.rows * sc.cols);
+
+    sc.t = random_fan(sc.rows, sc.cols, 0, 0);
+    make_scene(&sc, &f, truth);
+    for (int k = 0; k < 60; k++) {
+        en_dicom_info info;
+        en_sector s;
+        en_err err = { 0, "" };
+        int rc;
+        memset(&info, 0, sizeof info);
+        info.nregions = 1 + (int)(rnd() % EN_DICOM_MAX_REGIONS);
+        for (int i = 0; i < info.nregions; i++) {
+            en_us_region *r = &info.regions[i];
+            r->x0 = wild_int(); r->y0 = wild_int(); r->x1 = wild_int(); r->y1 = wild_int();
+            r->spatial_format = rnd() % 3;
+            r->data_type = rnd() % 3;
+            r->has_reference = rnd() % 2;
+            r->ref_x = wild_int();
+            r->ref_y = wild_int();
+        }
+        rc = en_sector_locate(&f, &info, &s, &err);
+        CHECKF(rc == 0 || rc == EN_ENOTFOUND, "wild regions: rc %d %s", rc, err.msg);
+    }
+    for (int k = 0; k < 200; k++) {
+        en_sector s, view;
+        en_frames out;
+        en_err err = { 0, "" };
+        uint8_t m[64 * 48];
+        int rc;
+        memset(&s, 0, sizeof s);
+        s.apex_x = wild_double(); s.apex_y = wild_double();
+        s.angle_left = wild_double(); s.angle_right = wild_double();
+        s.radius_inner = wild_double(); s.radius = wild_double(); s.top_y = wild_double();
+        en_sector_mask(&s, 48, 64, m);
+        rc = en_sector_frame(&f, &s, 112, &out, &err);
+        CHECK(rc == 0 || (rc == EN_EINVAL && out.data == NULL));
+        if (rc == 0) {
+            CHECK(en_sector_view(&s, 112, &view, &err) == 0);
+            CHECK(outside_fan(&out, &view) == 0);
+        }
+        en_frames_free(&out);
+    }
+    en_frames_free(&f);
+    free(truth);
+}
+
 /* en_sector_mask against this file's atan2 rasteriser. */
 static void test_mask(void)
 {
@@ -716,10 +840,12 @@ int main(void)
     test_motion_random();
     test_motion_rgb_colour();
     test_motion_hard();
+    test_framing_located();
     test_flat_top();
     test_regions();
     test_single_frame();
     test_not_found();
     test_degenerate();
+    test_wild_inputs();
     TST_DONE();
 }

@@ -20,6 +20,7 @@ static void json_sector(en_json *j, const en_sector *s)
     en_json_double(j, "angle_right_deg", s->angle_right * RAD2DEG);
     en_json_double(j, "radius_inner", s->radius_inner);
     en_json_double(j, "radius", s->radius);
+    en_json_double(j, "top_y", s->top_y);
     en_json_begin_array(j, "bbox");
     en_json_int(j, NULL, s->x0);
     en_json_int(j, NULL, s->y0);

@@ -130,16 +130,22 @@ static int motion_threshold(const uint8_t *score, size_t n)
     return t > floor ? t : floor;
 }
 
-/* Intensity threshold: "not dark".  The tenth percentile is background
- * (outside the fan, blood pools); tissue sits well above it. */
+/* Intensity threshold: "not dark", by the same rule as motion (a fan's
+ * brightness, like its motion, varies by a factor from wall to far field,
+ * and a bright strip or label must not lift the threshold over dim
+ * tissue); the floor keeps clear of the background, which the tenth
+ * percentile measures (outside the fan, blood pools). */
 static int intensity_threshold(const uint8_t *grey, size_t n)
 {
     uint64_t h[256];
-    int t, floor;
+    int t, floor, level;
 
     histogram(grey, n, h);
-    t = sec_otsu(h) * 35 / 100;
+    t = sec_otsu_log(h);
+    level = median_above(h, t) * 35 / 100;
     floor = sec_hist_quantile(h, 0.10) + 10;
+    if (t < level)
+        t = level;
     return t > floor ? t : floor;
 }
 
@@ -176,8 +182,7 @@ static void clean_and_label(sec_evidence *ev, sec_scratch *sc, int r_open, int r
 {
     sec_open(ev->mask, sc, ev->rows, ev->cols, r_open);
     sec_close(ev->mask, sc, ev->rows, ev->cols, r_close);
-    sec_label(ev->mask, ev->rows, ev->cols, ev->cc.label ? ev->cc.label : NULL,
-              ev->queue, &ev->cc);
+    sec_label(ev->mask, ev->rows, ev->cols, ev->cc.label, ev->queue, &ev->cc);
 }
 
 static int alloc_buffers(sec_evidence *ev, int rows, int cols,

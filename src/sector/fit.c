@@ -4,17 +4,20 @@
  * The two straight edges come first: each is a line x = a + b*y fitted to
  * the region's left (right) ends row by row.  The region is the evidence
  * components' row extents, not their convex hull: text stuck to an edge
- * spoils the rows it sits in, where a hull would bend a long stretch.  Below the edges the boundary
- * follows the arc and curves inwards, and where the fan leaves the image
- * the ends sit on the image border; a consensus fit (the line through two
- * boundary points that most other points agree with, then least squares
- * over those) keeps only the straight part, wherever it is.  The apex is
- * where the two lines meet, so it may lie above the image.
+ * spoils the rows it sits in, where a hull would bend a long stretch.
+ * Below the edges the boundary follows the arc and curves inwards, and
+ * where the fan leaves the image the ends sit on the image border; a
+ * consensus fit (the line through two boundary points that most other
+ * points agree with, then least squares over those) keeps only the
+ * straight part, wherever it is.  The apex is where the two lines meet, so
+ * it may lie above the image.
  *
- * The outer radius is the median distance from the apex to the region's
- * lowest pixel in each column (the arc), skipping columns cut by the image
- * bottom.  The top is an arc about the apex (inner radius), a flat cut
- * (top_y), or the apex itself; the raw evidence's top pixels tell which.
+ * The outer radius comes from the distances between the apex and the
+ * region's lowest pixel in each column (the arc), skipping columns cut by
+ * the image bottom.  A dark patch of far field or a shadow can only make a
+ * column end early, so the radius is their median: it holds while half the
+ * columns reach the arc.  The top is an arc about the apex (inner radius),
+ * a flat cut (top_y), or the apex itself; the raw top pixels tell which.
  */
 #include "sector-int.h"
 
@@ -24,6 +27,7 @@
 
 #define SEC_LINE_TOL 1.5   /* px: a boundary point on the line */
 #define SEC_OUT_TOL 3.0    /* px: a boundary point clearly beyond it */
+#define SEC_EDGE_BIAS 0.75 /* px: how far row extents overshoot the edge */
 
 typedef struct line { double a, b; int inliers; } line;
 
@@ -142,12 +146,6 @@ static int cmp_double(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 /* Value at fraction q of v (sorts v). */
 static double quantile(double *v, int n, double q)
 {
@@ -187,8 +185,9 @@ static int fit_outer(const sec_spans *sp, en_sector *s, double *buf, int *low)
     }
     if (dmax <= 0)
         return -1;
-    /* A pixel centre on the arc lies up to a pixel inside it. */
-    s->radius = n >= 5 ? median(buf, n) + 0.5 : dmax + 0.5;
+    /* No half-pixel added for the raster: the evidence overshoots the arc
+     * by about as much (measured on synthetic fans: +0.3 to +0.7 px). */
+    s->radius = n >= 5 ? quantile(buf, n, 0.5) : dmax;
     return 0;
 }
 
@@ -259,11 +258,13 @@ static void fit_top(const sec_evidence *ev, const int32_t *ids, int nids,
      * top is a shadow's side, under an image-top cut, are neither.) */
     corner = first - (s->apex_y + rd * cos(fmax(-s->angle_left, s->angle_right)));
     tol = fmax(6.0, 0.05 * rd);
+    /* Half a pixel inwards: the evidence overshoots the top too, and the
+     * first row it reaches is rather not fan than fan (text above it). */
     if (arc > flat && rd >= least && rd < 0.9 * s->radius && corner >= -3 && corner <= tol)
-        s->radius_inner = rd - 0.5;      /* the top pixel is up to 1 px in */
+        s->radius_inner = rd + 0.5;
     else if (flat >= arc && flat >= 5 && rh >= least && rh < 0.9 * s->radius &&
              fabs(s->apex_y + rh - first) <= 3)
-        s->top_y = s->apex_y + rh - 0.5;
+        s->top_y = s->apex_y + rh + 0.5;
 }
 
 int sec_fit_top(const sec_evidence *ev, const int32_t *ids, int nids, en_sector *s)
@@ -301,6 +302,10 @@ static int fit_edges(const sec_spans *sp, en_sector *s, double *ys, double *xs,
     n = side_points(sp, +1, ys, xs);
     if (fit_line(ys, xs, n, +1, &r) != 0)
         return fail(why, len, "no straight right edge");
+    /* The evidence reaches a little beyond the fan (smoothing spreads it,
+     * and a row's extent is its outermost speckle): pull both edges in. */
+    l.a += SEC_EDGE_BIAS;
+    r.a -= SEC_EDGE_BIAS;
     den = r.b - l.b;
     if (den < 2 * tan(5 * M_PI / 180))
         return fail(why, len, "edges do not open downwards");

@@ -42,7 +42,7 @@
 #include <libavutil/pixfmt.h>
 #include <libswscale/swscale.h>
 
-#define SEC_MAX_WINDOW 16384
+#define SEC_MAX_WINDOW 8192   /* source window side: 64 MiB at most */
 
 /* The source square that becomes the output. */
 typedef struct window {
@@ -60,6 +60,8 @@ static int plan_window(const en_sector *s, int size, window *win, en_sector *vie
         return en_err_set(err, EN_EINVAL, "sector: not a valid fan geometry");
     if (size < 8 || size > 4096)
         return en_err_set(err, EN_EINVAL, "sector: output size %d outside 8..4096", size);
+    if (fabs(s->apex_x) > 1e6 || fabs(s->apex_y) > 1e6)
+        return en_err_set(err, EN_EINVAL, "sector: apex far outside the image");
     want = size / (double)EN_ECHONET_SIZE * EN_ECHONET_RADIUS / s->radius;
     if (!(size / want <= SEC_MAX_WINDOW))
         return en_err_set(err, EN_EINVAL, "sector: fan radius %.0f px too large to frame",
@@ -72,8 +74,6 @@ static int plan_window(const en_sector *s, int size, window *win, en_sector *vie
     ax = (EN_ECHONET_APEX_X + 0.5) * size / EN_ECHONET_SIZE - 0.5;
     ay = (EN_ECHONET_APEX_Y + 0.5) * size / EN_ECHONET_SIZE - 0.5;
     /* swscale maps output centre u to window position (u + 0.5)/k - 0.5. */
-    if (fabs(s->apex_x) > 1e8 || fabs(s->apex_y) > 1e8)
-        return en_err_set(err, EN_EINVAL, "sector: apex far outside the image");
     win->x0 = (int)floor(s->apex_x + 0.5 - (ax + 0.5) / win->k + 0.5);
     win->y0 = (int)floor(s->apex_y + 0.5 - (ay + 0.5) / win->k + 0.5);
     *view = *s;

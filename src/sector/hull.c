@@ -104,6 +104,8 @@ static int envelope(const sec_spans *sp, const int *xs, int side, pt *out)
 /* Writes the envelope, interpolated between its vertices, into xs. */
 static void fill_side(int *xs, const pt *v, int n, int side)
 {
+    if (n == 0)
+        return;
     xs[v[0].y] = v[0].x;
     for (int i = 1; i < n; i++) {
         for (int y = v[i - 1].y + 1; y <= v[i].y; y++) {

@@ -192,36 +192,45 @@ out:
 
 /* ---- regions -------------------------------------------------------- */
 
+/* A plausible region, clipped to the image, its reference pixel made
+ * absolute (in doubles: the stored values may be anything). */
+typedef struct region_box {
+    int x0, y0, x1, y1;
+    int has_ref;
+    double ref_x, ref_y;
+} region_box;
+
 /* The largest 2D tissue region inside the image (a pixel or two of slack
  * for off-by-one writers); -1 when none is plausible. */
-static int pick_region(const en_dicom_info *info, int rows, int cols, en_us_region *out)
+static int pick_region(const en_dicom_info *info, int rows, int cols, region_box *out)
 {
     long best = 0;
     int item = -1;
 
     for (int i = 0; info && i < info->nregions && i < EN_DICOM_MAX_REGIONS; i++) {
-        en_us_region r = info->regions[i];
+        const en_us_region *r = &info->regions[i];
+        region_box b;
         long area;
 
-        if (r.spatial_format != 1 || (r.data_type != 1 && r.data_type != 0))
+        if (r->spatial_format != 1 || (r->data_type != 1 && r->data_type != 0))
             continue;
-        if (r.x0 < -2 || r.y0 < -2 || r.x1 > cols + 1 || r.y1 > rows + 1)
+        if (r->x0 < -2 || r->y0 < -2 || r->x1 > cols + 1 || r->y1 > rows + 1)
             continue;
-        /* The reference pixel is relative to the origin as written. */
-        r.ref_x += r.x0 < 0 ? r.x0 : 0;
-        r.ref_y += r.y0 < 0 ? r.y0 : 0;
-        r.x0 = r.x0 < 0 ? 0 : r.x0;
-        r.y0 = r.y0 < 0 ? 0 : r.y0;
-        r.x1 = r.x1 > cols - 1 ? cols - 1 : r.x1;
-        r.y1 = r.y1 > rows - 1 ? rows - 1 : r.y1;
-        if (r.x1 <= r.x0 || r.y1 <= r.y0)
+        b.has_ref = r->has_reference;
+        b.ref_x = (double)r->x0 + r->ref_x;
+        b.ref_y = (double)r->y0 + r->ref_y;
+        b.x0 = r->x0 < 0 ? 0 : r->x0;
+        b.y0 = r->y0 < 0 ? 0 : r->y0;
+        b.x1 = r->x1 > cols - 1 ? cols - 1 : r->x1;
+        b.y1 = r->y1 > rows - 1 ? rows - 1 : r->y1;
+        if (b.x1 <= b.x0 || b.y1 <= b.y0)
             continue;
-        area = (long)(r.x1 - r.x0 + 1) * (r.y1 - r.y0 + 1);
+        area = (long)(b.x1 - b.x0 + 1) * (b.y1 - b.y0 + 1);
         if (area < SEC_MIN_REGION * rows * cols || area <= best)
             continue;
         best = area;
         item = i;
-        *out = r;
+        *out = b;
     }
     return item;
 }
@@ -229,7 +238,7 @@ static int pick_region(const en_dicom_info *info, int rows, int cols, en_us_regi
 /* The fan a region box describes: apex at the reference pixel when it is
  * plausible (within the box's columns, not below its top), else at the
  * top centre; the box's bottom is the arc, its sides the arc's ends. */
-static int region_model(const en_us_region *r, en_sector *s)
+static int region_model(const region_box *r, en_sector *s)
 {
     int from_ref = 0;
     double dl, dr;
@@ -237,13 +246,11 @@ static int region_model(const en_us_region *r, en_sector *s)
     memset(s, 0, sizeof *s);
     s->apex_x = 0.5 * (r->x0 + r->x1);
     s->apex_y = r->y0;
-    if (r->has_reference) {
-        double ax = r->x0 + r->ref_x, ay = r->y0 + r->ref_y;
-        if (ax >= r->x0 && ax <= r->x1 && ay <= r->y0 + 0.05 * (r->y1 - r->y0)) {
-            s->apex_x = ax;
-            s->apex_y = ay;
-            from_ref = 1;
-        }
+    if (r->has_ref && r->ref_x >= r->x0 && r->ref_x <= r->x1 &&
+        r->ref_y <= r->y0 + 0.05 * (r->y1 - r->y0) && r->ref_y > r->y0 - 2.0 * (r->y1 - r->y0)) {
+        s->apex_x = r->ref_x;
+        s->apex_y = r->ref_y;
+        from_ref = 1;
     }
     s->radius = r->y1 - s->apex_y + 0.5;
     dl = (s->apex_x - r->x0 + 0.5) / s->radius;
@@ -259,7 +266,7 @@ static int region_model(const en_us_region *r, en_sector *s)
 /* With the apex above the box the near field may start on an arc; the
  * pixels say whether it does, and the arc must meet the box's top row
  * where it meets the edges. */
-static int region_top(const sec_evidence *ev, const pixel_fan *pf, const en_us_region *r,
+static int region_top(const sec_evidence *ev, const pixel_fan *pf, const region_box *r,
                       en_sector *s)
 {
     en_sector t = *s;
@@ -311,7 +318,7 @@ static int finish(en_sector *s, int rows, int cols, en_err *err)
 /* Returns 0 with out filled when the region's model agrees with the
  * pixels, 1 when it does not (agree says how far), or an error. */
 static int use_region(const sec_evidence *ev, const pixel_fan *pf, int item,
-                      const en_us_region *r, en_sector *out, double *agree, en_err *err)
+                      const region_box *r, en_sector *out, double *agree, en_err *err)
 {
     en_sector s;
     int from_ref = region_model(r, &s);
@@ -367,7 +374,7 @@ static int check_input(const en_frames *f, en_err *err)
 static int decide(const sec_evidence *ev, const pixel_fan *pf, const en_frames *f,
                   const en_dicom_info *info, en_sector *out, en_err *err)
 {
-    en_us_region r;
+    region_box r = { 0, 0, 0, 0, 0, 0.0, 0.0 };
     char before[160] = "";
     int item = pick_region(info, f->rows, f->cols, &r), rc;
     double agree;
@@ -375,7 +382,8 @@ static int decide(const sec_evidence *ev, const pixel_fan *pf, const en_frames *
     if (item >= 0) {
         if ((rc = use_region(ev, pf, item, &r, out, &agree, err)) <= 0)
             return rc;
-        snprintf(before, sizeof before, "region item %d (box %d,%d-%d,%d) disagrees with %s mask (IoU %.2f)",
+        snprintf(before, sizeof before,
+                 "region item %d (box %d,%d-%d,%d) disagrees with %s mask (IoU %.2f)",
                  item + 1, r.x0, r.y0, r.x1, r.y1, evidence_name(ev), agree);
     } else if (info && info->nregions > 0) {
         snprintf(before, sizeof before, "no plausible 2D tissue region among %d", info->nregions);
@@ -390,6 +398,8 @@ int en_sector_locate(const en_frames *frames, const en_dicom_info *info,
     pixel_fan pf;
     int rc;
 
+    if (!out)
+        return en_err_set(err, EN_EINVAL, "sector: nowhere to put the result");
     memset(out, 0, sizeof *out);
     if ((rc = check_input(frames, err)) != 0)
         return rc;

@@ -1,17 +1,17 @@
 /*
  * sector-int.h - what the files of the sector module share.
  *
- * The module works in three steps, one file each:
+ * One job per file:
  *   evidence.c  turns the cine loop into a binary "this pixel is fan" map
  *               (pixels that change over time, or non-dark pixels for a
- *               single frame), cleaned of thin lines and text;
- *   morph.c     the binary image tools evidence.c uses (thresholds,
+ *               single frame), cleaned of thin lines and text, labelled;
+ *   morph.c     the image tools evidence.c uses (thresholds, box mean,
  *               opening/closing, connected components);
- *   hull.c      turns one component into a convex region stored as one
- *               span per row, which is what the fit reads;
- *   fit.c       fits the annular-sector model to such a region;
+ *   hull.c      a region held as one span per row, and its convex hull;
+ *   fit.c       fits the annular-sector model to a region's row extents;
  *   geom.c      the model itself: the inside test, rasterising, IoU;
- *   locate.c    en_sector_locate: regions first, pixels to check them;
+ *   locate.c    en_sector_locate: a region's model checked against the
+ *               pixels, or the pixels' own fan;
  *   frame.c     en_sector_frame: the network's 112x112 view.
  *
  * Internal names start with sec_.  Coordinates are pixel indices: pixel
