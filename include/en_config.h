@@ -15,7 +15,8 @@
 
 typedef struct en_config {
     /* [paths] */
-    char output_dir[EN_PATH_MAX];   /* where AVIs (and later reports) go */
+    char output_dir[EN_PATH_MAX];   /* where AVIs and reports go */
+    char database[EN_PATH_MAX];     /* SQLite results database */
     /* [deid] */
     char secret_file[EN_PATH_MAX];
     char keystore_file[EN_PATH_MAX];/* empty: no key store (the default) */
@@ -24,6 +25,15 @@ typedef struct en_config {
     /* [video] */
     int video_size;                 /* 112 */
     int video_quality;              /* MJPEG qscale, 1..31 */
+    /* [models] */
+    char seg_weights[EN_PATH_MAX];  /* segmentation weights (safetensors) */
+    char ef_weights[EN_PATH_MAX];   /* EF weights (safetensors) */
+    /* [nn] */
+    int nn_threads;                 /* 0 = all cores */
+    int nn_batch;                   /* segmentation frames per pass */
+    /* [report] */
+    int report_pdf, report_png;     /* write <pseudonym>.pdf / .png */
+    int overlay_video;              /* write <pseudonym>.overlay.avi */
 } en_config;
 
 /* Fills compiled-in defaults (paths under EN_LOCALSTATEDIR). */

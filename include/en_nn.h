@@ -88,9 +88,12 @@ int en_nn_ef(en_nn_model *m, const float *clip, int t, int h, int w,
              float *ef, en_err *err);
 
 /* EF of the clip starting at frame `start` of 8-bit frames, sampled as
- * upstream does: clip_frames frames every clip_period frames; a clip running
- * past the end is padded with zero frames after normalisation (upstream's
- * behaviour).  EN_EINVAL when start is outside the video. */
+ * upstream does: clip_frames frames every clip_period frames.  Frames past the
+ * end of the video are zero after normalisation (mean-coloured), which is how
+ * upstream pads videos shorter than a clip; upstream never starts a clip that
+ * runs past the end of a longer video, so whether to ask for one is the
+ * caller's decision (spec section 6).  EN_EINVAL when start is outside the
+ * video. */
 int en_nn_ef_frames(en_nn_model *m, const en_frames *frames, int start,
                     float *ef, en_err *err);
 

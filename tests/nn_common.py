@@ -26,6 +26,12 @@ MEAN = np.array([32.49, 32.63, 32.93], dtype=np.float32)
 STD = np.array([49.87, 49.88, 50.13], dtype=np.float32)
 
 
+def sanitized():
+    """True in the ASan/UBSan run (test.sh sets EN_SANITIZE=1): the full-size
+    tests then use fewer frames; every test still runs."""
+    return os.environ.get("EN_SANITIZE", "") not in ("", "0")
+
+
 def skip_full():
     """EN_NN_SKIP_FULL=1 leaves out the full-size networks (a slow machine,
     a heavily instrumented build); reduced widths still run.  Under ASan and
@@ -215,6 +221,72 @@ def ef_case(width_div, nclips, seed, tmp, label, t=32):
         good = d <= 0.01 and 10 <= ref[i] <= 80
         print("%s clip %d: torch EF %.4f, C EF %.4f, |diff| %.2e %s" % (
             label, i, ref[i], c[i], d, "ok" if good else "FAIL"))
+        ok = ok and good
+    return ok
+
+
+def synthetic_video(n, rows, cols, ch):
+    """The 8-bit video test-nn-driver's synthetic_pixel() makes, (n, ch, H, W)."""
+    f = np.arange(n).reshape(n, 1, 1, 1)
+    c = np.arange(ch).reshape(1, ch, 1, 1)
+    y = np.arange(rows).reshape(1, 1, rows, 1)
+    x = np.arange(cols).reshape(1, 1, 1, cols)
+    return ((f * 31 + y * 7 + x * 3 + (x * y) % 13 + c * 50) % 256).astype(np.float32)
+
+
+def normalise_upstream(video):
+    """echonet.datasets.Echo: float frames, (x - mean[c]) / std[c]; grey videos
+    are three equal channels (upstream reads them as RGB)."""
+    if video.shape[1] == 1:
+        video = np.repeat(video, 3, axis=1)
+    return (video - MEAN.reshape(1, 3, 1, 1)) / STD.reshape(1, 3, 1, 1)
+
+
+def frames_api_case(tmp, label):
+    """The 8-bit entry points: en_nn_segment_frames (normalisation, batching,
+    LV sizes) and en_nn_ef_frames (upstream's sampling and zero padding after
+    normalisation), against torchvision on upstream's preprocessing."""
+    ok = True
+    torch.manual_seed(31)
+    seg = randomize_bn(deeplab(8), frames(2, 32), 33)
+    vid = synthetic_video(7, 64, 80, 1)
+    x = torch.from_numpy(normalise_upstream(vid))
+    with torch.no_grad():
+        seg.classifier[-1].bias -= seg(x)["out"].median()
+        ref = seg(x)["out"][:, 0].numpy()
+    pt, st = os.path.join(tmp, "fseg.pt"), os.path.join(tmp, "fseg.safetensors")
+    save_upstream(seg, pt)
+    convert(pt, st)
+    out = os.path.join(tmp, "fseg.out")
+    run_driver(["frames", st, out, 7, 64, 80, 1, 0])
+    c = np.fromfile(out, dtype="<f4").reshape(7, 64, 80)
+    sizes = np.fromfile(out + ".sizes", dtype="<i4")
+    ok = check_seg(c, ref, label + " segment_frames 64x80 grey") and ok
+    good = np.array_equal(sizes, (c > 0).reshape(7, -1).sum(1)) and \
+        np.abs(sizes - (ref > 0).reshape(7, -1).sum(1)).max() <= 5
+    print("%s sizes %s vs torch %s %s" % (label, list(sizes), list((ref > 0).reshape(7, -1).sum(1)),
+                                          "ok" if good else "FAIL"))
+    ok = ok and good
+
+    ef = randomize_bn(r2plus1d(8), frames(32, 34).permute(1, 0, 2, 3).unsqueeze(0), 35)
+    for n, start in ((70, 4), (40, 10)):    # a full clip, and one padded past the end
+        vid = normalise_upstream(synthetic_video(n, 48, 48, 3))       # (f, c, h, w)
+        video = np.transpose(vid, (1, 0, 2, 3))                        # (c, f, h, w)
+        if n < start + 64:
+            pad = np.zeros((3, start + 64 - n, 48, 48), np.float32)    # after normalising
+            video = np.concatenate((video, pad), axis=1)
+        clip = torch.from_numpy(np.ascontiguousarray(video[:, start + 2 * np.arange(32)]))
+        with torch.no_grad():
+            r = float(ef(clip.unsqueeze(0)).flatten()[0])
+        pt, st = os.path.join(tmp, "fef.pt"), os.path.join(tmp, "fef.safetensors")
+        save_upstream(ef, pt)
+        convert(pt, st)
+        out = os.path.join(tmp, "fef.out")
+        run_driver(["frames", st, out, n, 48, 48, 3, start])
+        c = float(np.fromfile(out, dtype="<f4")[0])
+        good = abs(c - r) <= 1e-3 * max(1.0, abs(r))
+        print("%s ef_frames %d frames start %d: torch %.5f C %.5f %s" % (
+            label, n, start, r, c, "ok" if good else "FAIL"))
         ok = ok and good
     return ok
 

@@ -55,6 +55,23 @@ int main(void)
     CHECK(en_config_load(&cfg, path, &e) == EN_EINVAL);
     CHECKF(strstr(e.msg, ":1:") != NULL, "%s", e.msg);
 
+    write_file(path, "[report]\npdf = no\noverlay_video = yes\n[nn]\nbatch = 4\n");
+    CHECK(en_config_load(&cfg, path, &e) == EN_OK);
+    CHECK(cfg.report_pdf == 0 && cfg.overlay_video == 1 && cfg.nn_batch == 4);
+    write_file(path, "[report]\npdf = maybe\n");
+    CHECK(en_config_load(&cfg, path, &e) == EN_EINVAL);
+
+    /* The shipped, fully commented configuration must load as the defaults. */
+    {
+        char shipped[1200];
+        en_config def;
+        snprintf(shipped, sizeof shipped, "%s/etc/echonetd.conf", tst_env("EN_TOP_SRCDIR"));
+        en_config_defaults(&cfg);
+        en_config_defaults(&def);
+        CHECKF(en_config_load(&cfg, shipped, &e) == EN_OK, "%s", e.msg);
+        CHECK(memcmp(&cfg, &def, sizeof cfg) == 0);
+    }
+
     unlink(path);
     CHECK(en_config_load(&cfg, path, &e) == EN_EIO);
     CHECK(strstr(e.msg, path) != NULL);

@@ -8,6 +8,9 @@
  *   test-nn-driver info MODEL
  *   test-nn-driver seg MODEL IN OUT N H W [THREADS [BATCH]]
  *   test-nn-driver ef MODEL IN OUT NCLIPS T H W [THREADS]
+ *   test-nn-driver frames MODEL OUT NFRAMES ROWS COLS CHANNELS START
+ *     8-bit frames from synthetic_pixel() through en_nn_segment_frames (OUT:
+ *     logits, OUT.sizes: int32 LV sizes) or en_nn_ef_frames (OUT: the EF)
  * Exit 0 on success, 1 with the engine's message on stderr on failure.
  */
 #include "en_nn.h"
@@ -37,6 +40,48 @@ static void write_raw(const char *path, const float *p, size_t n)
     }
 }
 
+/* The synthetic 8-bit video the Python side rebuilds (nn_common.py). */
+static unsigned char synthetic_pixel(int f, int y, int x, int c)
+{
+    return (unsigned char)((f * 31 + y * 7 + x * 3 + (x * y) % 13 + c * 50) % 256);
+}
+
+static int run_frames(en_nn_model *m, char **argv, en_err *err)
+{
+    int n = atoi(argv[4]), rows = atoi(argv[5]), cols = atoi(argv[6]);
+    int ch = atoi(argv[7]), start = atoi(argv[8]), rc;
+    en_frames fr;
+    char path[4096];
+
+    if ((rc = en_frames_alloc(&fr, n, rows, cols, ch)) != EN_OK)
+        return en_err_set(err, rc, "cannot allocate frames");
+    for (int f = 0; f < n; f++)
+        for (int y = 0; y < rows; y++)
+            for (int x = 0; x < cols; x++)
+                for (int c = 0; c < ch; c++)
+                    fr.data[(((size_t)f * rows + y) * cols + x) * ch + c] = synthetic_pixel(f, y, x, c);
+    if (en_nn_model_info(m)->arch == EN_NN_ARCH_R2PLUS1D_18) {
+        float ef;
+        if ((rc = en_nn_ef_frames(m, &fr, start, &ef, err)) == EN_OK)
+            write_raw(argv[3], &ef, 1);
+    } else {
+        size_t nf = (size_t)n * rows * cols;
+        float *logits = malloc(nf * sizeof *logits);
+        int *sizes = malloc((size_t)n * sizeof *sizes);
+        if (!logits || !sizes)
+            rc = en_err_set(err, EN_ENOMEM, "out of memory");
+        else if ((rc = en_nn_segment_frames(m, &fr, logits, sizes, err)) == EN_OK) {
+            write_raw(argv[3], logits, nf);
+            snprintf(path, sizeof path, "%s.sizes", argv[3]);
+            write_raw(path, (const float *)(const void *)sizes, (size_t)n);
+        }
+        free(logits);
+        free(sizes);
+    }
+    en_frames_free(&fr);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     en_nn_opts o = { 0, 0, 0 };
@@ -48,6 +93,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: test-nn-driver load|info|seg|ef MODEL ...\n");
         return 2;
     }
+    if (strcmp(argv[1], "frames") == 0)
+        o.batch = 3;   /* a partial last batch on purpose */
     if (strcmp(argv[1], "seg") == 0 && argc > 8)
         o.threads = atoi(argv[8]);
     if (strcmp(argv[1], "seg") == 0 && argc > 9)
@@ -91,6 +138,9 @@ int main(int argc, char **argv)
             write_raw(argv[4], out, (size_t)nclips);
         free(in);
         free(out);
+    } else if (strcmp(argv[1], "frames") == 0 && argc >= 9) {
+        if ((rc = run_frames(m, argv, &err)) != EN_OK)
+            fprintf(stderr, "%s: %s\n", en_err_name(rc), err.msg);
     } else if (strcmp(argv[1], "load") != 0) {
         fprintf(stderr, "test-nn-driver: bad command line\n");
         rc = -100;

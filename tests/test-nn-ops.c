@@ -107,6 +107,16 @@ static void test_conv(nn_pool *pool)
         { 4, 5, 2, 7, 5, 6, {3, 1, 1}, {2, 1, 1}, {1, 0, 0}, {1, 1, 1} },
         { 4, 5, 1, 7, 5, 6, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}, {1, 1, 1} },
         { 4, 5, 1, 6, 6, 6, {1, 1, 1}, {2, 2, 2}, {0, 0, 0}, {1, 1, 1} },
+        /* temporal-only, stride 1 (frame-shift products): batch of clips,
+         * no padding with dilation, and padding wider than the kernel */
+        { 4, 5, 2, 7, 5, 6, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}, {1, 1, 1} },
+        { 3, 4, 3, 6, 4, 4, {3, 1, 1}, {1, 1, 1}, {0, 0, 0}, {2, 1, 1} },
+        { 3, 4, 2, 5, 3, 3, {3, 1, 1}, {1, 1, 1}, {2, 0, 0}, {1, 1, 1} },
+        { 6, 4, 2, 1, 3, 3, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}, {1, 1, 1} },
+        /* dead taps but still im2col (the reduced-weights copy): a 1-row
+         * image, and a 3x3x3 kernel on single frames */
+        { 4, 5, 2, 1, 1, 14, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1} },
+        { 3, 4, 2, 1, 20, 20, {3, 3, 3}, {1, 1, 1}, {1, 1, 1}, {1, 1, 1} },
         /* a full 3x3x3 with everything */
         { 3, 4, 2, 5, 7, 6, {3, 3, 3}, {2, 1, 2}, {1, 2, 1}, {2, 2, 1} },
         /* enough columns for several tiles per thread */

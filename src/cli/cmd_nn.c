@@ -12,10 +12,15 @@
  *     --masks uint8 0/1 N x H x W.
  *   echonetctl ef VIDEO.avi --weights EF.safetensors [--start N] [--threads N]
  *     prints upstream's clip-prediction row: filename,clip_start,ef
+ *   echonetctl convert-weights IN.pt OUT.safetensors [options]
+ *     runs the installed Python converter (tools/convert-weights) with the
+ *     same arguments; $ECHONETD_CONVERT_WEIGHTS overrides its path.
  *
- * To wire in (the lead): declare cli_segment and cli_ef in cli.h, dispatch
- * "segment" and "ef" in echonetctl.c, add src/cli/cmd_nn.c to
- * echonetctl_SOURCES.
+ * To wire in (the lead): declare cli_segment, cli_ef and cli_convert_weights
+ * in cli.h, dispatch "segment", "ef" and "convert-weights" in echonetctl.c,
+ * add src/cli/cmd_nn.c to echonetctl_SOURCES and
+ * -DEN_PKGLIBEXECDIR='"$(pkglibexecdir)"' to echonetctl_CPPFLAGS (the
+ * converter is installed there by src/nn/Makefile.inc).
  */
 #include "cli.h"
 
@@ -27,9 +32,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#ifndef EN_PKGLIBEXECDIR
+#define EN_PKGLIBEXECDIR "/usr/local/libexec/echonetd"
+#endif
 
 int cli_segment(cli_ctx *ctx, int argc, char **argv);
 int cli_ef(cli_ctx *ctx, int argc, char **argv);
+int cli_convert_weights(cli_ctx *ctx, int argc, char **argv);
 
 typedef struct nn_args {
     const char *video, *weights, *out, *logits, *masks;
@@ -200,4 +211,28 @@ int cli_ef(cli_ctx *ctx, int argc, char **argv)
     en_frames_free(&fr);
     en_nn_model_free(m);
     return rc;
+}
+
+int cli_convert_weights(cli_ctx *ctx, int argc, char **argv)
+{
+    const char *tool = getenv("ECHONETD_CONVERT_WEIGHTS");
+    char **args = calloc((size_t)argc + 2, sizeof *args);
+
+    (void)ctx;
+    if (!tool || !*tool)
+        tool = EN_PKGLIBEXECDIR "/convert-weights";
+    if (!args) {
+        fprintf(stderr, "echonetctl convert-weights: out of memory\n");
+        return CLI_FAILED;
+    }
+    /* argv[0] is "convert-weights": the tool gets the rest unchanged */
+    args[0] = (char *)tool;
+    for (int i = 1; i < argc; i++)
+        args[i] = argv[i];
+    fflush(NULL);
+    execv(tool, args);
+    fprintf(stderr, "echonetctl convert-weights: cannot run %s: %s (is echonetd installed, "
+            "and Debian's python3-torch?)\n", tool, strerror(errno));
+    free(args);
+    return CLI_SETUP;
 }

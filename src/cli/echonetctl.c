@@ -25,6 +25,24 @@ static void usage(FILE *f)
         "  convert IN.dcm [OUT.avi|DIR] [--json[=FILE]]\n"
         "          deidentify an echo DICOM, locate its ultrasound sector and write the\n"
         "          112x112 AVI that EchoNet-Dynamic's networks take\n"
+        "  process [--json] FILE.dcm...\n"
+        "          the whole pipeline: convert, segment, beats, beat-by-beat EF, store the\n"
+        "          result in the database, draw the report\n"
+        "  list [--since DATE] [--until DATE] [--status S] [--class C]\n"
+        "       [--flagged|--unflagged] [--limit N] [--json]\n"
+        "          studies in the database, newest first\n"
+        "  show PSEUDONYM [--json]\n"
+        "          one study: summary, beats, flags, models\n"
+        "  export [--format size|clips|json] [-o FILE] [PSEUDONYM] [filters]\n"
+        "          upstream's size.csv or clip predictions, or everything as JSON\n"
+        "  report PSEUDONYM\n"
+        "          draw the study's report again from the database\n"
+        "  segment VIDEO.avi --weights SEG [--out size.csv] [--masks F] [--logits F]\n"
+        "          per-frame LV sizes of a 112x112 video\n"
+        "  ef VIDEO.avi --weights EF [--start N]\n"
+        "          EF of one 32-frame clip\n"
+        "  convert-weights IN.pt OUT.safetensors --arch ARCH [options]\n"
+        "          turn upstream's or torchvision's PyTorch weights into echonetd's format\n"
         "  help    this text\n"
         "\n"
         "options:\n"
@@ -105,8 +123,14 @@ int main(int argc, char **argv)
         if (rc != CLI_OK)
             return rc;
     }
-    if (!strcmp(argv[i], "convert"))
-        return cli_convert(&ctx, argc - i, argv + i);
+    static const struct { const char *name; int (*fn)(cli_ctx *, int, char **); } cmds[] = {
+        { "convert", cli_convert }, { "process", cli_process }, { "list", cli_list },
+        { "show", cli_show }, { "export", cli_export }, { "report", cli_report },
+        { "segment", cli_segment }, { "ef", cli_ef }, { "convert-weights", cli_convert_weights },
+    };
+    for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
+        if (!strcmp(argv[i], cmds[k].name))
+            return cmds[k].fn(&ctx, argc - i, argv + i);
     if (!strcmp(argv[i], "help")) {
         usage(stdout);
         return CLI_OK;

@@ -18,7 +18,7 @@
 #define EN_LOCALSTATEDIR "/var"
 #endif
 
-typedef enum { T_PATH, T_INT, T_U32, T_MB } opt_type;
+typedef enum { T_PATH, T_INT, T_U32, T_MB, T_BOOL } opt_type;
 
 typedef struct opt {
     const char *section;
@@ -31,6 +31,7 @@ typedef struct opt {
 #define OFF(m) offsetof(en_config, m)
 static const opt options[] = {
     { "paths", "output_dir", T_PATH, OFF(output_dir), 0, 0 },
+    { "paths", "database", T_PATH, OFF(database), 0, 0 },
     { "deid", "secret_file", T_PATH, OFF(secret_file), 0, 0 },
     { "deid", "keystore_file", T_PATH, OFF(keystore_file), 0, 0 },
     { "limits", "max_frames", T_U32, OFF(limits.max_frames), 1, 100000 },
@@ -40,6 +41,13 @@ static const opt options[] = {
     { "limits", "max_pixel_mb", T_MB, OFF(limits.max_pixel_bytes), 1, 1 << 20 },
     { "video", "size", T_INT, OFF(video_size), 16, 1024 },
     { "video", "quality", T_INT, OFF(video_quality), 1, 31 },
+    { "models", "segmentation", T_PATH, OFF(seg_weights), 0, 0 },
+    { "models", "ef", T_PATH, OFF(ef_weights), 0, 0 },
+    { "nn", "threads", T_INT, OFF(nn_threads), 0, 1024 },
+    { "nn", "batch", T_INT, OFF(nn_batch), 1, 256 },
+    { "report", "pdf", T_BOOL, OFF(report_pdf), 0, 1 },
+    { "report", "png", T_BOOL, OFF(report_png), 0, 1 },
+    { "report", "overlay_video", T_BOOL, OFF(overlay_video), 0, 1 },
 };
 #undef OFF
 
@@ -49,8 +57,13 @@ void en_config_defaults(en_config *cfg)
     snprintf(cfg->output_dir, sizeof cfg->output_dir, "%s/lib/echonetd/output", EN_LOCALSTATEDIR);
     snprintf(cfg->secret_file, sizeof cfg->secret_file, "%s/lib/echonetd/site-secret", EN_LOCALSTATEDIR);
     en_dicom_limits_default(&cfg->limits);
+    snprintf(cfg->database, sizeof cfg->database, "%s/lib/echonetd/results.db", EN_LOCALSTATEDIR);
     cfg->video_size = 112;
     cfg->video_quality = 2;
+    cfg->nn_threads = 0;
+    cfg->nn_batch = 8;
+    cfg->report_pdf = 1;
+    cfg->report_png = 1;
 }
 
 static const opt *find_opt(const char *section, const char *key)
@@ -90,6 +103,16 @@ int en_config_set(en_config *cfg, const char *section, const char *key,
         strcpy(base + o->offset, value);
         return EN_OK;
     }
+    if (o->type == T_BOOL) {
+        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+            v = 1;
+        else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+            v = 0;
+        else
+            return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected yes or no", section, key, value);
+        *(int *)(base + o->offset) = (int)v;
+        return EN_OK;
+    }
     if (parse_integer(value, o->min, o->max, &v) != 0)
         return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected a whole number from %lld to %lld",
                           section, key, value, o->min, o->max);
@@ -97,7 +120,7 @@ int en_config_set(en_config *cfg, const char *section, const char *key,
     case T_INT: *(int *)(base + o->offset) = (int)v; break;
     case T_U32: *(uint32_t *)(base + o->offset) = (uint32_t)v; break;
     case T_MB: *(uint64_t *)(base + o->offset) = (uint64_t)v << 20; break;
-    case T_PATH: break;
+    case T_PATH: case T_BOOL: break;
     }
     return EN_OK;
 }

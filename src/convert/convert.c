@@ -69,10 +69,26 @@ static int output_path(const en_config *cfg, const char *out_path,
     return EN_OK;
 }
 
+/* The "sop:" prefix separates this key's domain from the pseudonyms', so a
+ * StudyInstanceUID equal to some SOPInstanceUID cannot collide. */
+static int make_dedup_key(const en_deid *deid, const en_dicom_identity *id,
+                          en_convert_result *res, en_err *err)
+{
+    char buf[EN_DICOM_UID_MAX + 8];
+
+    if (!*id->sop_instance_uid)
+        return EN_OK;
+    snprintf(buf, sizeof buf, "sop:%s", id->sop_instance_uid);
+    return en_deid_pseudonym(deid, buf, res->dedup_key, err);
+}
+
 static int deidentify(const en_config *cfg, const en_deid *deid, en_dicom_identity *id,
                       en_convert_result *res, en_err *err)
 {
     int rc = make_pseudonym(deid, id, res, err);
+
+    if (rc == EN_OK)
+        rc = make_dedup_key(deid, id, res, err);
 
     if (rc == EN_OK && cfg->keystore_file[0])
         rc = en_deid_keystore_put(cfg->keystore_file, res->pseudonym, id, err);
@@ -85,6 +101,13 @@ int en_convert_file(const en_config *cfg, const en_deid *deid,
                     const char *in_path, const char *out_path,
                     en_convert_result *res, en_err *err)
 {
+    return en_convert_file_frames(cfg, deid, in_path, out_path, res, NULL, err);
+}
+
+int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
+                           const char *in_path, const char *out_path,
+                           en_convert_result *res, en_frames *keep, en_err *err)
+{
     en_dicom_identity id;
     en_frames src = { 0 }, net = { 0 };
     double t0 = now_ms(), t1, t2;
@@ -92,6 +115,8 @@ int en_convert_file(const en_config *cfg, const en_deid *deid,
 
     memset(res, 0, sizeof *res);
     memset(&id, 0, sizeof id);
+    if (keep)
+        memset(keep, 0, sizeof *keep);
     rc = en_dicom_read(in_path, &cfg->limits, &res->info, &id, &src, err);
     if (rc != EN_OK)
         return rc;
@@ -122,6 +147,10 @@ int en_convert_file(const en_config *cfg, const en_deid *deid,
     res->out_frames = net.nframes;
     res->out_size = net.rows;
     res->ms_write = now_ms() - t2;
+    if (keep) {
+        *keep = net;
+        memset(&net, 0, sizeof net);
+    }
 out:
     en_frames_free(&src);
     en_frames_free(&net);

@@ -14,15 +14,12 @@
  * every output position contributes nothing, so it is dropped from the
  * weights and from im2col.  ASPP's 3x3 convolutions with dilation 24 and 36
  * on a 14x14 map keep only their centre tap, become 1x1 convolutions with
- * the centre weights, and skip im2col too.  When the live taps still mostly
- * read padding (ASPP rate 12 on 14x14: an off-centre tap reads inside the
- * image only for a 2-pixel band of outputs), the convolution is run tap by
- * tap instead: the centre tap as a 1x1 product over every position, each
- * other tap as a product over just the rectangle of outputs where it reads
- * inside the image (18 % of the dense work at rate 12), accumulated into
- * the output.  Both are exact: only products with padding zeros are skipped.
+ * the centre weights (read in place: the weights are tap-major), and skip
+ * im2col too.  When many products of the live taps still read padding, or
+ * the kernel is temporal only, the planner hands the convolution to
+ * conv_taps.c, which computes it tap by tap.
  */
-#include "nn_int.h"
+#include "conv_int.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -40,7 +37,6 @@ void nn_conv_free(nn_conv *c)
     free(c->w);
     free(c->b);
     free(c->wr);
-    free(c->wtap);
     memset(c, 0, sizeof *c);
 }
 
@@ -49,18 +45,6 @@ int64_t nn_conv_out(const nn_conv *c, int axis, int64_t in)
     int64_t span = (int64_t)c->d[axis] * (c->k[axis] - 1) + 1;
     int64_t o = (in + 2 * c->p[axis] - span);
     return o < 0 ? 0 : o / c->s[axis] + 1;
-}
-
-/* Output range [lo, hi) along one axis where tap j reads inside the input
- * (stride 1). */
-static void tap_range(const nn_conv *c, int axis, int j, int64_t in, int64_t out,
-                      int64_t *lo, int64_t *hi)
-{
-    int64_t off = (int64_t)j * c->d[axis] - c->p[axis];
-    *lo = off < 0 ? -off : 0;
-    *hi = in - off < out ? in - off : out;
-    if (*hi < *lo)
-        *hi = *lo;
 }
 
 /* Which taps along one axis ever read inside the input. */
@@ -100,9 +84,8 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
             all = 0;
     }
     free(c->wr);
-    free(c->wtap);
-    c->wr = c->wtap = NULL;
-    c->sparse = 0;
+    c->wr = NULL;
+    c->sparse = c->tshift = 0;
     if (c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 &&
         c->ntap[0] * c->ntap[1] * c->ntap[2] > 1) {
         /* positions each live tap really reads, against the dense count */
@@ -112,42 +95,36 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
             double sum = 0;
             for (int i = 0; i < c->ntap[a]; i++) {
                 int64_t lo, hi;
-                tap_range(c, a, c->tap[a][i], in[a], out[a], &lo, &hi);
+                nn_conv_tap_range(c, a, c->tap[a][i], in[a], out[a], &lo, &hi);
                 sum += (double)(hi - lo);
             }
             sparse *= sum;
         }
-        if (sparse < 0.5 * dense) {
-            size_t nt = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-            size_t kfull = (size_t)c->k[0] * c->k[1] * c->k[2];
-            if (!(c->wtap = malloc(nt * (size_t)c->cout * c->cin * sizeof *c->wtap)))
-                return en_err_set(err, EN_ENOMEM, "nn: out of memory");
-            for (size_t t = 0; t < nt; t++) {
-                int a = (int)(t / ((size_t)c->ntap[1] * c->ntap[2]));
-                int b = (int)(t / (size_t)c->ntap[2] % (size_t)c->ntap[1]);
-                int d = (int)(t % (size_t)c->ntap[2]);
-                size_t kidx = ((size_t)c->tap[0][a] * c->k[1] + c->tap[1][b]) * c->k[2] +
-                              c->tap[2][d];
-                for (size_t oc = 0; oc < (size_t)c->cout * c->cin; oc++)
-                    c->wtap[(t * c->cout * c->cin) + oc] = c->w[oc * kfull + kidx];
-            }
+        /* the per-tap gathers and scatters cost about what the skipped
+         * products of a dense im2col would below ~85 % (measured) */
+        if (sparse < 0.85 * dense)
             c->sparse = 1;
-        }
     }
-    if (!all && !c->sparse) {
+    c->tshift = !c->sparse && c->k[1] == 1 && c->k[2] == 1 && c->p[1] == 0 &&
+        c->p[2] == 0 && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 && c->ntap[0] > 1;
+    kred = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
+    if (!all && !c->sparse && !c->tshift && kred > 1) {
+        /* several but not all taps live, through im2col: the live taps'
+         * blocks side by side (tap-by-tap paths and a single live tap read
+         * their blocks in place) */
         kin = (size_t)c->k[0] * c->k[1] * c->k[2];
-        kred = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-        wr = malloc((size_t)c->cout * c->cin * (kred ? kred : 1) * sizeof *wr);
+        wr = malloc((size_t)c->cout * c->cin * kred * sizeof *wr);
         if (!wr)
             return en_err_set(err, EN_ENOMEM, "nn: out of memory");
-        for (size_t oc = 0; oc < (size_t)c->cout * c->cin; oc++) {
+        for (size_t o = 0; o < (size_t)c->cout; o++) {
             kk = 0;
             for (int a = 0; a < c->ntap[0]; a++)
                 for (int b = 0; b < c->ntap[1]; b++)
-                    for (int d = 0; d < c->ntap[2]; d++)
-                        wr[oc * kred + kk++] = c->w[oc * kin +
-                            ((size_t)c->tap[0][a] * c->k[1] + c->tap[1][b]) * c->k[2] +
-                            c->tap[2][d]];
+                    for (int d = 0; d < c->ntap[2]; d++, kk++)
+                        memcpy(wr + (o * kred + (size_t)kk) * (size_t)c->cin,
+                               c->w + (o * kin + ((size_t)c->tap[0][a] * c->k[1] + c->tap[1][b]) *
+                                       c->k[2] + c->tap[2][d]) * (size_t)c->cin,
+                               (size_t)c->cin * sizeof *wr);
         }
         c->wr = wr;
     }
@@ -155,19 +132,6 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
     return EN_OK;
 }
 
-typedef struct conv_job {
-    nn_pool *pool;
-    const nn_conv *c;
-    const nn_tensor *x;
-    nn_tensor *y;
-    const nn_tensor *res;
-    int relu;
-    const float *w;
-    int64_t K;            /* rows of im2col */
-    int64_t ncols, nb;    /* output columns, columns per tile */
-    int pointwise;        /* no im2col: the input is the matrix */
-    int64_t in[3], out[3];
-} conv_job;
 
 /* One output row segment of a tile: (b, t, y) fixed, x in [x0, x0+len). */
 typedef struct seg {
@@ -184,7 +148,7 @@ static void im2col_tile(const conv_job *j, int64_t j0, int64_t ncol,
     const int64_t To = j->out[0], Ho = j->out[1], Wo = j->out[2];
     const int64_t Ti = j->in[0], Hi = j->in[1], Wi = j->in[2];
     const int64_t sw = c->s[2];
-    int64_t nseg = 0, col = j0, r = 0;
+    int64_t nseg = 0, col = j0;
 
     while (col < j0 + ncol) {
         int64_t ox = col % Wo, rest = col / Wo;
@@ -208,8 +172,10 @@ static void im2col_tile(const conv_job *j, int64_t j0, int64_t ncol,
             int64_t offt = (int64_t)c->tap[0][a] * c->d[0] - c->p[0];
             for (int bb = 0; bb < c->ntap[1]; bb++) {
                 int64_t offy = (int64_t)c->tap[1][bb] * c->d[1] - c->p[1];
-                for (int d = 0; d < c->ntap[2]; d++, r++) {
+                for (int d = 0; d < c->ntap[2]; d++) {
                     int64_t offx = (int64_t)c->tap[2][d] * c->d[2] - c->p[2];
+                    /* row order matches the tap-major weights: (tap, ci) */
+                    int64_t r = (((int64_t)a * c->ntap[1] + bb) * c->ntap[2] + d) * c->cin + ci;
                     float *dst = cols + r * ncol;
                     /* valid ox: 0 <= ox*sw + offx < Wi */
                     int64_t lo = offx < 0 ? (-offx + sw - 1) / sw : 0;
@@ -244,43 +210,6 @@ static void im2col_tile(const conv_job *j, int64_t j0, int64_t ncol,
 }
 
 static void conv_tile(void *arg, int task, int thread);
-static int conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
-                       nn_tensor *y, const nn_tensor *res, int relu,
-                       const int64_t in[3], const int64_t out[3], en_err *err);
-
-/* Bias, residual and ReLU for rows [m0, m1), columns [j0, j0+n) in one pass
- * per row while the tile is in cache; zero: the product was empty. */
-static void epilogue(const nn_conv *c, nn_tensor *y, const nn_tensor *res, int relu,
-                     int64_t m0, int64_t m1, int64_t j0, int64_t n, int zero)
-{
-    const int64_t ldc = y->stride[NN_C];
-    for (int64_t m = m0; m < m1; m++) {
-        float *o = y->data + m * ldc + j0;
-        const float bias = c->b[m];
-        if (zero)
-            memset(o, 0, (size_t)n * sizeof *o);
-        if (res) {
-            const float *r = res->data + m * res->stride[NN_C] + j0;
-            if (relu) {
-                for (int64_t i = 0; i < n; i++) {
-                    float v = o[i] + bias + r[i];
-                    o[i] = v > 0.0f ? v : 0.0f;
-                }
-            } else {
-                for (int64_t i = 0; i < n; i++)
-                    o[i] += bias + r[i];
-            }
-        } else if (relu) {
-            for (int64_t i = 0; i < n; i++) {
-                float v = o[i] + bias;
-                o[i] = v > 0.0f ? v : 0.0f;
-            }
-        } else {
-            for (int64_t i = 0; i < n; i++)
-                o[i] += bias;
-        }
-    }
-}
 
 /* EN_NN_PROFILE=1: one line per convolution on stderr (docs/performance.md). */
 static int nn_profile(void)
@@ -326,7 +255,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         struct timespec t0, t1;
         if (nn_profile())
             clock_gettime(CLOCK_MONOTONIC, &t0);
-        rc = conv_sparse(pool, c, x, y, res, relu, in, out, err);
+        rc = nn_conv_sparse(pool, c, x, y, res, relu, in, out, err);
         if (nn_profile()) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             fprintf(stderr, "nn-profile conv %4d->%-4d k%dx%dx%d d%d,%d taps %d in %lldx%lldx%lld "
@@ -345,8 +274,15 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     j.y = y;
     j.res = res;
     j.relu = relu;
-    j.w = c->wr ? c->wr : c->w;
     j.K = (int64_t)c->cin * c->ntap[0] * c->ntap[1] * c->ntap[2];
+    if (c->wr) {
+        j.w = c->wr;
+        j.lda = j.K;
+    } else {
+        /* all taps live (the full matrix), or one: its block in place */
+        j.w = c->w + (j.K == c->cin ? nn_conv_tap_block(c, 0) : 0);
+        j.lda = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+    }
     memcpy(j.in, in, sizeof in);
     memcpy(j.out, out, sizeof out);
     j.ncols = nn_tensor_cols(y);
@@ -358,7 +294,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
 
     /* j.K == 0: every tap reads padding only, the output is the bias */
     {
-        int64_t rows = j.pointwise ? c->cout : (j.K > c->cout ? j.K : c->cout);
+        int64_t rows = j.pointwise || c->tshift ? c->cout : (j.K > c->cout ? j.K : c->cout);
         target = (int64_t)NN_TILE_BYTES / (int64_t)(rows * sizeof(float));
         if (target < NN_TILE_MIN_COLS)
             target = NN_TILE_MIN_COLS;
@@ -370,7 +306,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     ntiles = (j.ncols + j.nb - 1) / j.nb;
     if (ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
-    if (!j.pointwise && j.K > 0) {
+    if (!j.pointwise && !c->tshift && j.K > 0) {
         /* make sure every thread's scratch exists before going parallel */
         size_t need = (size_t)j.K * (size_t)j.nb +
             ((size_t)j.nb + 2) * sizeof(seg) / sizeof(float) + 16;
@@ -390,7 +326,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
                 c->k[1], c->k[2], c->s[0], c->s[1], c->d[0], c->d[1],
                 c->ntap[0] * c->ntap[1] * c->ntap[2], (long long)in[0], (long long)in[1],
                 (long long)in[2], (long long)j.ncols, (long long)j.K,
-                j.pointwise ? "1x1 " : "im2col", ms, flop / ms * 1e-6);
+                j.pointwise ? "1x1   " : c->tshift ? "tshift" : "im2col", ms, flop / ms * 1e-6);
         return EN_OK;
     }
     nn_pool_run(pool, (int)ntiles, conv_tile, &j);
@@ -410,7 +346,9 @@ static void conv_tile(void *arg, int task, int thread)
 
     if (n <= 0)
         return;
-    if (j->K > 0) {
+    if (c->tshift) {
+        nn_conv_tshift_tile(j, j0, n);
+    } else if (j->K > 0) {
         if (j->pointwise) {
             B = j->x->data + j0;
             ldb = j->x->stride[NN_C];
@@ -425,159 +363,10 @@ static void conv_tile(void *arg, int task, int thread)
             ldb = n;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)n,
-                    (int)j->K, 1.0f, j->w, (int)j->K, B, (int)ldb, 0.0f,
+                    (int)j->K, 1.0f, j->w, (int)j->lda, B, (int)ldb, 0.0f,
                     y->data + j0, (int)ldc);
     }
-    epilogue(c, y, j->res, j->relu, 0, c->cout, j0, n, j->K == 0);
-}
-
-/* ---- tap by tap, for convolutions whose taps mostly read padding ---- */
-
-typedef struct sparse_job {
-    nn_pool *pool;
-    const nn_conv *c;
-    const nn_tensor *x;
-    nn_tensor *y;
-    const nn_tensor *res;
-    int relu;
-    int64_t in[3], out[3], ncols, mchunk;
-    size_t need;          /* scratch floats per thread */
-} sparse_job;
-
-/* A tap's output rectangle and input offsets; 0 when it reads nothing. */
-static int tap_rect(const nn_conv *c, const int64_t in[3], const int64_t out[3],
-                    size_t t, int64_t lo[3], int64_t hi[3], int64_t off[3])
-{
-    int idx[3];
-    idx[0] = (int)(t / ((size_t)c->ntap[1] * c->ntap[2]));
-    idx[1] = (int)(t / (size_t)c->ntap[2] % (size_t)c->ntap[1]);
-    idx[2] = (int)(t % (size_t)c->ntap[2]);
-    for (int a = 0; a < 3; a++) {
-        int j = c->tap[a][idx[a]];
-        off[a] = (int64_t)j * c->d[a] - c->p[a];
-        tap_range(c, a, j, in[a], out[a], &lo[a], &hi[a]);
-        if (hi[a] <= lo[a])
-            return 0;
-    }
-    return 1;
-}
-
-static int tap_is_full(const int64_t in[3], const int64_t out[3], const int64_t lo[3],
-                       const int64_t hi[3], const int64_t off[3])
-{
-    for (int a = 0; a < 3; a++)
-        if (off[a] != 0 || lo[a] != 0 || hi[a] != out[a] || in[a] != out[a])
-            return 0;
-    return 1;
-}
-
-static void sparse_task(void *arg, int task, int thread)
-{
-    const sparse_job *j = arg;
-    const nn_conv *c = j->c;
-    const nn_tensor *x = j->x;
-    nn_tensor *y = j->y;
-    const int64_t m0 = (int64_t)task * j->mchunk;
-    const int64_t m1 = m0 + j->mchunk < c->cout ? m0 + j->mchunk : c->cout;
-    const int64_t B = x->shape[NN_B], ldc = y->stride[NN_C];
-    const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-    float *g = nn_pool_scratch(j->pool, thread, j->need);
-    int have = 0;
-
-    if (m1 <= m0)
-        return;
-    /* the tap that covers every output with no shift: a plain 1x1 product */
-    for (size_t t = 0; t < ntaps && !have; t++) {
-        int64_t lo[3], hi[3], off[3];
-        if (tap_rect(c, j->in, j->out, t, lo, hi, off) &&
-            tap_is_full(j->in, j->out, lo, hi, off)) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0),
-                        (int)j->ncols, c->cin, 1.0f,
-                        c->wtap + (t * (size_t)c->cout + (size_t)m0) * (size_t)c->cin, c->cin,
-                        x->data, (int)x->stride[NN_C], 0.0f, y->data + m0 * ldc, (int)ldc);
-            have = 1;
-        }
-    }
-    if (!have)
-        for (int64_t m = m0; m < m1; m++)
-            memset(y->data + m * ldc, 0, (size_t)j->ncols * sizeof(float));
-
-    for (size_t t = 0; t < ntaps; t++) {
-        int64_t lo[3], hi[3], off[3], n, nw, k = 0;
-        float *tmp;
-        if (!tap_rect(c, j->in, j->out, t, lo, hi, off) ||
-            tap_is_full(j->in, j->out, lo, hi, off))
-            continue;
-        nw = hi[2] - lo[2];
-        n = B * (hi[0] - lo[0]) * (hi[1] - lo[1]) * nw;
-        tmp = g + (size_t)c->cin * (size_t)n;
-        /* gather the inputs this tap reads for its rectangle */
-        for (int64_t ci = 0; ci < c->cin; ci++) {
-            const float *xc = x->data + ci * x->stride[NN_C];
-            float *dst = g + ci * n;
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t ot = lo[0]; ot < hi[0]; ot++)
-                    for (int64_t oy = lo[1]; oy < hi[1]; oy++, dst += nw)
-                        memcpy(dst, xc + b * x->stride[NN_B] + (ot + off[0]) * x->stride[NN_T] +
-                               (oy + off[1]) * x->stride[NN_H] + lo[2] + off[2],
-                               (size_t)nw * sizeof *dst);
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)n,
-                    c->cin, 1.0f, c->wtap + (t * (size_t)c->cout + (size_t)m0) * (size_t)c->cin,
-                    c->cin, g, (int)n, 0.0f, tmp, (int)n);
-        /* accumulate into the rectangle */
-        for (int64_t m = m0; m < m1; m++) {
-            const float *src = tmp + (m - m0) * n;
-            k = 0;
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t ot = lo[0]; ot < hi[0]; ot++)
-                    for (int64_t oy = lo[1]; oy < hi[1]; oy++, k += nw) {
-                        float *o = y->data + m * ldc + b * y->stride[NN_B] + ot * y->stride[NN_T] +
-                                   oy * y->stride[NN_H] + lo[2];
-                        for (int64_t i = 0; i < nw; i++)
-                            o[i] += src[k + i];
-                    }
-        }
-    }
-    epilogue(c, y, j->res, j->relu, m0, m1, 0, j->ncols, 0);
-}
-
-static int conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
-                       nn_tensor *y, const nn_tensor *res, int relu,
-                       const int64_t in[3], const int64_t out[3], en_err *err)
-{
-    const int nth = nn_pool_size(pool);
-    const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-    sparse_job j;
-    size_t maxn = 0;
-
-    memset(&j, 0, sizeof j);
-    j.pool = pool;
-    j.c = c;
-    j.x = x;
-    j.y = y;
-    j.res = res;
-    j.relu = relu;
-    memcpy(j.in, in, sizeof j.in);
-    memcpy(j.out, out, sizeof j.out);
-    j.ncols = nn_tensor_cols(y);
-    /* threads split the output channels: their rows never overlap */
-    j.mchunk = (c->cout + nth - 1) / nth;
-    for (size_t t = 0; t < ntaps; t++) {
-        int64_t lo[3], hi[3], off[3];
-        if (tap_rect(c, in, out, t, lo, hi, off)) {
-            size_t n = (size_t)(x->shape[NN_B] * (hi[0] - lo[0]) * (hi[1] - lo[1]) *
-                                (hi[2] - lo[2]));
-            if (n > maxn)
-                maxn = n;
-        }
-    }
-    j.need = maxn * ((size_t)c->cin + (size_t)j.mchunk) + 16;
-    for (int t = 0; t < nth; t++)
-        if (!nn_pool_scratch(pool, t, j.need))
-            return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
-    nn_pool_run(pool, (int)((c->cout + j.mchunk - 1) / j.mchunk), sparse_task, &j);
-    return EN_OK;
+    nn_conv_epilogue(c, y, j->res, j->relu, 0, c->cout, j0, n, j->K == 0);
 }
 
 void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y)
@@ -605,7 +394,7 @@ void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y)
             int64_t iw = w * c->s[2] - c->p[2] + kw * c->d[2];
             if (it < 0 || it >= in[0] || ih < 0 || ih >= in[1] || iw < 0 || iw >= in[2])
                 continue;
-            acc += (double)c->w[(((o * c->cin + ci) * c->k[0] + kt) * c->k[1] + kh) * c->k[2] + kw] *
+            acc += (double)c->w[(((o * c->k[0] + kt) * c->k[1] + kh) * c->k[2] + kw) * c->cin + ci] *
                 x->data[ci * x->stride[NN_C] + b * x->stride[NN_B] + it * x->stride[NN_T] +
                         ih * x->stride[NN_H] + iw];
         }

@@ -62,17 +62,22 @@ float *nn_pool_scratch(nn_pool *p, int thread, size_t n);
 typedef struct nn_conv {
     int cin, cout;
     int k[3], s[3], p[3], d[3];   /* T, H, W: kernel, stride, padding, dilation */
-    float *w;                     /* [cout][cin*kt*kh*kw], BatchNorm folded */
+    float *w;                     /* [cout][kt][kh][kw][cin], tap-major, so a
+                                     tap's weights are a [cout][cin] block
+                                     (lda = K); BatchNorm folded */
     float *b;                     /* [cout] */
     /* Taps that only ever read padding for the current input size are
      * dropped (exact): the reduced weight matrix is cached per input size. */
     int64_t cache_in[3];
     int ntap[3], tap[3][16];
-    float *wr;                    /* reduced weights, NULL when all taps live */
+    float *wr;                    /* reduced weights when several, not all,
+                                     taps live and the path is im2col */
     /* Sparse-tap plan (stride 1, large dilation): each live tap multiplies
      * only the output rectangle where it reads inside the input. */
     int sparse;
-    float *wtap;                  /* [tap][cout][cin] */
+    /* Temporal-only kernels (k,1,1), stride 1: each tap is a product with
+     * the input shifted by whole frames, no im2col at all. */
+    int tshift;
 } nn_conv;
 
 typedef struct nn_linear {

@@ -126,8 +126,11 @@ int nn_w_conv(nn_st *st, const char *conv, const char *bn, int has_bias,
             scale = (double)g[o] / sqrt((double)var[o] + NN_BN_EPS);
             shift = (shift - mean[o]) * scale + beta[o];
         }
-        for (size_t i = 0; i < per; i++)
-            c->w[(size_t)o * per + i] = (float)(w[(size_t)o * per + i] * scale);
+        /* PyTorch's [cin][taps] becomes tap-major [taps][cin] */
+        for (size_t ci = 0; ci < (size_t)c->cin; ci++)
+            for (size_t t = 0; t < kk; t++)
+                c->w[(size_t)o * per + t * (size_t)c->cin + ci] =
+                    (float)(w[(size_t)o * per + ci * kk + t] * scale);
         c->b[o] = (float)shift;
     }
     nn_st_release(st, w, (size_t)c->cout * per * sizeof *w);

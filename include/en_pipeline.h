@@ -1,0 +1,77 @@
+/*
+ * en_pipeline.h - the whole pipeline for one study: convert (dicom -> deid
+ * -> sector -> video), segment every frame, find the beats, predict EF beat
+ * by beat, store the result in one transaction and render the report.
+ * `echonetctl process` runs it by hand; the daemon will run it per file.
+ */
+#ifndef EN_PIPELINE_H
+#define EN_PIPELINE_H
+
+#include "en_analysis.h"
+#include "en_config.h"
+#include "en_convert.h"
+#include "en_deid.h"
+#include "en_err.h"
+#include "en_nn.h"
+#include "en_store.h"
+
+typedef struct en_pipeline {
+    const en_config *cfg;
+    en_deid deid;
+    en_nn_model *seg;
+    en_nn_model *ef;
+    en_store *db;
+    en_analysis_params params;
+} en_pipeline;
+
+/* Progress: called at the start of each stage ("read", "segment", ...)
+ * with a short detail; never with identifying values. */
+typedef void (*en_pipeline_progress)(const char *stage, const char *detail, void *ud);
+
+typedef struct en_pipeline_result {
+    en_convert_result conv;
+    int64_t study_id;
+    int nframes;
+    int nbeats;
+    double ef_mean, ef_sd;
+    const char *ef_class;               /* en_ef_class_name() */
+    unsigned flags;
+    char flags_text[EN_STORE_TEXT_MAX];
+    char report_pdf[EN_PATH_MAX + 64];  /* "" when not written */
+    char report_png[EN_PATH_MAX + 64];
+    char overlay_avi[EN_PATH_MAX + 64];
+    double ms_total;
+} en_pipeline_result;
+
+/* Opens the site secret, loads both models (cfg->seg_weights and
+ * cfg->ef_weights) and opens the database.  Errors say which setting to
+ * fix. */
+int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err);
+void en_pipeline_close(en_pipeline *p);
+
+/* Processes one DICOM file.  When the failure happens after the study is
+ * known (it has a pseudonym), the failure is also recorded in the
+ * database with its stage. */
+int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *res,
+                        en_pipeline_progress progress, void *ud, en_err *err);
+
+/* Key frames for the report: 112x112 grey images and 0/1 LV masks of one
+ * beat's end-diastole and end-systole (frame -1 = none). */
+typedef struct en_study_keyframes {
+    int ed;
+    const uint8_t *ed_image, *ed_mask;
+    int es;
+    const uint8_t *es_image, *es_mask;
+} en_study_keyframes;
+
+/* Draws the one-page report of a stored result into
+ * <output_dir>/<pseudonym>.pdf and .png (as configured in [report]); pdf
+ * and png receive the paths written ("" when not).  info and sector may be
+ * NULL (re-rendering from the database): the source facts then come from
+ * r.  Shared by the pipeline and `echonetctl report`. */
+int en_study_report(const en_config *cfg, const en_store_result *r,
+                    const en_dicom_info *info, const en_sector *sector,
+                    const en_study_keyframes *k, char *pdf, char *png, size_t len,
+                    en_err *err);
+
+#endif

@@ -1,0 +1,304 @@
+/*
+ * en_store.h - the results database: one SQLite file holding every study's
+ * state, its complete result (summary, beats, per-frame LV sizes), the
+ * models that produced it and a log of every state change.
+ *
+ * The schema lives in sql/ as numbered migrations, compiled into the program
+ * and applied by en_store_open(); docs/schema.md describes every column.
+ * Nothing identifying is stored: a study is its pseudonym, the duplicate key
+ * is a keyed hash (never a UID), times are when echonetd saw the file.
+ *
+ * Guarantees:
+ * - A result is written in one transaction: it appears whole or not at all.
+ * - Writing the result of a study already in the database (same pseudonym or
+ *   same duplicate key) replaces its result; a study never has two.
+ * - Every failure returns a negative EN_E* code with a message naming the
+ *   database file and what failed; a locked database (another process
+ *   writing for longer than the busy timeout) is EN_EIO with "locked".
+ *
+ * A handle is used by one thread at a time; open one per thread.  Several
+ * processes may share the file (WAL: readers never block the writer).
+ */
+#ifndef EN_STORE_H
+#define EN_STORE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "en_err.h"
+
+typedef struct en_store en_store;
+
+#define EN_STORE_KEY_MAX 65     /* 64 hex digits + NUL: pseudonym, hashes */
+#define EN_STORE_NAME_MAX 64    /* short identifiers: class, stage, method */
+#define EN_STORE_JOB_MAX 128    /* the daemon's own work-item name */
+#define EN_STORE_TEXT_MAX 512   /* flags text, messages, origins */
+#define EN_STORE_META_MAX 2048  /* model metadata (JSON) */
+#define EN_STORE_TIME_MAX 32    /* "2024-05-01T12:34:56.789Z" + NUL */
+
+/* Sentinel for an unknown integer field (stored as NULL). */
+#define EN_STORE_NONE (-1)
+
+/* ---- opening --------------------------------------------------------- */
+
+enum {
+    EN_STORE_READONLY = 1   /* no migrations, no writes (echonetctl list) */
+};
+
+/* Opens (creating when absent, mode 0640) the database at path and brings
+ * its schema up to date.  Refuses, with a message saying what to do: a file
+ * that is not an echonetd database, a schema newer than this program
+ * (EN_EUNSUPPORTED), a read-only open of an out-of-date schema. */
+int en_store_open(const char *path, int flags, en_store **out, en_err *err);
+void en_store_close(en_store *st);                 /* NULL is fine */
+
+const char *en_store_path(const en_store *st);
+int en_store_schema_version(void);          /* newest migration compiled in */
+void en_store_set_busy_timeout(en_store *st, int ms);  /* default 10000 */
+
+/* ---- states ---------------------------------------------------------- */
+
+typedef enum en_store_status {
+    EN_STORE_QUEUED = 0,
+    EN_STORE_PROCESSING,
+    EN_STORE_DONE,
+    EN_STORE_FAILED
+} en_store_status;
+#define EN_STORE_NSTATUS 4
+
+typedef enum en_store_event_kind {
+    EN_STORE_EV_QUEUED = 0,
+    EN_STORE_EV_PROCESSING,
+    EN_STORE_EV_STAGE,      /* a pipeline stage was reached */
+    EN_STORE_EV_DONE,
+    EN_STORE_EV_FAILED,
+    EN_STORE_EV_WARNING,
+    EN_STORE_EV_INFO
+} en_store_event_kind;
+
+const char *en_store_status_name(en_store_status s);       /* "done" */
+int en_store_status_parse(const char *name, en_store_status *out);
+const char *en_store_event_name(en_store_event_kind k);   /* "stage" */
+
+/* ---- what a study's result is ------------------------------------------ */
+
+/* Network weights, identified by the SHA-256 of their content. */
+typedef struct en_store_model {
+    char sha256[EN_STORE_KEY_MAX];          /* 64 lowercase hex; "" = none */
+    char architecture[EN_STORE_NAME_MAX];   /* "deeplabv3_resnet50" */
+    char origin[EN_STORE_TEXT_MAX];         /* free text: where they came from */
+    char file_name[256];                    /* base name, no folder */
+    char metadata_json[EN_STORE_META_MAX];  /* a JSON value or "" */
+} en_store_model;
+
+/* One beat that has a clip (spec section 6). */
+typedef struct en_store_beat {
+    int systole_frame;  /* the detected systole (end-systole) */
+    int clip_start;     /* first frame of the 32-frame, period-2 clip */
+    int shift;          /* frames the clip was moved back to fit the video;
+                           0 = placed as upstream places it */
+    double ef;          /* the clip's EF, percent */
+    int ed_frame;       /* end-diastole frame of this beat, or EN_STORE_NONE */
+    int lv_size_ed;     /* LV pixels at ED, or EN_STORE_NONE */
+    int lv_size_es;     /* LV pixels at ES, or EN_STORE_NONE */
+} en_store_beat;
+
+/* One frame of the 112x112 video. */
+typedef struct en_store_frame {
+    int lv_size;        /* pixels with logit > 0 */
+    int systole;        /* 1 on a detected systole (upstream ComputerSmall) */
+} en_store_frame;
+
+/* Stage timings, wall-clock milliseconds; NAN = not measured. */
+typedef struct en_store_timings {
+    double read, sector, video, segment, ef, analysis, total;
+} en_store_timings;
+
+/* A study's complete result, filled by the pipeline.  Plain fields only:
+ * text is copied in, unknown numbers are NAN or EN_STORE_NONE (see
+ * en_store_result_init).  beats/frames point to the caller's arrays on
+ * write; en_store_show allocates them (freed by en_store_study_free). */
+typedef struct en_store_result {
+    char pseudonym[EN_STORE_KEY_MAX];       /* required: lowercase hex */
+    char dedup_key[EN_STORE_KEY_MAX];       /* keyed hash of SOPInstanceUID, hex; "" = none */
+    char job[EN_STORE_JOB_MAX];             /* daemon's work-item name; never the delivered file name */
+    int64_t received_ms;                    /* Unix ms, UTC; 0 = keep the stored one, else now */
+    int64_t started_ms;                     /* 0 = unknown */
+    int64_t finished_ms;                    /* 0 = now */
+    /* source facts */
+    int src_rows, src_cols, src_frames;     /* EN_STORE_NONE = unknown */
+    double fps;                             /* NAN = unknown */
+    char fps_source[EN_STORE_NAME_MAX];     /* "CineRate", ..., "default" */
+    char transfer_syntax[EN_STORE_KEY_MAX]; /* the transfer syntax UID (not identifying) */
+    char sector_method[EN_STORE_NAME_MAX];  /* "regions", "motion", "intensity" */
+    double sector_confidence;               /* 0..1, NAN = unknown */
+    int video_frames;                       /* frames of the 112x112 video */
+    en_store_model seg_model, ef_model;     /* sha256 "" = not recorded */
+    /* the answer */
+    double ef_mean, ef_sd;                  /* over beats; NAN when no beat */
+    char ef_class[EN_STORE_NAME_MAX];       /* en_ef_class_name(): "not_reduced", ...; "" = none */
+    double threshold_reduced;               /* the class's cuts (50, 40, 35); NAN = unknown */
+    double threshold_low;
+    double threshold_very_low;
+    uint64_t flags;                         /* quality flag bits (< 2^63) */
+    char flags_text[EN_STORE_TEXT_MAX];     /* their names, comma-separated */
+    en_store_timings ms;
+    en_store_beat *beats;
+    int nbeats;
+    en_store_frame *frames;                 /* frame i of the video at [i] */
+    int nframes;
+} en_store_result;
+
+/* Zeroes r and marks every optional number unknown. */
+void en_store_result_init(en_store_result *r);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/* Registers (or refreshes) a model.  The same sha256 with a different
+ * architecture is refused. */
+int en_store_model_put(en_store *st, const en_store_model *m, en_err *err);
+
+/* Writes a complete result in one transaction: the models, the study row
+ * (created, or replaced when the pseudonym or duplicate key is known),
+ * its beats and frames (the old ones deleted), status done and a "done"
+ * event.  On any failure nothing changes.  *study_id (may be NULL) gets
+ * the study's row id, stable across re-processing. */
+int en_store_write_result(en_store *st, const en_store_result *r,
+                          int64_t *study_id, en_err *err);
+
+/* ---- the daemon's state machine ----------------------------------------- */
+
+typedef struct en_store_ref {
+    int64_t id;
+    en_store_status status;
+    int attempts;
+    int created;        /* 1 when this call created the study */
+    int other_instance; /* 1: found by pseudonym, but it holds another
+                           duplicate key: another DICOM instance of the
+                           same study (one result is kept per study) */
+} en_store_ref;
+
+/* Looks a study up by duplicate key (when given), else pseudonym.
+ * EN_ENOTFOUND when absent. */
+int en_store_find(en_store *st, const char *pseudonym, const char *dedup_key,
+                  en_store_ref *ref, en_err *err);
+
+/* Records that a file was taken: creates the study (status queued, a
+ * "queued" event) or finds it.  A study already done or failed is left
+ * untouched and returned as it is (the caller sees a duplicate), and so is
+ * another instance of a known study (ref->other_instance), each with an
+ * "info" event saying so; requeue overrides both, queueing the study again
+ * with attempts reset (its result will be replaced).  A queued or
+ * processing study of the same instance (left by a crash) is queued again
+ * with its attempts kept, for resuming. */
+int en_store_queue(en_store *st, const char *pseudonym, const char *dedup_key,
+                   const char *job, int64_t received_ms, int requeue,
+                   en_store_ref *ref, en_err *err);
+
+/* Before each try: attempts + 1, status processing, a "processing" event
+ * carrying the attempt number.  *attempt gets the new count, so the caller
+ * can give up on a file that keeps crashing the work. */
+int en_store_attempt(en_store *st, int64_t study_id, const char *job,
+                     int *attempt, en_err *err);
+
+/* A pipeline stage was reached ("read", "sector", "segment", ...). */
+int en_store_stage(en_store *st, int64_t study_id, const char *stage,
+                   en_err *err);
+
+/* The study failed at stage: status failed, finished now, a "failed" event
+ * with cause's code name and message.  Stored results, if any, are kept. */
+int en_store_fail(en_store *st, int64_t study_id, const char *stage,
+                  const en_err *cause, en_err *err);
+
+/* Any other event; study_id 0 for events of no study.  stage, job,
+ * message may be NULL; attempt EN_STORE_NONE when not meaningful. */
+int en_store_log(en_store *st, int64_t study_id, en_store_event_kind kind,
+                 const char *stage, int attempt, const char *job,
+                 const char *message, en_err *err);
+
+/* ---- reading ----------------------------------------------------------- */
+
+typedef struct en_store_event {
+    int64_t id;
+    int64_t at_ms;
+    en_store_event_kind kind;
+    char stage[EN_STORE_NAME_MAX];
+    int attempt;                        /* EN_STORE_NONE when absent */
+    char job[EN_STORE_JOB_MAX];
+    char code[EN_STORE_NAME_MAX];       /* "EN_EFORMAT" or "" */
+    char message[EN_STORE_TEXT_MAX];
+} en_store_event;
+
+typedef struct en_store_study {
+    int64_t id;
+    en_store_status status;
+    char stage[EN_STORE_NAME_MAX];      /* last stage reached, "" if none */
+    int attempts;
+    int beat_count;                     /* beats stored */
+    char last_error[EN_STORE_TEXT_MAX]; /* when failed: the last failure's message */
+    en_store_result r;                  /* list: beats/frames NULL; show: filled */
+    en_store_event *events;             /* show only, oldest first */
+    int nevents;
+} en_store_study;
+
+/* What list/count/export select.  Zero-initialised = everything. */
+typedef struct en_store_filter {
+    int64_t since_ms, until_ms;   /* received in [since, until); 0 = open */
+    unsigned status_mask;         /* 1u << EN_STORE_DONE | ...; 0 = any */
+    const char *ef_class;         /* NULL = any */
+    uint64_t flags_any;           /* at least one of these flags; 0 = no test */
+    uint64_t flags_none;          /* none of these; UINT64_MAX = unflagged only */
+    const char *pseudonym;        /* exactly this study; NULL = any */
+    int limit, offset;            /* paging; limit 0 = no limit */
+    int oldest_first;             /* default: newest received first */
+} en_store_filter;
+
+/* Calls cb for each matching study (summary only; r.beats/frames NULL).
+ * A non-zero return from cb stops the walk and is returned.  cb may read
+ * through st but must not write. */
+typedef int (*en_store_list_cb)(const en_store_study *s, void *ud);
+int en_store_list(en_store *st, const en_store_filter *f, en_store_list_cb cb,
+                  void *ud, en_err *err);
+
+int en_store_count(en_store *st, const en_store_filter *f, int64_t *n,
+                   en_err *err);
+
+/* Studies per status (for STATUS= lines). */
+int en_store_counts(en_store *st, int64_t counts[EN_STORE_NSTATUS], en_err *err);
+
+/* One study with its beats, frames, models and events.  EN_ENOTFOUND when
+ * absent.  Free with en_store_study_free. */
+int en_store_show(en_store *st, const char *pseudonym, en_store_study *out,
+                  en_err *err);
+void en_store_study_free(en_store_study *s);
+
+/* ---- export -------------------------------------------------------------- */
+
+typedef enum en_store_export_format {
+    EN_STORE_EXPORT_SIZE_CSV = 0,   /* upstream size.csv: Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall */
+    EN_STORE_EXPORT_CLIPS_CSV,      /* upstream predictions: filename,clip_start,ef (no header) */
+    EN_STORE_EXPORT_JSON            /* every field, beats and frames */
+} en_store_export_format;
+
+/* "size", "clips", "json". */
+int en_store_export_format_parse(const char *name, en_store_export_format *out);
+
+/* Writes the studies f selects to out.  Filenames are <pseudonym>.avi, as
+ * the AVIs are named; HumanLarge/HumanSmall are 0 (there are no human
+ * tracings).  EN_EIO when out cannot be written. */
+int en_store_export(en_store *st, en_store_export_format fmt,
+                    const en_store_filter *f, FILE *out, en_err *err);
+
+/* ---- time ---------------------------------------------------------------- */
+
+/* Parses "YYYY-MM-DD", "YYYY-MM-DDTHH:MM", "...:SS", "...:SS.mmm", with an
+ * optional trailing "Z" (a space may replace "T"); always UTC.  With
+ * end_of_period, returns the end of the period the text names (exclusive):
+ * "2024-05-01" -> 2024-05-02T00:00, so a --until date includes that day. */
+int en_store_parse_time(const char *text, int end_of_period, int64_t *ms,
+                        en_err *err);
+
+/* "2024-05-01T12:34:56.789Z" (UTC). */
+void en_store_format_time(int64_t ms, char buf[EN_STORE_TIME_MAX]);
+
+#endif

@@ -1,0 +1,237 @@
+/*
+ * conv_taps.c - convolutions computed tap by tap, for the two cases where
+ * that beats im2col:
+ *
+ * - many products read padding (large dilation on a small map, e.g. ASPP
+ *   rate 12 on 14x14): each live tap multiplies only the rectangle of
+ *   outputs where it reads inside the input; the unshifted centre tap is a
+ *   plain 1x1 product over every position.  Threads split output channels.
+ * - temporal-only kernels (R(2+1)D's (3,1,1), stride 1): in the
+ *   channel-major layout a shift by whole frames is a column offset, so each
+ *   tap is one product on the input itself, accumulated with beta = 1.
+ *
+ * Tap t's weights are a [cout][cin] block of the tap-major weight matrix,
+ * read in place (lda = the full K).  Exact: only products with padding zeros
+ * are skipped.
+ */
+#include "conv_int.h"
+
+#include <cblas.h>
+#include <string.h>
+
+/* Output range [lo, hi) along one axis where tap j reads inside the input
+ * (stride 1). */
+void nn_conv_tap_range(const nn_conv *c, int axis, int j, int64_t in, int64_t out,
+                       int64_t *lo, int64_t *hi)
+{
+    int64_t off = (int64_t)j * c->d[axis] - c->p[axis];
+    *lo = off < 0 ? -off : 0;
+    *hi = in - off < out ? in - off : out;
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Offset of live tap t's [cout][cin] block within a row of the tap-major
+ * weights (t counts live taps, T slowest). */
+size_t nn_conv_tap_block(const nn_conv *c, size_t t)
+{
+    int a = (int)(t / ((size_t)c->ntap[1] * c->ntap[2]));
+    int b = (int)(t / (size_t)c->ntap[2] % (size_t)c->ntap[1]);
+    int d = (int)(t % (size_t)c->ntap[2]);
+    return (((size_t)c->tap[0][a] * c->k[1] + c->tap[1][b]) * c->k[2] + c->tap[2][d]) *
+           (size_t)c->cin;
+}
+
+/* Output columns [j0, j0+n) of a temporal-only convolution: per clip in
+ * the tile, per live tap, one product with the input shifted by the tap's
+ * offset in whole frames (ldb = the input's channel stride), accumulated
+ * with beta = 1 after the first. */
+void nn_conv_tshift_tile(const conv_job *j, int64_t j0, int64_t n)
+{
+    const nn_conv *c = j->c;
+    const nn_tensor *x = j->x;
+    nn_tensor *y = j->y;
+    const int64_t hw = j->out[1] * j->out[2], To = j->out[0], Ti = j->in[0];
+    const int64_t clip = To * hw, ldc = y->stride[NN_C];
+
+    for (int64_t b = j0 / clip; b * clip < j0 + n; b++) {
+        int64_t a0 = j0 > b * clip ? j0 - b * clip : 0;
+        int64_t a1 = j0 + n - b * clip < clip ? j0 + n - b * clip : clip;
+        int first = 1;
+        /* the unshifted tap covers every column: it goes first, beta 0 */
+        for (int pass = 0; pass < 2; pass++) {
+            for (int t = 0; t < c->ntap[0]; t++) {
+                int64_t off = (int64_t)c->tap[0][t] * c->d[0] - c->p[0], lo, hi, c0, c1;
+                if ((off == 0) != (pass == 0))
+                    continue;
+                nn_conv_tap_range(c, 0, c->tap[0][t], Ti, To, &lo, &hi);
+                c0 = lo * hw > a0 ? lo * hw : a0;
+                c1 = hi * hw < a1 ? hi * hw : a1;
+                if (first && (c0 != a0 || c1 != a1)) {
+                    for (int64_t m = 0; m < c->cout; m++)
+                        memset(y->data + m * ldc + b * clip + a0, 0,
+                               (size_t)(a1 - a0) * sizeof(float));
+                    first = 0;
+                }
+                if (c1 <= c0)
+                    continue;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)(c1 - c0),
+                            c->cin, 1.0f, c->w + (size_t)c->tap[0][t] * c->cin,
+                            c->k[0] * c->cin,
+                            x->data + b * x->stride[NN_B] + c0 + off * hw,
+                            (int)x->stride[NN_C], first ? 0.0f : 1.0f,
+                            y->data + b * clip + c0, (int)ldc);
+                first = 0;
+            }
+        }
+        if (first)
+            for (int64_t m = 0; m < c->cout; m++)
+                memset(y->data + m * ldc + b * clip + a0, 0, (size_t)(a1 - a0) * sizeof(float));
+    }
+}
+
+typedef struct sparse_job {
+    nn_pool *pool;
+    const nn_conv *c;
+    const nn_tensor *x;
+    nn_tensor *y;
+    const nn_tensor *res;
+    int relu;
+    int64_t in[3], out[3], ncols, mchunk;
+    size_t need;          /* scratch floats per thread */
+} sparse_job;
+
+/* A tap's output rectangle and input offsets; 0 when it reads nothing. */
+static int tap_rect(const nn_conv *c, const int64_t in[3], const int64_t out[3],
+                    size_t t, int64_t lo[3], int64_t hi[3], int64_t off[3])
+{
+    int idx[3];
+    idx[0] = (int)(t / ((size_t)c->ntap[1] * c->ntap[2]));
+    idx[1] = (int)(t / (size_t)c->ntap[2] % (size_t)c->ntap[1]);
+    idx[2] = (int)(t % (size_t)c->ntap[2]);
+    for (int a = 0; a < 3; a++) {
+        int j = c->tap[a][idx[a]];
+        off[a] = (int64_t)j * c->d[a] - c->p[a];
+        nn_conv_tap_range(c, a, j, in[a], out[a], &lo[a], &hi[a]);
+        if (hi[a] <= lo[a])
+            return 0;
+    }
+    return 1;
+}
+
+static int tap_is_full(const int64_t in[3], const int64_t out[3], const int64_t lo[3],
+                       const int64_t hi[3], const int64_t off[3])
+{
+    for (int a = 0; a < 3; a++)
+        if (off[a] != 0 || lo[a] != 0 || hi[a] != out[a] || in[a] != out[a])
+            return 0;
+    return 1;
+}
+
+static void sparse_task(void *arg, int task, int thread)
+{
+    const sparse_job *j = arg;
+    const nn_conv *c = j->c;
+    const nn_tensor *x = j->x;
+    nn_tensor *y = j->y;
+    const int64_t m0 = (int64_t)task * j->mchunk;
+    const int64_t m1 = m0 + j->mchunk < c->cout ? m0 + j->mchunk : c->cout;
+    const int64_t B = x->shape[NN_B], ldc = y->stride[NN_C];
+    const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
+    const size_t kfull = (size_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+    float *g = nn_pool_scratch(j->pool, thread, j->need);
+    int have = 0;
+
+    if (m1 <= m0)
+        return;
+    /* the tap that covers every output with no shift: a plain 1x1 product */
+    for (size_t t = 0; t < ntaps && !have; t++) {
+        int64_t lo[3], hi[3], off[3];
+        if (tap_rect(c, j->in, j->out, t, lo, hi, off) &&
+            tap_is_full(j->in, j->out, lo, hi, off)) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0),
+                        (int)j->ncols, c->cin, 1.0f,
+                        c->w + (size_t)m0 * kfull + nn_conv_tap_block(c, t), (int)kfull,
+                        x->data, (int)x->stride[NN_C], 0.0f, y->data + m0 * ldc, (int)ldc);
+            have = 1;
+        }
+    }
+    if (!have)
+        for (int64_t m = m0; m < m1; m++)
+            memset(y->data + m * ldc, 0, (size_t)j->ncols * sizeof(float));
+
+    for (size_t t = 0; t < ntaps; t++) {
+        int64_t lo[3], hi[3], off[3], n, nw, k = 0;
+        float *tmp;
+        if (!tap_rect(c, j->in, j->out, t, lo, hi, off) ||
+            tap_is_full(j->in, j->out, lo, hi, off))
+            continue;
+        nw = hi[2] - lo[2];
+        n = B * (hi[0] - lo[0]) * (hi[1] - lo[1]) * nw;
+        tmp = g + (size_t)c->cin * (size_t)n;
+        /* gather the inputs this tap reads for its rectangle */
+        for (int64_t ci = 0; ci < c->cin; ci++) {
+            const float *xc = x->data + ci * x->stride[NN_C];
+            float *dst = g + ci * n;
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t ot = lo[0]; ot < hi[0]; ot++)
+                    for (int64_t oy = lo[1]; oy < hi[1]; oy++, dst += nw)
+                        memcpy(dst, xc + b * x->stride[NN_B] + (ot + off[0]) * x->stride[NN_T] +
+                               (oy + off[1]) * x->stride[NN_H] + lo[2] + off[2],
+                               (size_t)nw * sizeof *dst);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)n,
+                    c->cin, 1.0f, c->w + (size_t)m0 * kfull + nn_conv_tap_block(c, t), (int)kfull,
+                    g, (int)n, 0.0f, tmp, (int)n);
+        /* accumulate into the rectangle */
+        for (int64_t m = m0; m < m1; m++) {
+            const float *src = tmp + (m - m0) * n;
+            k = 0;
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t ot = lo[0]; ot < hi[0]; ot++)
+                    for (int64_t oy = lo[1]; oy < hi[1]; oy++, k += nw) {
+                        nn_conv_row_add(y->data + m * ldc + b * y->stride[NN_B] + ot * y->stride[NN_T] +
+                                oy * y->stride[NN_H] + lo[2], src + k, nw);
+                    }
+        }
+    }
+    nn_conv_epilogue(c, y, j->res, j->relu, m0, m1, 0, j->ncols, 0);
+}
+
+int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
+                   nn_tensor *y, const nn_tensor *res, int relu,
+                   const int64_t in[3], const int64_t out[3], en_err *err)
+{
+    const int nth = nn_pool_size(pool);
+    const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
+    sparse_job j;
+    size_t maxn = 0;
+
+    memset(&j, 0, sizeof j);
+    j.pool = pool;
+    j.c = c;
+    j.x = x;
+    j.y = y;
+    j.res = res;
+    j.relu = relu;
+    memcpy(j.in, in, sizeof j.in);
+    memcpy(j.out, out, sizeof j.out);
+    j.ncols = nn_tensor_cols(y);
+    /* threads split the output channels: their rows never overlap */
+    j.mchunk = (c->cout + nth - 1) / nth;
+    for (size_t t = 0; t < ntaps; t++) {
+        int64_t lo[3], hi[3], off[3];
+        if (tap_rect(c, in, out, t, lo, hi, off)) {
+            size_t n = (size_t)(x->shape[NN_B] * (hi[0] - lo[0]) * (hi[1] - lo[1]) *
+                                (hi[2] - lo[2]));
+            if (n > maxn)
+                maxn = n;
+        }
+    }
+    j.need = maxn * ((size_t)c->cin + (size_t)j.mchunk) + 16;
+    for (int t = 0; t < nth; t++)
+        if (!nn_pool_scratch(pool, t, j.need))
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+    nn_pool_run(pool, (int)((c->cout + j.mchunk - 1) / j.mchunk), sparse_task, &j);
+    return EN_OK;
+}
