@@ -83,7 +83,7 @@ static int finish(cairo_status_t st, rep_out *o, en_err *err)
         return rep_out_commit(o, err);
     rep_out_discard(o);
     return en_err_set(err, st == CAIRO_STATUS_NO_MEMORY ? EN_ENOMEM : EN_ECODEC,
-                      "report '%s': drawing failed: %s", o->path, cairo_status_to_string(st));
+                      "report '%s': drawing failed: %s", o->f.path, cairo_status_to_string(st));
 }
 
 static void pdf_metadata(cairo_surface_t *s, const en_report_input *in)
@@ -145,7 +145,7 @@ static int draw_png(const en_report_input *in, rep_out *o, en_err *err)
 int en_report_render(const en_report_input *in, const char *pdf_path,
                      const char *png_path, en_err *err)
 {
-    rep_out pdf = {.fd = -1}, png = {.fd = -1};
+    rep_out pdf = {.f = {.fd = -1}}, png = {.f = {.fd = -1}};
     int rc = validate(in, pdf_path, png_path, err);
 
     if (rc)
@@ -159,9 +159,9 @@ int en_report_render(const en_report_input *in, const char *pdf_path,
             goto out;
     }
     /* both complete: only now replace the previous report */
-    if (pdf.tmp && (rc = rep_out_commit(&pdf, err)))
+    if (pdf.f.tmp && (rc = rep_out_commit(&pdf, err)))
         goto out;
-    if (png.tmp)
+    if (png.f.tmp)
         rc = rep_out_commit(&png, err);
 out:
     rep_out_discard(&pdf);

@@ -107,11 +107,10 @@ unsigned rep_mask_edges(const uint8_t *mask, int side, int x, int y);
 void rep_outline_path(cairo_t *cr, const uint8_t *mask, int side,
                       double x0, double y0, double px);
 
-/* --- atomic.c: a file written under a temporary name, then renamed --- */
+/* --- atomic.c: cairo streams into an en_atomic_file --- */
+#include "en_atomic.h"
 typedef struct rep_out {
-    const char *path;  /* final path (borrowed) */
-    char *tmp;         /* temporary path; NULL when none exists */
-    int fd;            /* -1 when closed */
+    en_atomic_file f;  /* the temporary file and its final path */
     int werrno;        /* first write error, 0 if none */
 } rep_out;
 

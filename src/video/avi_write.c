@@ -25,7 +25,7 @@
  *    so the same frames give the same bytes: outputs can be hashed and
  *    compared, and no build information leaks into exported files.
  *  - The muxer writes through our own AVIOContext onto the file descriptor
- *    of the temporary file (tmpfile.c): no path goes through libavformat's
+ *    of the temporary file (en_atomic.h): no path goes through libavformat's
  *    protocol layer (a name with a colon is never taken for a URL), and the
  *    descriptor we fsync is the one that was written.
  */
@@ -60,7 +60,7 @@
 typedef struct vid_writer {
     const char *path;        /* final name, for messages */
     en_err *err;
-    vid_tmpfile tmp;
+    en_atomic_file tmp;
     AVIOContext *pb;
     AVFormatContext *oc;
     AVCodecContext *enc;
@@ -110,7 +110,7 @@ static int64_t vid_fd_seek(void *opaque, int64_t offset, int whence)
 static int wr_open_io(vid_writer *w)
 {
     uint8_t *buf;
-    int rc = vid_tmp_create(&w->tmp, w->path, w->err);
+    int rc = en_atomic_open(&w->tmp, w->path, "video", w->err);
 
     if (rc < 0)
         return rc;
@@ -264,7 +264,7 @@ static int wr_finish(vid_writer *w)
     avio_flush(w->pb);
     if (w->pb->error < 0)
         return vid_fail(w->err, w->path, "writing", w->pb->error);
-    return vid_tmp_commit(&w->tmp, w->path, w->err);
+    return en_atomic_commit(&w->tmp, w->err);
 }
 
 static void wr_close(vid_writer *w)
@@ -280,7 +280,7 @@ static void wr_close(vid_writer *w)
         av_freep(&w->pb->buffer);
         avio_context_free(&w->pb);
     }
-    vid_tmp_discard(&w->tmp);
+    en_atomic_discard(&w->tmp);
 }
 
 /* ---- entry point ----------------------------------------------------------- */
@@ -313,7 +313,7 @@ static int wr_check_args(const char *path, const en_frames *fr, double fps,
 int en_video_write_avi(const char *path, const en_frames *frames, double fps,
                        int quality, en_err *err)
 {
-    vid_writer w = { .path = path, .err = err, .tmp = { NULL, -1 } };
+    vid_writer w = { .path = path, .err = err, .tmp = { .fd = -1 } };
     AVRational rate;
     int rc = wr_check_args(path, frames, fps, quality, err);
 

@@ -56,19 +56,7 @@ struct SwsContext;
 struct AVFrame;
 struct SwsContext *vid_sws_open(const struct AVFrame *src, const struct AVFrame *dst);
 
-/* A file written under a temporary name beside its final path and renamed
- * into place once complete (see tmpfile.c). */
-typedef struct vid_tmpfile {
-    char *tmp;  /* temporary path; NULL when nothing is open */
-    int fd;     /* open for writing, -1 when closed */
-} vid_tmpfile;
-
-/* Creates "<path>.tmp.<pid>.<n>" exclusively, mode 0666 less the umask. */
-int vid_tmp_create(vid_tmpfile *t, const char *path, en_err *err);
-/* fsyncs and closes the file, renames it to path and fsyncs the folder.
- * On failure the temporary file is removed. */
-int vid_tmp_commit(vid_tmpfile *t, const char *path, en_err *err);
-/* Closes and removes the temporary file; safe to call after commit. */
-void vid_tmp_discard(vid_tmpfile *t);
+/* Output files are written through en_atomic_file (en_atomic.h). */
+#include "en_atomic.h"
 
 #endif
