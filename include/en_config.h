@@ -34,6 +34,20 @@ typedef struct en_config {
     /* [report] */
     int report_pdf, report_png;     /* write <pseudonym>.pdf / .png */
     int overlay_video;              /* write <pseudonym>.overlay.avi */
+    /* [daemon] (echonetd only) */
+    char inbox_dir[EN_PATH_MAX];    /* DICOMs are delivered here */
+    char work_dir[EN_PATH_MAX];     /* claimed files, under the daemon's own names */
+    char archive_dir[EN_PATH_MAX];  /* originals after success */
+    char failed_dir[EN_PATH_MAX];   /* originals after failure, with <job>.reason */
+    int concurrency;                /* studies at once; 0 = sized for the machine */
+    int settle_ms;                  /* a file must be unchanged this long */
+    int rescan_ms;                  /* full inbox rescan period */
+    int max_attempts;               /* tries before a file is quarantined */
+    int study_timeout_s;            /* a study running longer is killed */
+    int stop_grace_s;               /* SIGTERM: wait this long for running studies */
+    int min_free_mb;                /* pause intake below this free space */
+    int queue_max;                  /* claimed but unfinished files at most */
+    int delete_after_success;       /* delete instead of archiving */
 } en_config;
 
 /* Fills compiled-in defaults (paths under EN_LOCALSTATEDIR). */

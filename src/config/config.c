@@ -48,6 +48,19 @@ static const opt options[] = {
     { "report", "pdf", T_BOOL, OFF(report_pdf), 0, 1 },
     { "report", "png", T_BOOL, OFF(report_png), 0, 1 },
     { "report", "overlay_video", T_BOOL, OFF(overlay_video), 0, 1 },
+    { "daemon", "inbox", T_PATH, OFF(inbox_dir), 0, 0 },
+    { "daemon", "work", T_PATH, OFF(work_dir), 0, 0 },
+    { "daemon", "archive", T_PATH, OFF(archive_dir), 0, 0 },
+    { "daemon", "failed", T_PATH, OFF(failed_dir), 0, 0 },
+    { "daemon", "concurrency", T_INT, OFF(concurrency), 0, 256 },
+    { "daemon", "settle_ms", T_INT, OFF(settle_ms), 0, 3600000 },
+    { "daemon", "rescan_ms", T_INT, OFF(rescan_ms), 100, 3600000 },
+    { "daemon", "max_attempts", T_INT, OFF(max_attempts), 1, 100 },
+    { "daemon", "study_timeout_s", T_INT, OFF(study_timeout_s), 1, 86400 },
+    { "daemon", "stop_grace_s", T_INT, OFF(stop_grace_s), 0, 3600 },
+    { "daemon", "min_free_mb", T_INT, OFF(min_free_mb), 0, 1 << 30 },
+    { "daemon", "queue_max", T_INT, OFF(queue_max), 1, 1000000 },
+    { "daemon", "delete_after_success", T_BOOL, OFF(delete_after_success), 0, 1 },
 };
 #undef OFF
 
@@ -64,6 +77,19 @@ void en_config_defaults(en_config *cfg)
     cfg->nn_batch = 8;
     cfg->report_pdf = 1;
     cfg->report_png = 1;
+    snprintf(cfg->inbox_dir, sizeof cfg->inbox_dir, "%s/spool/echonetd/inbox", EN_LOCALSTATEDIR);
+    snprintf(cfg->work_dir, sizeof cfg->work_dir, "%s/spool/echonetd/work", EN_LOCALSTATEDIR);
+    snprintf(cfg->archive_dir, sizeof cfg->archive_dir, "%s/spool/echonetd/archive", EN_LOCALSTATEDIR);
+    snprintf(cfg->failed_dir, sizeof cfg->failed_dir, "%s/spool/echonetd/failed", EN_LOCALSTATEDIR);
+    cfg->concurrency = 0;
+    cfg->settle_ms = 2000;
+    cfg->rescan_ms = 5000;
+    cfg->max_attempts = 3;
+    cfg->study_timeout_s = 900;
+    cfg->stop_grace_s = 60;
+    cfg->min_free_mb = 512;
+    cfg->queue_max = 256;
+    cfg->delete_after_success = 0;
 }
 
 static const opt *find_opt(const char *section, const char *key)

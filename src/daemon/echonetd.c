@@ -1,0 +1,313 @@
+/*
+ * echonetd.c - the inbox daemon: DICOMs delivered to [daemon] inbox become
+ * results in the database and reports on disk (docs/operations.md).
+ *
+ *   echonetd [-c FILE] [-v]        run in the foreground (systemd Type=notify)
+ *   echonetd --process-one WORKFILE --job JOB [-c FILE]
+ *                                  one study; what the daemon runs per file
+ *
+ * Start-up: configuration, spool folders (must exist, one file system),
+ * then the site secret, both models and the database are opened once here
+ * to prove they work (each child loads its own); READY=1 only after that.
+ * Signals: SIGTERM/SIGINT stop taking files and let running studies finish
+ * for stop_grace_s (a second signal, or the end of the grace, kills them;
+ * their files stay in work/ and resume next start), then exit 0.  SIGHUP
+ * re-reads the configuration; a configuration that does not load (or whose
+ * models or database do not open) is refused and the old one kept.
+ */
+#include "config.h"
+
+#include "daemon.h"
+#include "en_pipeline.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef EN_SYSCONFDIR
+#define EN_SYSCONFDIR "/etc"
+#endif
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: echonetd [-c FILE] [-v]\n"
+               "       echonetd --process-one WORKFILE --job JOB [-c FILE]\n"
+               "Runs in the foreground; see echonetd.conf [daemon] and docs/operations.md.\n");
+}
+
+/* Opens what a study needs once, to fail at start-up (or on SIGHUP) rather
+ * than on every file. */
+static int validate(const en_config *cfg, en_err *err)
+{
+    en_pipeline p;
+    int rc;
+
+    if ((rc = dm_spool_check(cfg, err)) != EN_OK)
+        return rc;
+    if ((rc = en_pipeline_open(&p, cfg, err)) != EN_OK)
+        return rc;
+    en_pipeline_close(&p);
+    return EN_OK;
+}
+
+static int auto_concurrency(const en_config *cfg)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (cfg->concurrency > 0)
+        return cfg->concurrency;
+    n = n / 8;
+    return n < 1 ? 1 : (int)n;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+void dm_maybe_exit(dm_daemon *d)
+{
+    if (!d->stopping || d->nrunning > 0)
+        return;
+    for (dm_job *j = d->running; j; j = j->next)
+        if (j->handles_open)
+            return;
+    /* Queued jobs simply stay in work/ for the next start. */
+    while (d->queue_head) {
+        dm_job *j = d->queue_head;
+        d->queue_head = j->next;
+        free(j);
+    }
+    d->queue_tail = NULL;
+    d->nqueued = 0;
+    uv_walk(d->loop, close_walk, NULL);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    dm_daemon *d = t->data;
+    dm_log(DM_WARN, NULL, "stop: %d studies still running after %d s; killing them (they "
+           "resume at the next start)", d->nrunning, d->cfg.stop_grace_s);
+    dm_jobs_stop_all(d);
+}
+
+static void stop(dm_daemon *d, int signum)
+{
+    if (d->stopping) {
+        dm_log(DM_NOTICE, NULL, "second stop signal: killing running studies now");
+        dm_jobs_stop_all(d);
+        return;
+    }
+    d->stopping = 1;
+    dm_notify("STOPPING=1");
+    dm_log(DM_NOTICE, NULL, "%s: taking no more files; %d running studies may finish "
+           "(up to %d s)", strsignal(signum), d->nrunning, d->cfg.stop_grace_s);
+    dm_intake_stop(d);
+    uv_timer_stop(&d->status_tick);
+    dm_status(d);
+    if (d->nrunning > 0)
+        uv_timer_start(&d->grace, on_grace, (uint64_t)d->cfg.stop_grace_s * 1000, 0);
+    dm_maybe_exit(d);
+}
+
+#define CHANGED_STR(f, name) do { if (strcmp(old->f, nw->f)) { \
+        dm_log(DM_NOTICE, NULL, "reload: %s changed: %s -> %s", name, old->f, nw->f); n++; } } while (0)
+#define CHANGED_INT(f, name) do { if (old->f != nw->f) { \
+        dm_log(DM_NOTICE, NULL, "reload: %s changed: %d -> %d", name, (int)old->f, (int)nw->f); n++; } } while (0)
+
+static int log_changes(const en_config *old, const en_config *nw)
+{
+    int n = 0;
+    CHANGED_STR(inbox_dir, "[daemon] inbox");
+    CHANGED_STR(work_dir, "[daemon] work");
+    CHANGED_STR(archive_dir, "[daemon] archive");
+    CHANGED_STR(failed_dir, "[daemon] failed");
+    CHANGED_INT(concurrency, "[daemon] concurrency");
+    CHANGED_INT(settle_ms, "[daemon] settle_ms");
+    CHANGED_INT(rescan_ms, "[daemon] rescan_ms");
+    CHANGED_INT(max_attempts, "[daemon] max_attempts");
+    CHANGED_INT(study_timeout_s, "[daemon] study_timeout_s");
+    CHANGED_INT(stop_grace_s, "[daemon] stop_grace_s");
+    CHANGED_INT(min_free_mb, "[daemon] min_free_mb");
+    CHANGED_INT(queue_max, "[daemon] queue_max");
+    CHANGED_INT(delete_after_success, "[daemon] delete_after_success");
+    CHANGED_STR(database, "[paths] database");
+    CHANGED_STR(output_dir, "[paths] output_dir");
+    CHANGED_STR(seg_weights, "[models] segmentation");
+    CHANGED_STR(ef_weights, "[models] ef");
+    CHANGED_STR(secret_file, "[deid] secret_file");
+    if (n == 0 && memcmp(old, nw, sizeof *old))
+        dm_log(DM_NOTICE, NULL, "reload: study settings changed (they apply to the next study)");
+    else if (n == 0)
+        dm_log(DM_NOTICE, NULL, "reload: nothing changed");
+    return n;
+}
+
+static void reload(dm_daemon *d)
+{
+    en_config nw;
+    en_err e;
+    en_store *db = NULL;
+
+    dm_notify("RELOADING=1");
+    en_config_defaults(&nw);
+    if (en_config_load(&nw, d->conf_path, &e) != EN_OK ||
+        ((strcmp(nw.work_dir, d->cfg.work_dir) || strcmp(nw.database, d->cfg.database) ||
+          strcmp(nw.seg_weights, d->cfg.seg_weights) || strcmp(nw.ef_weights, d->cfg.ef_weights) ||
+          strcmp(nw.secret_file, d->cfg.secret_file) || strcmp(nw.inbox_dir, d->cfg.inbox_dir) ||
+          strcmp(nw.archive_dir, d->cfg.archive_dir) || strcmp(nw.failed_dir, d->cfg.failed_dir)) &&
+         validate(&nw, &e) != EN_OK)) {
+        dm_log(DM_ERR, NULL, "reload refused, keeping the running configuration: %s", e.msg);
+        dm_notify("READY=1");
+        return;
+    }
+    if (strcmp(nw.database, d->cfg.database)) {
+        if (en_store_open(nw.database, 0, &db, &e) != EN_OK) {
+            dm_log(DM_ERR, NULL, "reload refused, keeping the running configuration: %s", e.msg);
+            dm_notify("READY=1");
+            return;
+        }
+        en_store_close(d->db);
+        d->db = db;
+        d->counts_stale = 1;
+    }
+    log_changes(&d->cfg, &nw);
+    /* Jobs already claimed live in the old work folder; a changed work
+     * folder takes effect for new files (docs/operations.md). */
+    dm_intake_stop(d);
+    d->cfg = nw;
+    d->concurrency = auto_concurrency(&d->cfg);
+    dm_intake_start(d, &e);
+    dm_notify("READY=1");
+    dm_jobs_pump(d);
+}
+
+static void on_signal(uv_signal_t *s, int signum)
+{
+    dm_daemon *d = s->data;
+    if (signum == SIGHUP) {
+        if (!d->stopping)
+            reload(d);
+    } else {
+        stop(d, signum);
+    }
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    dm_notify("WATCHDOG=1");
+}
+
+static void on_status_tick(uv_timer_t *t)
+{
+    dm_daemon *d = t->data;
+    /* Backpressure clears on its own (disk freed): look again. */
+    if (d->paused) {
+        dm_pressure(d);
+        if (!d->paused)
+            dm_intake_kick(d);
+    }
+    dm_jobs_pump(d);
+}
+
+int main(int argc, char **argv)
+{
+    static dm_daemon dd;
+    dm_daemon *d = &dd;
+    const char *conf = getenv("ECHONETD_CONF");
+    const char *one = NULL, *job = "-";
+    uv_loop_t *loop;
+    uint64_t wd;
+    size_t exelen = sizeof d->exe;
+    en_err e;
+
+    for (int i = 1; i < argc; i++) {
+        if ((!strcmp(argv[i], "-c") || !strcmp(argv[i], "--config")) && i + 1 < argc)
+            conf = argv[++i];
+        else if (!strcmp(argv[i], "--process-one") && i + 1 < argc)
+            one = argv[++i];
+        else if (!strcmp(argv[i], "--job") && i + 1 < argc)
+            job = argv[++i];
+        else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
+            d->verbose = 1;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    snprintf(d->conf_path, sizeof d->conf_path, "%s",
+             conf && conf[0] ? conf : EN_SYSCONFDIR "/echonetd.conf");
+    if (one)
+        return dm_process_one(d->conf_path, one, job);
+
+    dm_log_init(d->verbose);
+    en_config_defaults(&d->cfg);
+    if (en_config_load(&d->cfg, d->conf_path, &e) != EN_OK) {
+        dm_log(DM_ERR, NULL, "%s", e.msg);
+        return 3;
+    }
+    if (validate(&d->cfg, &e) != EN_OK) {
+        dm_log(DM_ERR, NULL, "cannot start: %s", e.msg);
+        return 3;
+    }
+    if (en_store_open(d->cfg.database, 0, &d->db, &e) != EN_OK) {
+        dm_log(DM_ERR, NULL, "cannot start: %s", e.msg);
+        return 3;
+    }
+    if (uv_exepath(d->exe, &exelen) != 0) {
+        dm_log(DM_ERR, NULL, "cannot find my own executable to run studies");
+        return 3;
+    }
+    d->concurrency = auto_concurrency(&d->cfg);
+    d->counts_stale = 1;
+    signal(SIGPIPE, SIG_IGN);
+
+    loop = d->loop = uv_default_loop();
+    loop->data = d;
+    uv_timer_init(loop, &d->rescan);
+    uv_timer_init(loop, &d->soon);
+    uv_timer_init(loop, &d->grace);
+    uv_timer_init(loop, &d->watchdog);
+    uv_timer_init(loop, &d->status_tick);
+    uv_fs_event_init(loop, &d->watch);
+    d->grace.data = d->watchdog.data = d->status_tick.data = d;
+    uv_signal_init(loop, &d->sigterm);
+    uv_signal_init(loop, &d->sigint);
+    uv_signal_init(loop, &d->sighup);
+    d->sigterm.data = d->sigint.data = d->sighup.data = d;
+    uv_signal_start(&d->sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_start(&d->sighup, on_signal, SIGHUP);
+
+    dm_jobs_resume(d);
+    dm_intake_start(d, &e);
+    uv_timer_start(&d->status_tick, on_status_tick, 1000, 1000);
+    if (dm_watchdog_usec(&wd) && wd >= 2000)
+        uv_timer_start(&d->watchdog, on_watchdog, 0, wd / 2000);
+    {
+        dm_fields f = { .msgid = DM_MSGID_STARTED };
+        dm_log(DM_NOTICE, &f, "started: watching %s, %d studies at once, %d resumed from work/",
+               d->cfg.inbox_dir, d->concurrency, d->nqueued);
+    }
+    dm_notify("READY=1");
+    dm_jobs_pump(d);
+
+    uv_run(loop, UV_RUN_DEFAULT);
+
+    dm_log(DM_NOTICE, NULL, "stopped: %lld done, %lld failed in this run",
+           (long long)d->done_session, (long long)d->failed_session);
+    for (size_t i = 0; i < d->nseen; i++)
+        free(d->seen[i].name);
+    free(d->seen);
+    en_store_close(d->db);
+    uv_loop_close(loop);
+    return 0;
+}
