@@ -144,6 +144,24 @@ os.unlink(out[0]["report_pdf"])
 r = site.run("report", p0)
 rep.check(r.returncode == 0 and os.path.exists(out[0]["report_pdf"]), "report did not re-render: %s" % r.stderr.decode())
 
+# status: the database's view (no daemon running; spool folders absent).
+r = site.run("status", "--json")
+st = json.loads(r.stdout) if r.returncode == 0 else {}
+rep.check(st.get("studies", {}).get("done") == len(files) and st["studies"].get("failed") == 0,
+          "status --json: %s %s" % (st, r.stderr))
+rep.check(st.get("spool", {}).get("inbox") == -1, "status: absent inbox not reported as -1")
+
+spool = {d: os.path.join(site.dir, d) for d in ("inbox", "work", "failed")}
+for d in spool.values():
+    os.makedirs(d)
+for name in ("inbox/a.dcm", "inbox/b.dcm", "inbox/.hidden", "work/j1.dcm", "work/j1.attempts",
+             "failed/j2.dcm", "failed/j2.reason"):
+    open(os.path.join(site.dir, name), "w").close()
+r = site.run("--set", "daemon.inbox=" + spool["inbox"], "--set", "daemon.work=" + spool["work"],
+             "--set", "daemon.failed=" + spool["failed"], "status", "--json")
+st = json.loads(r.stdout) if r.returncode == 0 else {}
+rep.check(st.get("spool") == {"inbox": 2, "work": 1, "failed": 1}, "status spool counts: %s" % st.get("spool"))
+
 # Missing models: a setup error (exit 3) that names the setting.
 r = site.run("--set", "models.ef=", "process", files[0])
 rep.check(r.returncode == 3 and b"[models] ef" in r.stderr, "missing model: exit %d %s" % (r.returncode, r.stderr))

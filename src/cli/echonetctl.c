@@ -35,6 +35,9 @@ static void usage(FILE *f)
         "          one study: summary, beats, flags, models\n"
         "  export [--format size|clips|json] [-o FILE] [PSEUDONYM] [filters]\n"
         "          upstream's size.csv or clip predictions, or everything as JSON\n"
+        "  status [--json]\n"
+        "          the daemon's spool (inbox, work, quarantine) and studies per state,\n"
+        "          with the latest failures\n"
         "  report PSEUDONYM\n"
         "          draw the study's report again from the database\n"
         "  segment VIDEO.avi --weights SEG [--out size.csv] [--masks F] [--logits F]\n"
@@ -125,7 +128,7 @@ int main(int argc, char **argv)
     }
     static const struct { const char *name; int (*fn)(cli_ctx *, int, char **); } cmds[] = {
         { "convert", cli_convert }, { "process", cli_process }, { "list", cli_list },
-        { "show", cli_show }, { "export", cli_export }, { "report", cli_report },
+        { "show", cli_show }, { "status", cli_status }, { "export", cli_export }, { "report", cli_report },
         { "segment", cli_segment }, { "ef", cli_ef }, { "convert-weights", cli_convert_weights },
     };
     for (size_t k = 0; k < sizeof cmds / sizeof cmds[0]; k++)
