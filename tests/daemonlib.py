@@ -12,10 +12,10 @@ import subprocess
 import sys
 import time
 
-import torch
 
 import enlib
 import nn_common as nc
+import testmodels
 
 TOP_BUILDDIR = enlib.TOP_BUILDDIR
 ECHONETD = os.environ.get("EN_ECHONETD", os.path.join(TOP_BUILDDIR, "echonetd"))
@@ -27,22 +27,7 @@ def sanitized():
 
 def build_models(d):
     """Tiny models of the real topology (built once per test run)."""
-    torch.manual_seed(5)
-    seg = nc.deeplab(width_div=16)
-    nc.randomize_bn(seg, torch.randn(2, 3, 112, 112), seed=3)
-    ef = nc.r2plus1d(width_div=16)
-    nc.randomize_bn(ef, torch.randn(1, 3, 8, 112, 112), seed=4)
-    with torch.no_grad():
-        ef.fc.weight.mul_(0.01)
-        ef.fc.bias.fill_(55.6)
-    paths = {}
-    for name, model, arch in (("seg", seg, "deeplabv3_resnet50"), ("ef", ef, "r2plus1d_18")):
-        pt = os.path.join(d, name + ".pt")
-        paths[name] = os.path.join(d, name + ".safetensors")
-        nc.save_upstream(model, pt)
-        nc.convert(pt, paths[name], "--arch", arch, "--origin", "daemon test random weights")
-        os.unlink(pt)
-    return paths
+    return testmodels.build(d, 16, "daemon test random weights")
 
 
 class Spool:

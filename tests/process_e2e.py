@@ -21,14 +21,13 @@ import torch
 
 import enlib
 import nn_common as nc
+import testmodels
 
 rep = enlib.Report("process_e2e")
 site = enlib.Site()
-torch.manual_seed(5)
 
-# Small models of the real topology.  The segmentation head's bias is set
-# so that about 40 % of pixels are "LV", making the size curve follow the
-# picture (and so the beating ventricle) rather than sit at 0 or 12544.
+# Small models of the real topology, the segmentation head calibrated on the
+# first study's frames (testmodels.build).
 manifest = enlib.load_manifest()
 good = [m for m in manifest if m["expect"] == "ok" and m["frames"] >= 24][:3]
 files = [os.path.join(enlib.TESTDATA, m["file"]) for m in good]
@@ -49,23 +48,8 @@ def study_frames(path):
     return (x - torch.from_numpy(nc.MEAN).view(1, 3, 1, 1)) / torch.from_numpy(nc.STD).view(1, 3, 1, 1)
 
 
-calib = study_frames(files[0])
-seg = nc.deeplab(width_div=8)
-nc.randomize_bn(seg, calib[:4], seed=3)
-with torch.no_grad():
-    logits = seg(calib)["out"]
-    seg.classifier[-1].bias -= torch.quantile(logits.flatten(), 0.75)
-ef = nc.r2plus1d(width_div=8)
-nc.randomize_bn(ef, torch.randn(1, 3, 8, 112, 112), seed=4)
-with torch.no_grad():
-    ef.fc.weight.mul_(0.01)
-    ef.fc.bias.fill_(55.6)
-paths = {}
-for name, model, arch in (("seg", seg, "deeplabv3_resnet50"), ("ef", ef, "r2plus1d_18")):
-    pt = os.path.join(site.dir, name + ".pt")
-    paths[name] = os.path.join(site.dir, name + ".safetensors")
-    nc.save_upstream(model, pt)
-    nc.convert(pt, paths[name], "--arch", arch, "--origin", "process_e2e random test weights")
+paths = testmodels.build(site.dir, 8, "process_e2e random test weights",
+                         calib=study_frames(files[0]), lv_share=0.25)
 db = os.path.join(site.dir, "results.db")
 with open(site.conf, "a") as f:
     f.write("[paths]\ndatabase = %s\n[models]\nsegmentation = %s\nef = %s\n[nn]\nthreads = 2\n"
