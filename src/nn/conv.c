@@ -17,7 +17,9 @@
  * the centre weights (read in place: the weights are tap-major), and skip
  * im2col too.  When many products of the live taps still read padding, or
  * the kernel is temporal only, the planner hands the convolution to
- * conv_taps.c, which computes it tap by tap.
+ * conv_taps.c, which computes it tap by tap.  A stride-1 3x3 convolution
+ * goes to conv_wino.c (Winograd F(4x4,3x3)) when its 36 products per 4x4
+ * tile are well under the products of the path it would otherwise take.
  */
 #include "conv_int.h"
 
@@ -31,12 +33,16 @@
  * sgemm, small enough to stay in the L2/L3 cache between im2col and sgemm. */
 #define NN_TILE_BYTES (3u << 20)
 #define NN_TILE_MIN_COLS 64
+/* Winograd is taken when its products are under this share of the other
+ * path's (the transforms cost the rest; measured) */
+#define NN_WINO_GAIN 0.75
 
 void nn_conv_free(nn_conv *c)
 {
     free(c->w);
     free(c->b);
     free(c->wr);
+    free(c->wu);
     memset(c, 0, sizeof *c);
 }
 
@@ -85,7 +91,7 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
     }
     free(c->wr);
     c->wr = NULL;
-    c->sparse = c->tshift = 0;
+    c->sparse = c->tshift = c->wino = 0;
     if (c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 &&
         c->ntap[0] * c->ntap[1] * c->ntap[2] > 1) {
         /* positions each live tap really reads, against the dense count */
@@ -104,11 +110,22 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
          * products of a dense im2col would below ~85 % (measured) */
         if (sparse < 0.85 * dense)
             c->sparse = 1;
+        /* Winograd: 36 products per 4x4 tile against the live products of
+         * the tap-by-tap or dense path (per input and output channel) */
+        if (nn_conv_wino_eligible(c, in, out) &&
+            36.0 * (double)nn_conv_wino_tiles(c, out) * (double)out[0] <
+            NN_WINO_GAIN * (c->sparse ? sparse : dense)) {
+            int rc = nn_conv_wino_weights(c, err);
+            if (rc != EN_OK)
+                return rc;
+            c->wino = 1;
+            c->sparse = 0;
+        }
     }
-    c->tshift = !c->sparse && c->k[1] == 1 && c->k[2] == 1 && c->p[1] == 0 &&
+    c->tshift = !c->sparse && !c->wino && c->k[1] == 1 && c->k[2] == 1 && c->p[1] == 0 &&
         c->p[2] == 0 && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 && c->ntap[0] > 1;
     kred = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-    if (!all && !c->sparse && !c->tshift && kred > 1) {
+    if (!all && !c->sparse && !c->tshift && !c->wino && kred > 1) {
         /* several but not all taps live, through im2col: the live taps'
          * blocks side by side (tap-by-tap paths and a single live tap read
          * their blocks in place) */
@@ -263,6 +280,26 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
                     c->d[1], c->ntap[0] * c->ntap[1] * c->ntap[2], (long long)in[0],
                     (long long)in[1], (long long)in[2],
                     (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6);
+        }
+        return rc;
+    }
+
+    if (c->wino) {
+        struct timespec t0, t1;
+        if (nn_profile())
+            clock_gettime(CLOCK_MONOTONIC, &t0);
+        rc = nn_conv_wino(pool, c, x, y, res, relu, in, out, err);
+        if (nn_profile()) {
+            double ms;
+            clock_gettime(CLOCK_MONOTONIC, &t1);
+            ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+            fprintf(stderr, "nn-profile conv %4d->%-4d k%dx%dx%d d%d,%d tiles %lld in %lldx%lldx%lld "
+                    "winograd %7.2f ms %6.1f GFLOP/s (products)\n", c->cin, c->cout, c->k[0],
+                    c->k[1], c->k[2], c->d[0], c->d[1],
+                    (long long)(nn_conv_wino_tiles(c, out) * x->shape[NN_B] * in[0]),
+                    (long long)in[0], (long long)in[1], (long long)in[2], ms,
+                    72.0 * (double)c->cin * c->cout * (double)nn_conv_wino_tiles(c, out) *
+                    (double)(x->shape[NN_B] * in[0]) / (ms * 1e6));
         }
         return rc;
     }

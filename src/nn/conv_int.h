@@ -1,7 +1,7 @@
 /*
  * conv_int.h - what the convolution's files share (conv.c: planning, dense
- * im2col path; conv_taps.c: tap-by-tap and frame-shift paths; epilogue.c:
- * bias, residual and ReLU rows).
+ * im2col path; conv_taps.c: tap-by-tap and frame-shift paths; conv_wino.c:
+ * Winograd F(4x4,3x3); epilogue.c: bias, residual and ReLU rows).
  */
 #ifndef EN_NN_CONV_INT_H
 #define EN_NN_CONV_INT_H
@@ -45,5 +45,15 @@ void nn_conv_tshift_tile(const conv_job *j, int64_t j0, int64_t n);
 int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
                    nn_tensor *y, const nn_tensor *res, int relu,
                    const int64_t in[3], const int64_t out[3], en_err *err);
+
+/* Winograd F(4x4,3x3) (conv_wino.c).  eligible: the shape allows it (and
+ * EN_NN_WINOGRAD is not 0); tiles: 4x4 tiles per plane; weights: makes
+ * c->wu once. */
+int nn_conv_wino_eligible(const nn_conv *c, const int64_t in[3], const int64_t out[3]);
+int64_t nn_conv_wino_tiles(const nn_conv *c, const int64_t out[3]);
+int nn_conv_wino_weights(nn_conv *c, en_err *err);
+int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
+                 const nn_tensor *res, int relu, const int64_t in[3], const int64_t out[3],
+                 en_err *err);
 
 #endif

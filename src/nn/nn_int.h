@@ -78,6 +78,10 @@ typedef struct nn_conv {
     /* Temporal-only kernels (k,1,1), stride 1: each tap is a product with
      * the input shifted by whole frames, no im2col at all. */
     int tshift;
+    /* Stride-1 3x3 kernels by Winograd F(4x4,3x3) (conv_wino.c): wu holds
+     * the transformed weights [36][cout][cin], made on first use. */
+    int wino;
+    float *wu;
 } nn_conv;
 
 typedef struct nn_linear {

@@ -1,0 +1,457 @@
+/*
+ * conv_wino.c - stride-1 3x3 convolutions (any padding, any dilation) by
+ * Winograd's minimal filtering F(4x4, 3x3), lowered to cblas_sgemm.
+ *
+ * A 3x3 convolution with dilation d splits into d x d independent ordinary
+ * 3x3 convolutions, one per residue class (ry, rx) of the output positions
+ * modulo d (the "sub-grids": output r + d*a reads input r - p + d*(a + j)).
+ * Each sub-grid is cut into 4x4 output tiles; a tile reads a 6x6 patch of
+ * its input lattice (each thread copies its input channels into zero-padded
+ * planes first, so every patch is read without bounds checks).  With the
+ * transforms of Lavin & Gray (interpolation points 0, +-1, +-2):
+ *
+ *   V = B^T d B (per input channel and tile, 6x6 = 36 points)
+ *   U = G g G^T (per output and input channel, once, in double; 4x the
+ *               3x3 weights' memory, kept beside them)
+ *   M[xi] = U[xi] x V[xi]      one [cout x cin] x [cin x tiles] sgemm per
+ *                              point xi (36 of them)
+ *   Y = A^T M A (4x4 outputs per tile), then bias, residual, ReLU
+ *
+ * so a tile of 16 outputs costs 36 products per (cout, cin) pair instead
+ * of 144: 2.25x fewer multiply-adds where every tap is used.  The products
+ * with the padding zeros that the 6x6 patches and the partial tiles at the
+ * sub-grid edges carry are computed, not skipped, so the planner in conv.c
+ * compares the two counts (dense or tap by tap against 36 per tile) and
+ * takes this path only where it wins: every stride-1 3x3 of DeepLabV3's
+ * backbone and head at 112x112 (dilation 1, 2 and 4 on 28x28 and 14x14
+ * maps), and R(2+1)D's spatial 3x3s; not ASPP's rate 12 on 14x14.
+ *
+ * Not exact like the other paths: the transforms reorder the arithmetic
+ * (tests/test-nn-ops.c checks it against the direct definition; the
+ * networks' parity with torchvision is unchanged, about 3e-6 of the
+ * largest logit).  EN_NN_WINOGRAD=0 turns the path off.
+ *
+ * The work runs in three parallel phases over a chunk of planes (frames):
+ * input transform (threads split input channels), the 36 products (threads
+ * split the points), output transform and epilogue (threads split output
+ * channels).  Planes are chunked so that V and M stay under NN_WINO_BYTES
+ * (24 MB, in the calling thread's scratch).
+ */
+#include "conv_int.h"
+
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NN_WINO_BYTES (24u << 20)
+
+static int wino_enabled(void)
+{
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("EN_NN_WINOGRAD");
+        v = !(e && *e == '0');
+    }
+    return v;
+}
+
+int nn_conv_wino_eligible(const nn_conv *c, const int64_t in[3], const int64_t out[3])
+{
+    return wino_enabled() && c->k[0] == 1 && c->k[1] == 3 && c->k[2] == 3 &&
+        c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 && c->p[0] == 0 &&
+        in[0] == out[0] && c->cin >= 8 && c->cout >= 8;
+}
+
+/* Tiles along one axis: for each sub-grid residue r, tiles of 4 outputs
+ * r + d*(a0 + u), reading inputs org + d*i (i < 6, org = r - p + d*a0). */
+typedef struct axis_tile {
+    int64_t org;          /* input position of patch point 0 (may be < 0) */
+    int32_t out[4];       /* output index of tile output u, -1: past the end */
+} axis_tile;
+
+static int64_t axis_count(int64_t out, int d)
+{
+    int64_t n = 0;
+    for (int r = 0; r < d && r < out; r++) {
+        int64_t na = (out - r + d - 1) / d;
+        n += (na + 3) / 4;
+    }
+    return n;
+}
+
+int64_t nn_conv_wino_tiles(const nn_conv *c, const int64_t out[3])
+{
+    return axis_count(out[1], c->d[1]) * axis_count(out[2], c->d[2]);
+}
+
+/* Fills the tiles; *lo, *hi: the padding the patches read before and after
+ * the input. */
+static void axis_fill(axis_tile *t, int64_t in, int64_t out, int d, int p, int64_t *lo,
+                      int64_t *hi)
+{
+    int64_t n = 0;
+    *lo = *hi = 0;
+    for (int r = 0; r < d && r < out; r++) {
+        int64_t na = (out - r + d - 1) / d;
+        for (int64_t a0 = 0; a0 < na; a0 += 4, n++) {
+            t[n].org = r - p + (int64_t)d * a0;
+            if (-t[n].org > *lo)
+                *lo = -t[n].org;
+            if (t[n].org + 5 * (int64_t)d - (in - 1) > *hi)
+                *hi = t[n].org + 5 * (int64_t)d - (in - 1);
+            for (int u = 0; u < 4; u++)
+                t[n].out[u] = a0 + u < na ? (int32_t)(r + (int64_t)d * (a0 + u)) : -1;
+        }
+    }
+}
+
+/* U[xi][cout][cin] = G g G^T from the tap-major weights, in double.  One
+ * output channel at a time through a [36][cin] buffer, so the stores run
+ * along rows (36 streams a power of two apart alias in the caches). */
+int nn_conv_wino_weights(nn_conv *c, en_err *err)
+{
+    const size_t co = (size_t)c->cout, ci = (size_t)c->cin, plane = co * ci;
+    float *u, *row;
+
+    if (c->wu)
+        return EN_OK;
+    u = malloc(36 * plane * sizeof *u);
+    row = malloc(36 * ci * sizeof *row);
+    if (!u || !row) {
+        free(u);
+        free(row);
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory for Winograd weights");
+    }
+    for (size_t o = 0; o < co; o++) {
+        for (size_t i = 0; i < ci; i++) {
+            double g[3][3], t[6][3];
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++)
+                    g[a][b] = c->w[(o * 9 + (size_t)a * 3 + b) * ci + i];
+            /* t = G g, then (G g) G^T: G's rows are (1/4, 0, 0),
+             * (-1/6, -1/6, -1/6), (-1/6, 1/6, -1/6), (1/24, 1/12, 1/6),
+             * (1/24, -1/12, 1/6), (0, 0, 1) */
+            for (int b = 0; b < 3; b++) {
+                double g0 = g[0][b], g1 = g[1][b], g2 = g[2][b];
+                t[0][b] = g0 / 4;
+                t[1][b] = -(g0 + g1 + g2) / 6;
+                t[2][b] = -(g0 - g1 + g2) / 6;
+                t[3][b] = g0 / 24 + g1 / 12 + g2 / 6;
+                t[4][b] = g0 / 24 - g1 / 12 + g2 / 6;
+                t[5][b] = g2;
+            }
+            for (int a = 0; a < 6; a++) {
+                double g0 = t[a][0], g1 = t[a][1], g2 = t[a][2];
+                float *r = row + (size_t)a * 6 * ci + i;
+                r[0] = (float)(g0 / 4);
+                r[ci] = (float)(-(g0 + g1 + g2) / 6);
+                r[2 * ci] = (float)(-(g0 - g1 + g2) / 6);
+                r[3 * ci] = (float)(g0 / 24 + g1 / 12 + g2 / 6);
+                r[4 * ci] = (float)(g0 / 24 - g1 / 12 + g2 / 6);
+                r[5 * ci] = (float)g2;
+            }
+        }
+        for (size_t p = 0; p < 36; p++)
+            memcpy(u + p * plane + o * ci, row + p * ci, ci * sizeof *u);
+    }
+    free(row);
+    c->wu = u;
+    return EN_OK;
+}
+
+/* One tile of a chunk: where its patch starts in the padded planes, where
+ * its plane starts in y (and res), its tiles along H and W. */
+typedef struct tile_ref {
+    int64_t pin, yoff, roff;
+    const axis_tile *ry, *rx;
+} tile_ref;
+
+typedef struct wino_job {
+    const nn_conv *c;
+    const nn_tensor *x;
+    nn_tensor *y;
+    const nn_tensor *res;
+    int relu;
+    int64_t T;
+    int64_t pl0, npl, N;  /* planes [pl0, pl0+npl), N = npl * tiles per plane */
+    int64_t vstride, mstride;  /* floats from one point's block to the next */
+    const tile_ref *tiles;     /* the chunk's N tiles */
+    int64_t cin_chunk, cout_chunk;
+    int64_t lo[2], hp, wp;     /* padding before H and W, padded plane size */
+    int64_t padsz;             /* floats of one thread's padded planes */
+    int32_t patch[36];         /* patch point offsets in a padded plane */
+    float *V, *M, *pad;
+} wino_job;
+
+/* y = B^T x for a 6-vector (stride s in, stride so out) */
+#define BT6(x, s, y, so) do {                                                  \
+        v4 x0 = (x)[0], x1 = (x)[(s)], x2 = (x)[2 * (s)], x3 = (x)[3 * (s)], \
+              x4 = (x)[4 * (s)], x5 = (x)[5 * (s)];                            \
+        (y)[0] = 4.0f * x0 - 5.0f * x2 + x4;                                   \
+        (y)[(so)] = -4.0f * (x1 + x2) + x3 + x4;                               \
+        (y)[2 * (so)] = 4.0f * (x1 - x2) - x3 + x4;                            \
+        (y)[3 * (so)] = 2.0f * (x3 - x1) - x2 + x4;                            \
+        (y)[4 * (so)] = 2.0f * (x1 - x3) - x2 + x4;                            \
+        (y)[5 * (so)] = 4.0f * x1 - 5.0f * x3 + x5;                            \
+    } while (0)
+
+/* Four tiles side by side: the transforms run on 4-float vectors (SSE2 on
+ * x86-64, whatever GCC's vector extension maps to elsewhere), one lane per
+ * tile; the union reads scalar-written lanes back as a vector. */
+typedef float v4 __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef union v4u {
+    v4 v;
+    float f[4];
+} v4u;
+#define NN_LANES 4
+/* floats ahead the point streams of V and M are prefetched */
+#define NN_PREFETCH 64
+
+/* Patches gathered before they are transformed: the lanes are written
+ * with scalar stores, and reading them back as vectors right away would
+ * stall on store forwarding. */
+#define NN_GATHER 16
+
+static void wino_input(void *arg, int task, int thread)
+{
+    const wino_job *j = arg;
+    const nn_conv *c = j->c;
+    const nn_tensor *x = j->x;
+    const int64_t c0 = (int64_t)task * j->cin_chunk;
+    const int64_t c1 = c0 + j->cin_chunk < c->cin ? c0 + j->cin_chunk : c->cin;
+    const int64_t N = j->N, pstride = j->vstride;
+    const int64_t Hi = x->shape[NN_H], Wi = x->shape[NN_W], plane = j->hp * j->wp;
+    float *pad = j->pad + (size_t)thread * (size_t)j->padsz;
+    v4u g[NN_GATHER][36];
+
+    /* the borders stay zero: only the interior is copied per channel */
+    memset(pad, 0, (size_t)(j->npl * plane) * sizeof *pad);
+    for (int64_t ci = c0; ci < c1; ci++) {
+        for (int64_t q = 0; q < j->npl; q++) {
+            int64_t pl = j->pl0 + q;
+            const float *src = x->data + ci * x->stride[NN_C] + (pl / j->T) * x->stride[NN_B] +
+                               (pl % j->T) * x->stride[NN_T];
+            float *dst = pad + q * plane + j->lo[0] * j->wp + j->lo[1];
+            for (int64_t h = 0; h < Hi; h++)
+                memcpy(dst + h * j->wp, src + h * x->stride[NN_H], (size_t)Wi * sizeof *dst);
+        }
+        for (int64_t b0 = 0; b0 < N; b0 += NN_GATHER * NN_LANES) {
+            const int64_t nb = N - b0 < NN_GATHER * NN_LANES ? N - b0 : NN_GATHER * NN_LANES;
+            for (int64_t q = 0; q < nb; q++) {
+                const float *pp = pad + j->tiles[b0 + q].pin;
+                v4u *gq = g[q / NN_LANES];
+                for (int p = 0; p < 36; p++)
+                    gq[p].f[q % NN_LANES] = pp[j->patch[p]];
+            }
+            for (int64_t q = nb; q % NN_LANES; q++)
+                for (int p = 0; p < 36; p++)
+                    g[q / NN_LANES][p].f[q % NN_LANES] = 0.0f;
+            for (int64_t n0 = 0; n0 < nb; n0 += NN_LANES) {
+                const int lanes = nb - n0 < NN_LANES ? (int)(nb - n0) : NN_LANES;
+                const v4u *gq = g[n0 / NN_LANES];
+                float *v = j->V + ci * N + b0 + n0;
+                v4 d[36], t[36];
+                for (int p = 0; p < 36; p++)
+                    d[p] = gq[p].v;
+                for (int k = 0; k < 6; k++)        /* columns: t = B^T d */
+                    BT6(d + k, 6, t + k, 6);
+                for (int i = 0; i < 6; i++)        /* rows: (B^T d) B */
+                    BT6(t + i * 6, 1, d + i * 6, 1);
+                if (lanes == NN_LANES) {
+                    if (!((b0 + n0) & 15))
+                        for (int p = 0; p < 36; p++)
+                            __builtin_prefetch(v + p * pstride + NN_PREFETCH, 1);
+                    for (int p = 0; p < 36; p++)
+                        memcpy(v + p * pstride, &d[p], sizeof d[p]);
+                } else {
+                    for (int p = 0; p < 36; p++)
+                        for (int l = 0; l < lanes; l++)
+                            v[p * pstride + l] = d[p][l];
+                }
+            }
+        }
+    }
+}
+
+static void wino_gemm(void *arg, int task, int thread)
+{
+    const wino_job *j = arg;
+    const nn_conv *c = j->c;
+    const size_t p = (size_t)task;
+
+    (void)thread;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)j->N, c->cin, 1.0f,
+                c->wu + p * (size_t)c->cout * (size_t)c->cin, c->cin,
+                j->V + p * (size_t)j->vstride, (int)j->N, 0.0f,
+                j->M + p * (size_t)j->mstride, (int)j->N);
+}
+
+/* y = A^T m for a 6-vector: A^T rows (1,1,1,1,1,0) (0,1,-1,2,-2,0)
+ * (0,1,1,4,4,0) (0,1,-1,8,-8,1) */
+#define AT6(m, s, y, so) do {                                                  \
+        v4 m0 = (m)[0], m1 = (m)[(s)], m2 = (m)[2 * (s)], m3 = (m)[3 * (s)], \
+              m4 = (m)[4 * (s)], m5 = (m)[5 * (s)];                            \
+        v4 s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;      \
+        (y)[0] = m0 + s12 + s34;                                               \
+        (y)[(so)] = d12 + 2.0f * d34;                                          \
+        (y)[2 * (so)] = s12 + 4.0f * s34;                                      \
+        (y)[3 * (so)] = d12 + 8.0f * d34 + m5;                                 \
+    } while (0)
+
+static void wino_output(void *arg, int task, int thread)
+{
+    const wino_job *j = arg;
+    const nn_conv *c = j->c;
+    nn_tensor *y = j->y;
+    const nn_tensor *res = j->res;
+    const int64_t o0 = (int64_t)task * j->cout_chunk;
+    const int64_t o1 = o0 + j->cout_chunk < c->cout ? o0 + j->cout_chunk : c->cout;
+    const int64_t N = j->N, pstride = j->mstride;
+    const int64_t ldy = y->stride[NN_H], ldr = res ? res->stride[NN_H] : 0;
+    const int relu = j->relu;
+
+    (void)thread;
+    for (int64_t co = o0; co < o1; co++) {
+        float *yc = y->data + co * y->stride[NN_C];
+        const float *rc = res ? res->data + co * res->stride[NN_C] : NULL;
+        const float bias = c->b[co];
+        for (int64_t n0 = 0; n0 < N; n0 += NN_LANES) {
+            const int lanes = N - n0 < NN_LANES ? (int)(N - n0) : NN_LANES;
+            const float *mc = j->M + co * N + n0;
+            v4 m[36], t[24];
+            v4u o[16];
+            if (lanes == NN_LANES) {
+                /* 36 streams at once are more than the hardware prefetcher
+                 * follows: fetch a few lines ahead, once per line */
+                if (!(n0 & 15))
+                    for (int p = 0; p < 36; p++)
+                        __builtin_prefetch(mc + p * pstride + NN_PREFETCH);
+                for (int p = 0; p < 36; p++)
+                    memcpy(&m[p], mc + p * pstride, sizeof m[p]);
+            } else {
+                for (int p = 0; p < 36; p++)
+                    for (int l = 0; l < NN_LANES; l++)
+                        m[p][l] = l < lanes ? mc[p * pstride + l] : 0.0f;
+            }
+            for (int k = 0; k < 6; k++)        /* t[4][6] = A^T m */
+                AT6(m + k, 6, t + k, 6);
+            for (int u = 0; u < 4; u++) {      /* o[4][4] = t A, + bias */
+                v4 r4[4];
+                AT6(t + u * 6, 1, r4, 1);
+                for (int v = 0; v < 4; v++)
+                    o[u * 4 + v].v = r4[v] + bias;
+            }
+            if (relu && !rc)                   /* max(o, 0), NaN to 0 as the epilogue */
+                for (int q = 0; q < 16; q++)
+                    o[q].v = (v4)((v4i)o[q].v & (o[q].v > 0.0f));
+            for (int l = 0; l < lanes; l++) {
+                const tile_ref *r = &j->tiles[n0 + l];
+                const axis_tile *a = r->ry, *b = r->rx;
+                float *yp = yc + r->yoff;
+                const float *rp = rc ? rc + r->roff : NULL;
+                for (int u = 0; u < 4 && a->out[u] >= 0; u++) {
+                    float *yr = yp + (int64_t)a->out[u] * ldy;
+                    const float *rr = rp ? rp + (int64_t)a->out[u] * ldr : NULL;
+                    if (!rr) {
+                        for (int v = 0; v < 4 && b->out[v] >= 0; v++)
+                            yr[b->out[v]] = o[u * 4 + v].f[l];
+                        continue;
+                    }
+                    for (int v = 0; v < 4 && b->out[v] >= 0; v++) {
+                        float val = o[u * 4 + v].f[l] + rr[b->out[v]];
+                        if (relu)
+                            val = val > 0.0f ? val : 0.0f;
+                        yr[b->out[v]] = val;
+                    }
+                }
+            }
+        }
+    }
+}
+
+int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
+                 const nn_tensor *res, int relu, const int64_t in[3], const int64_t out[3],
+                 en_err *err)
+{
+    const int nth = nn_pool_size(pool);
+    const int64_t ny = axis_count(out[1], c->d[1]), nx = axis_count(out[2], c->d[2]);
+    const int64_t planes = x->shape[NN_B] * in[0], tpp = ny * nx;
+    wino_job j;
+    axis_tile *ty;
+    tile_ref *refs = NULL;
+    int64_t chunk, hi[2];
+    size_t per_plane, need;
+    float *buf;
+
+    ty = malloc((size_t)(ny + nx) * sizeof *ty);
+    if (!ty)
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory");
+    memset(&j, 0, sizeof j);
+    axis_fill(ty, in[1], out[1], c->d[1], c->p[1], &j.lo[0], &hi[0]);
+    axis_fill(ty + ny, in[2], out[2], c->d[2], c->p[2], &j.lo[1], &hi[1]);
+    j.hp = j.lo[0] + in[1] + hi[0];
+    j.wp = j.lo[1] + in[2] + hi[1];
+    for (int i = 0; i < 6; i++)
+        for (int k = 0; k < 6; k++)
+            j.patch[i * 6 + k] = (int32_t)((int64_t)c->d[1] * i * j.wp + (int64_t)c->d[2] * k);
+    /* V and M of a chunk of planes under NN_WINO_BYTES, in equal chunks */
+    per_plane = 36 * (size_t)tpp * ((size_t)c->cin + (size_t)c->cout);
+    chunk = (int64_t)(NN_WINO_BYTES / sizeof(float) / per_plane);
+    if (chunk < 1)
+        chunk = 1;
+    if (chunk > planes)
+        chunk = planes;
+    chunk = (planes + (planes + chunk - 1) / chunk - 1) / ((planes + chunk - 1) / chunk);
+    j.padsz = (chunk * j.hp * j.wp + 15) / 16 * 16;
+    /* one shared buffer (V, M, each thread's padded planes): the calling
+     * thread's scratch; point blocks get an odd number of cache lines of
+     * slack (see below) */
+    need = per_plane * (size_t)chunk + 72 * 32 + (size_t)nth * (size_t)j.padsz + 16;
+    buf = nn_pool_scratch(pool, 0, need);
+    if (buf)
+        refs = malloc((size_t)(chunk * tpp) * sizeof *refs);
+    if (!buf || !refs) {
+        free(ty);
+        free(refs);
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+    }
+    j.c = c;
+    j.x = x;
+    j.y = y;
+    j.res = res;
+    j.relu = relu;
+    j.T = in[0];
+    j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
+    j.cout_chunk = (c->cout + 4 * nth - 1) / (4 * nth);
+    j.tiles = refs;
+    for (j.pl0 = 0; j.pl0 < planes; j.pl0 += chunk) {
+        j.npl = planes - j.pl0 < chunk ? planes - j.pl0 : chunk;
+        j.N = j.npl * tpp;
+        /* point blocks a power of two apart would all fall into the same
+         * cache sets: pad them to an odd number of cache lines */
+        j.vstride = (c->cin * j.N + 15) / 16 * 16;
+        j.vstride += (j.vstride / 16) % 2 ? 0 : 16;
+        j.mstride = (c->cout * j.N + 15) / 16 * 16;
+        j.mstride += (j.mstride / 16) % 2 ? 0 : 16;
+        j.V = buf;
+        j.M = j.V + 36 * (size_t)j.vstride;
+        j.pad = j.M + 36 * (size_t)j.mstride;
+        for (int64_t n = 0; n < j.N; n++) {
+            int64_t pl = j.pl0 + n / tpp, b = pl / j.T, t = pl % j.T;
+            const axis_tile *ry = &ty[n % tpp / nx], *rx = &ty[ny + n % nx];
+            refs[n].pin = (n / tpp) * j.hp * j.wp + (ry->org + j.lo[0]) * j.wp +
+                          rx->org + j.lo[1];
+            refs[n].yoff = b * y->stride[NN_B] + t * y->stride[NN_T];
+            refs[n].roff = res ? b * res->stride[NN_B] + t * res->stride[NN_T] : 0;
+            refs[n].ry = ry;
+            refs[n].rx = rx;
+        }
+        nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), wino_input, &j);
+        nn_pool_run(pool, 36, wino_gemm, &j);
+        nn_pool_run(pool, (int)((c->cout + j.cout_chunk - 1) / j.cout_chunk), wino_output, &j);
+    }
+    free(ty);
+    free(refs);
+    return EN_OK;
+}
