@@ -66,12 +66,17 @@ typedef struct en_study_keyframes {
 
 /* Draws the one-page report of a stored result into
  * <output_dir>/<pseudonym>.pdf and .png (as configured in [report]); pdf
- * and png receive the paths written ("" when not).  info and sector may be
- * NULL (re-rendering from the database): the source facts then come from
- * r.  Shared by the pipeline and `echonetctl report`. */
+ * and png receive the paths written ("" when not).  Everything on the page
+ * comes from r, so the page drawn right after processing and the one
+ * `echonetctl report` draws later from the database are the same.  Shared
+ * by the pipeline and `echonetctl report`. */
 int en_study_report(const en_config *cfg, const en_store_result *r,
-                    const en_dicom_info *info, const en_sector *sector,
                     const en_study_keyframes *k, char *pdf, char *png, size_t len,
                     en_err *err);
+
+/* <output_dir>/<pseudonym><ext>: every per-study output is named this way,
+ * never after the input.  buf is "" if it would not fit. */
+void en_study_path(const en_config *cfg, const char *pseudonym, const char *ext,
+                   char *buf, size_t len);
 
 #endif

@@ -397,42 +397,9 @@ static void test_limits(void)
     unlink(p);
 }
 
-static void make_dir(void)
-{
-    char out[400];
-
-    snprintf(out, sizeof out, "%s/tests/out", tst_env("EN_TOP_BUILDDIR"));
-    if (mkdir(out, 0777) < 0 && errno != EEXIST) {
-        perror(out);
-        exit(99);
-    }
-    snprintf(dir, sizeof dir, "%s/video-errors-XXXXXX", out);
-    if (!mkdtemp(dir)) {
-        perror(dir);
-        exit(99);
-    }
-}
-
-static void remove_dir(void)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[1024];
-
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 int main(void)
 {
-    make_dir();
+    tst_scratch_dir(dir, sizeof dir, "video-errors");
     if (en_frames_alloc(&clip, 10, 112, 112, 1) != EN_OK)
         return 99;
     vs_fill(&clip);
@@ -447,6 +414,6 @@ int main(void)
     test_limits();
     en_frames_free(&clip);
     if (!tst_failures)
-        remove_dir();
+        tst_scratch_remove(dir);
     TST_DONE();
 }

@@ -335,44 +335,11 @@ static void test_colon_in_name(void)
     en_frames_free(&back);
 }
 
-static void make_dir(void)
-{
-    char out[400];
-
-    snprintf(out, sizeof out, "%s/tests/out", tst_env("EN_TOP_BUILDDIR"));
-    if (mkdir(out, 0777) < 0 && errno != EEXIST) {
-        perror(out);
-        exit(99);
-    }
-    snprintf(dir, sizeof dir, "%s/video-roundtrip-XXXXXX", out);
-    if (!mkdtemp(dir)) {
-        perror(dir);
-        exit(99);
-    }
-}
-
-static void remove_dir(void)
-{
-    DIR *d = opendir(dir);
-    struct dirent *de;
-    char p[1024];
-
-    while (d && (de = readdir(d))) {
-        if (de->d_name[0] == '.')
-            continue;
-        snprintf(p, sizeof p, "%s/%s", dir, de->d_name);
-        unlink(p);
-    }
-    if (d)
-        closedir(d);
-    rmdir(dir);
-}
-
 int main(void)
 {
     static const double rates[] = { 29.97, 50.0, 30.0, 25.0, 50.5, 59.94, 7.5 };
 
-    make_dir();
+    tst_scratch_dir(dir, sizeof dir, "video-roundtrip");
     for (size_t i = 0; i < sizeof rates / sizeof rates[0]; i++)
         test_grey_roundtrip(rates[i]);
     test_rgb_roundtrip();
@@ -382,6 +349,6 @@ int main(void)
     test_replace_and_no_temp();
     test_colon_in_name();
     if (!tst_failures)
-        remove_dir();
+        tst_scratch_remove(dir);
     TST_DONE();
 }

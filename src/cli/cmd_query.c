@@ -290,9 +290,7 @@ static int keyframes(cli_ctx *ctx, const en_store_result *r, en_frames *video,
     k->ed = k->es = -1;
     if (r->nbeats == 0 || r->beats[0].ed_frame == EN_STORE_NONE || !ctx->cfg.seg_weights[0])
         return EN_OK;
-    rc = snprintf(path, sizeof path, "%s/%s.avi", ctx->cfg.output_dir, r->pseudonym);
-    if (rc < 0 || (size_t)rc >= sizeof path)
-        return en_err_set(err, EN_EINVAL, "[paths] output_dir is too long");
+    en_study_path(&ctx->cfg, r->pseudonym, ".avi", path, sizeof path);
     if ((rc = en_video_read(path, 1, video, NULL, err)) != EN_OK)
         return rc;
     ed = r->beats[0].ed_frame;
@@ -356,7 +354,7 @@ int cli_report(cli_ctx *ctx, int argc, char **argv)
     }
     rc = keyframes(ctx, &s.r, &video, masks, &k, &e);
     if (rc == EN_OK)
-        rc = en_study_report(&ctx->cfg, &s.r, NULL, NULL, &k, pdf, png, sizeof pdf, &e);
+        rc = en_study_report(&ctx->cfg, &s.r, &k, pdf, png, sizeof pdf, &e);
     en_frames_free(&video);
     en_store_study_free(&s);
     if (rc != EN_OK) {

@@ -64,24 +64,29 @@ static const opt options[] = {
 };
 #undef OFF
 
+/* Every default path lives under the configured state folder. */
+#define STATE_PATH(field, rel) \
+    snprintf(cfg->field, sizeof cfg->field, "%s/%s", EN_LOCALSTATEDIR, rel)
+
 void en_config_defaults(en_config *cfg)
 {
+    /* Zero is the default of everything not set below (nn threads and
+     * daemon concurrency: sized for the machine; no key store; archive
+     * rather than delete). */
     memset(cfg, 0, sizeof *cfg);
-    snprintf(cfg->output_dir, sizeof cfg->output_dir, "%s/lib/echonetd/output", EN_LOCALSTATEDIR);
-    snprintf(cfg->secret_file, sizeof cfg->secret_file, "%s/lib/echonetd/site-secret", EN_LOCALSTATEDIR);
+    STATE_PATH(output_dir, "lib/echonetd/output");
+    STATE_PATH(secret_file, "lib/echonetd/site-secret");
+    STATE_PATH(database, "lib/echonetd/results.db");
+    STATE_PATH(inbox_dir, "spool/echonetd/inbox");
+    STATE_PATH(work_dir, "spool/echonetd/work");
+    STATE_PATH(archive_dir, "spool/echonetd/archive");
+    STATE_PATH(failed_dir, "spool/echonetd/failed");
     en_dicom_limits_default(&cfg->limits);
-    snprintf(cfg->database, sizeof cfg->database, "%s/lib/echonetd/results.db", EN_LOCALSTATEDIR);
     cfg->video_size = 112;
     cfg->video_quality = 2;
-    cfg->nn_threads = 0;
     cfg->nn_batch = 8;
     cfg->report_pdf = 1;
     cfg->report_png = 1;
-    snprintf(cfg->inbox_dir, sizeof cfg->inbox_dir, "%s/spool/echonetd/inbox", EN_LOCALSTATEDIR);
-    snprintf(cfg->work_dir, sizeof cfg->work_dir, "%s/spool/echonetd/work", EN_LOCALSTATEDIR);
-    snprintf(cfg->archive_dir, sizeof cfg->archive_dir, "%s/spool/echonetd/archive", EN_LOCALSTATEDIR);
-    snprintf(cfg->failed_dir, sizeof cfg->failed_dir, "%s/spool/echonetd/failed", EN_LOCALSTATEDIR);
-    cfg->concurrency = 0;
     cfg->settle_ms = 2000;
     cfg->rescan_ms = 5000;
     cfg->max_attempts = 3;
@@ -89,8 +94,8 @@ void en_config_defaults(en_config *cfg)
     cfg->stop_grace_s = 60;
     cfg->min_free_mb = 512;
     cfg->queue_max = 256;
-    cfg->delete_after_success = 0;
 }
+#undef STATE_PATH
 
 static const opt *find_opt(const char *section, const char *key)
 {

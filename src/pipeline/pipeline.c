@@ -234,15 +234,6 @@ static int fill_result(en_pipeline *p, work *w, const en_pipeline_result *res,
     return EN_OK;
 }
 
-/* <output_dir>/<pseudonym><ext>: output names never come from the input. */
-static void study_path(char *buf, size_t len, const en_pipeline *p, const char *pseudonym,
-                       const char *ext)
-{
-    int n = snprintf(buf, len, "%s/%s%s", p->cfg->output_dir, pseudonym, ext);
-    if (n < 0 || (size_t)n >= len)
-        buf[0] = '\0';   /* unreachable: output_dir is at most EN_PATH_MAX */
-}
-
 static int render_report(en_pipeline *p, work *w, en_pipeline_result *res,
                          const en_store_result *r, en_err *err)
 {
@@ -258,15 +249,16 @@ static int render_report(en_pipeline *p, work *w, en_pipeline_result *res,
         k.ed_mask = w->masks + (size_t)k.ed * px;
         k.es_mask = w->masks + (size_t)k.es * px;
     }
-    return en_study_report(p->cfg, r, &res->conv.info, &res->conv.sector, &k,
-                           res->report_pdf, res->report_png, sizeof res->report_pdf, err);
+    return en_study_report(p->cfg, r, &k, res->report_pdf, res->report_png,
+                           sizeof res->report_pdf, err);
 }
 
 static int overlay(en_pipeline *p, work *w, en_pipeline_result *res, en_err *err)
 {
     if (!p->cfg->overlay_video)
         return EN_OK;
-    study_path(res->overlay_avi, sizeof res->overlay_avi, p, res->conv.pseudonym, ".overlay.avi");
+    en_study_path(p->cfg, res->conv.pseudonym, ".overlay.avi", res->overlay_avi,
+                  sizeof res->overlay_avi);
     return en_report_overlay_video(w->net.data, w->masks, w->net.nframes, res->conv.info.fps,
                                    res->overlay_avi, err);
 }
@@ -277,7 +269,7 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
 {
     en_store_result r;
     char detail[96];
-    double t0 = now_ms(), t1, t2, t3;
+    double t0 = now_ms(), t1, t2;
     int rc;
 
 #define STAGE(name, text) do { \
@@ -315,12 +307,10 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
     r.finished_ms = wall_ms();
     if ((rc = en_store_write_result(p->db, &r, &res->study_id, err)) != EN_OK)
         return rc;
-    t3 = now_ms();
     *stage = "report";
     say(cb, ud, "report", "rendering");
     if ((rc = render_report(p, w, res, &r, err)) != EN_OK || (rc = overlay(p, w, res, err)) != EN_OK)
         return rc;
-    (void)t3;
     res->nbeats = w->a->n_beats;
     res->ef_mean = w->a->ef.mean;
     res->ef_sd = w->a->ef.sd;

@@ -18,8 +18,8 @@
 
 #define MAX_FLAGS 32
 
-static void study_path(char *buf, size_t len, const en_config *cfg, const char *pseudonym,
-                       const char *ext)
+void en_study_path(const en_config *cfg, const char *pseudonym, const char *ext,
+                   char *buf, size_t len)
 {
     int n = snprintf(buf, len, "%s/%s%s", cfg->output_dir, pseudonym, ext);
     if (n < 0 || (size_t)n >= len)
@@ -63,7 +63,6 @@ static int build_beats(const en_store_result *r, en_report_beat **out)
 }
 
 int en_study_report(const en_config *cfg, const en_store_result *r,
-                    const en_dicom_info *info, const en_sector *sector,
                     const en_study_keyframes *k, char *pdf, char *png, size_t len,
                     en_err *err)
 {
@@ -92,12 +91,12 @@ int en_study_report(const en_config *cfg, const en_store_result *r,
     en_report_input_init(&in);
     in.pseudonym = r->pseudonym;
     in.processed = r->finished_ms > 0 ? (time_t)(r->finished_ms / 1000) : time(NULL);
-    in.src_frames = info ? info->frames : r->src_frames;
-    in.src_rows = info ? info->rows : r->src_rows;
-    in.src_cols = info ? info->cols : r->src_cols;
+    in.src_frames = r->src_frames;
+    in.src_rows = r->src_rows;
+    in.src_cols = r->src_cols;
     in.fps = r->fps;
     in.fps_source = r->fps_source;
-    in.sector_method = sector ? en_sector_method_name(sector->method) : r->sector_method;
+    in.sector_method = r->sector_method;
     in.lv_size = sizes;
     in.n_frames = r->nframes;
     in.systoles = systoles;
@@ -125,9 +124,9 @@ int en_study_report(const en_config *cfg, const en_store_result *r,
         in.es = (en_report_keyframe){ k->es, k->es_image, k->es_mask };
     }
     if (cfg->report_pdf)
-        study_path(pdf, len, cfg, r->pseudonym, ".pdf");
+        en_study_path(cfg, r->pseudonym, ".pdf", pdf, len);
     if (cfg->report_png)
-        study_path(png, len, cfg, r->pseudonym, ".png");
+        en_study_path(cfg, r->pseudonym, ".png", png, len);
     rc = en_report_render(&in, pdf[0] ? pdf : NULL, png[0] ? png : NULL, err);
     if (rc != EN_OK)
         pdf[0] = png[0] = '\0';
