@@ -146,6 +146,10 @@ r = site.run("--set", "daemon.inbox=" + spool["inbox"], "--set", "daemon.work=" 
 st = json.loads(r.stdout) if r.returncode == 0 else {}
 rep.check(st.get("spool") == {"inbox": 2, "work": 1, "failed": 1}, "status spool counts: %s" % st.get("spool"))
 
+# README's convert-weights works from the build tree, before installation.
+r = site.run("convert-weights", "--help")
+rep.check(r.returncode == 0 and b"--arch" in r.stdout, "convert-weights --help: %s" % r.stderr[:200])
+
 # Missing models: a setup error (exit 3) that names the setting.
 r = site.run("--set", "models.ef=", "process", files[0])
 rep.check(r.returncode == 3 and b"[models] ef" in r.stderr, "missing model: exit %d %s" % (r.returncode, r.stderr))

@@ -221,6 +221,11 @@ int cli_convert_weights(cli_ctx *ctx, int argc, char **argv)
     (void)ctx;
     if (!tool || !*tool)
         tool = EN_PKGLIBEXECDIR "/convert-weights";
+#ifdef EN_SRCDIR
+    /* Run from a build tree before `make install`: use the source copy. */
+    if (access(tool, X_OK) != 0 && !getenv("ECHONETD_CONVERT_WEIGHTS"))
+        tool = EN_SRCDIR "/tools/convert-weights";
+#endif
     if (!args) {
         fprintf(stderr, "echonetctl convert-weights: out of memory\n");
         return CLI_FAILED;
