@@ -42,6 +42,9 @@ typedef struct en_config {
     int concurrency;                /* studies at once; 0 = sized for the machine */
     int settle_ms;                  /* a file must be unchanged this long */
     int rescan_ms;                  /* full inbox rescan period */
+    int incomplete_wait_s;          /* a settled file that is not yet whole
+                                     * DICOM waits this long, then is taken
+                                     * anyway (and fails with the reason) */
     int max_attempts;               /* tries before a file is quarantined */
     int study_timeout_s;            /* a study running longer is killed */
     int stop_grace_s;               /* SIGTERM: wait this long for running studies */
@@ -50,8 +53,20 @@ typedef struct en_config {
     int delete_after_success;       /* delete instead of archiving */
 } en_config;
 
-/* Fills compiled-in defaults (paths under EN_LOCALSTATEDIR). */
+/* The default models: small networks trained by tools/train-phantom on
+ * simulated echoes, shipped in models/ and installed in $(pkgdatadir)/models.
+ * Their origin says "phantom-trained default model, not for clinical use",
+ * which every report and the database carry. */
+#define EN_DEFAULT_SEG_MODEL "phantom-seg.safetensors"
+#define EN_DEFAULT_EF_MODEL "phantom-ef.safetensors"
+
+/* Fills compiled-in defaults (paths under EN_LOCALSTATEDIR; the models
+ * default to the phantom-trained ones). */
 void en_config_defaults(en_config *cfg);
+
+/* Path of a shipped model file: the installed copy, or in a build tree that
+ * was not installed, the source tree's. */
+void en_config_default_model(const char *file, char *buf, size_t n);
 
 /* Applies the file at path over the current values.  Errors name the file
  * and line. */

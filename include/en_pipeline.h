@@ -22,6 +22,10 @@ typedef struct en_pipeline {
     en_nn_model *ef;
     en_store *db;
     en_analysis_params params;
+    /* 0 (the daemon): an instance already done (same duplicate key) by
+     * the same models is not processed again; the result says duplicate.  1 (`echonetctl
+     * process`, asked by hand): it is processed and its result replaced. */
+    int reprocess;
 } en_pipeline;
 
 /* Progress: called at the start of each stage ("read", "segment", ...)
@@ -41,6 +45,7 @@ typedef struct en_pipeline_result {
     char report_png[EN_PATH_MAX + 64];
     char overlay_avi[EN_PATH_MAX + 64];
     double ms_total;
+    int duplicate;          /* 1: already done, nothing was recomputed */
 } en_pipeline_result;
 
 /* Opens the site secret, loads both models (cfg->seg_weights and
@@ -48,6 +53,10 @@ typedef struct en_pipeline_result {
  * fix. */
 int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err);
 void en_pipeline_close(en_pipeline *p);
+
+/* 1 when either loaded model is a phantom-trained one (its origin says
+ * "phantom"): results are then for testing the installation only. */
+int en_pipeline_phantom(const en_pipeline *p);
 
 /* Processes one DICOM file.  When the failure happens after the study is
  * known (it has a pseudonym), the failure is also recorded in the

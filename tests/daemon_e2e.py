@@ -74,11 +74,41 @@ for sid, vf in sp.sql("SELECT id, video_frames FROM studies WHERE status='done'"
     nf = sp.sql("SELECT count(*) FROM frames WHERE study_id=?", sid)[0][0]
     rep.check(nf == vf, "study %d: %d frames stored of %d" % (sid, nf, vf))
 
-# A duplicate (the same instance again): processed, replaces, never a 2nd row.
+# The truncated file was renamed in whole: it waited incomplete_wait_s for
+# the rest, then was taken anyway and failed with the reader's reason.
+rep.check(sp.wait_log("is not whole DICOM yet", 1), "incomplete file not noticed")
+rep.check(sp.wait_log("stayed incomplete for 4 s: taking it anyway", 1),
+          "incomplete file not taken after incomplete_wait_s")
+
+# A duplicate (the same instance again): recognised by its duplicate key,
+# not processed again, archived; the stored result is untouched.
+before = sp.sql("SELECT id, finished_at, ef_mean FROM studies ORDER BY id")
 sp.deliver(gpath[0])
 total += 1
 rep.check(settled(total, 60 * slow_factor), "duplicate not settled: %s" % (sp.counts(),))
-rep.check(len(sp.sql("SELECT id FROM studies")) == 3, "duplicate made a new study row")
+rep.check(sp.sql("SELECT id, finished_at, ef_mean FROM studies ORDER BY id") == before,
+          "duplicate changed the stored results")
+rep.check(sp.wait_log("duplicate: this instance was already processed", 5), "duplicate not logged")
+rep.check(len(sp.sql("SELECT id FROM events WHERE message LIKE 'duplicate delivered%'")) == 1,
+          "duplicate not recorded in the study's events")
+
+# A writer that stalls mid-file (longer than settle_ms): the file is not
+# taken while it ends inside an element, and is taken once it is whole.
+stalled_src = os.path.join(tmp, "stalled_src.dcm")
+dl.with_new_uids(gpath[2], stalled_src, "stalled")
+blob = open(stalled_src, "rb").read()
+failed_before = sp.counts()[3]
+stalled = os.path.join(sp.inbox, "stalled_copy.dcm")
+with open(stalled, "wb") as f:
+    f.write(blob[:len(blob) // 2])
+time.sleep(1.5)
+rep.check(os.path.exists(stalled), "a half-written file was taken")
+with open(stalled, "ab") as f:
+    f.write(blob[len(blob) // 2:])
+total += 1
+rep.check(settled(total, 60 * slow_factor), "stalled file not taken once whole: %s" % (sp.counts(),))
+rep.check(sp.counts()[3] == failed_before and len(sp.sql("SELECT id FROM studies")) == 4,
+          "stalled file not processed as a new study: %s" % (sp.counts(),))
 
 # SIGHUP: a change is logged and applied; a broken file is refused.
 sp.write_conf(rescan_ms=700)

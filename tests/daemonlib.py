@@ -44,7 +44,7 @@ class Spool:
         opts = {"inbox": self.inbox, "work": self.work, "archive": self.archive,
                 "failed": self.failed, "concurrency": 2, "settle_ms": 300,
                 "rescan_ms": 500, "max_attempts": 2, "study_timeout_s": 120,
-                "stop_grace_s": 30, "min_free_mb": 1}
+                "stop_grace_s": 30, "min_free_mb": 1, "incomplete_wait_s": 4}
         opts.update(daemon_opts)
         self.opts = opts
         self.write_conf()

@@ -17,6 +17,9 @@ import numpy as np
 import torch
 import torchvision
 
+sys.path.insert(0, os.path.join(os.environ.get("EN_TOP_SRCDIR", os.path.join(os.path.dirname(__file__), "..")), "tools"))
+from nn_models import deeplab, r2plus1d, shrink  # noqa: E402,F401
+
 TOP_SRC = os.environ.get("EN_TOP_SRCDIR", os.path.join(os.path.dirname(__file__), ".."))
 TOP_BUILD = os.environ.get("EN_TOP_BUILDDIR", TOP_SRC)
 PYTHON = os.environ.get("PYTHON", "/usr/bin/python3")
@@ -41,44 +44,6 @@ def skip_full():
 
 def threads():
     return int(os.environ.get("EN_NN_TEST_THREADS", "2"))
-
-
-def deeplab(width_div=1):
-    m = torchvision.models.segmentation.deeplabv3_resnet50(
-        weights=None, weights_backbone=None, aux_loss=False)
-    m.classifier[-1] = torch.nn.Conv2d(256, 1, kernel_size=1)   # as upstream
-    return shrink(m, width_div)
-
-
-def r2plus1d(width_div=1):
-    m = torchvision.models.video.r2plus1d_18(weights=None)
-    m.fc = torch.nn.Linear(m.fc.in_features, 1)                 # as upstream
-    return shrink(m, width_div)
-
-
-def shrink(model, div):
-    """Divides every channel width but the 3 input and 1 output channels by
-    div, keeping the topology (strides, dilations, kernels, key names)."""
-    if div == 1:
-        return model
-
-    def f(c):
-        return c if c <= 3 else max(2, c // div)
-
-    for parent in list(model.modules()):
-        for name, ch in list(parent.named_children()):
-            new = None
-            if isinstance(ch, (torch.nn.Conv2d, torch.nn.Conv3d)):
-                new = type(ch)(f(ch.in_channels), f(ch.out_channels), ch.kernel_size,
-                               stride=ch.stride, padding=ch.padding, dilation=ch.dilation,
-                               bias=ch.bias is not None)
-            elif isinstance(ch, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
-                new = type(ch)(f(ch.num_features))
-            elif isinstance(ch, torch.nn.Linear):
-                new = torch.nn.Linear(f(ch.in_features), ch.out_features)
-            if new is not None:
-                setattr(parent, name, new)
-    return model
 
 
 def randomize_bn(model, calib, seed):

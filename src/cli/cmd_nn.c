@@ -3,24 +3,20 @@
  * (en_nn.h) on a 112x112 AVI, for users and for comparing with upstream's
  * outputs.
  *
- *   echonetctl segment VIDEO.avi --weights SEG.safetensors [--out size.csv]
+ *   echonetctl segment VIDEO.avi [--weights SEG.safetensors] [--out size.csv]
  *                      [--logits FILE] [--masks FILE] [--threads N] [--batch N]
  *     writes EchoNet's size.csv columns (Filename,Frame,Size,HumanLarge,
  *     HumanSmall,ComputerSmall; the Human columns are 0 - no tracings - and
  *     ComputerSmall is left empty: systole detection is the beats stage's job)
  *     to --out or stdout; --logits writes float32 N x H x W little-endian,
  *     --masks uint8 0/1 N x H x W.
- *   echonetctl ef VIDEO.avi --weights EF.safetensors [--start N] [--threads N]
+ *   echonetctl ef VIDEO.avi [--weights EF.safetensors] [--start N] [--threads N]
  *     prints upstream's clip-prediction row: filename,clip_start,ef
+ *   Without --weights both use the configured [models] (by default the
+ *   phantom-trained models).
  *   echonetctl convert-weights IN.pt OUT.safetensors [options]
  *     runs the installed Python converter (tools/convert-weights) with the
  *     same arguments; $ECHONETD_CONVERT_WEIGHTS overrides its path.
- *
- * To wire in (the lead): declare cli_segment, cli_ef and cli_convert_weights
- * in cli.h, dispatch "segment", "ef" and "convert-weights" in echonetctl.c,
- * add src/cli/cmd_nn.c to echonetctl_SOURCES and
- * -DEN_PKGLIBEXECDIR='"$(pkglibexecdir)"' to echonetctl_CPPFLAGS (the
- * converter is installed there by src/nn/Makefile.inc).
  */
 #include "cli.h"
 
@@ -61,7 +57,7 @@ static int parse_int_arg(const char *cmd, const char *opt, const char *v, int lo
     return CLI_OK;
 }
 
-static int parse(const char *cmd, int argc, char **argv, nn_args *a)
+static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_args *a)
 {
     memset(a, 0, sizeof *a);
     for (int i = 1; i < argc; i++) {
@@ -88,8 +84,10 @@ static int parse(const char *cmd, int argc, char **argv, nn_args *a)
         if (rc != CLI_OK)
             return rc;
     }
-    if (!a->video || !a->weights) {
-        fprintf(stderr, "usage: echonetctl %s VIDEO.avi --weights FILE%s\n", cmd,
+    if (!a->weights)
+        a->weights = !strcmp(cmd, "ef") ? ctx->cfg.ef_weights : ctx->cfg.seg_weights;
+    if (!a->video || !a->weights[0]) {
+        fprintf(stderr, "usage: echonetctl %s VIDEO.avi [--weights FILE]%s\n", cmd,
                 !strcmp(cmd, "ef") ? " [--start N] [--threads N]"
                 : " [--out size.csv] [--logits FILE] [--masks FILE] [--threads N] [--batch N]");
         return CLI_USAGE;
@@ -137,8 +135,7 @@ int cli_segment(cli_ctx *ctx, int argc, char **argv)
     en_err e;
     FILE *out = stdout;
 
-    (void)ctx;
-    if ((rc = parse("segment", argc, argv, &a)) != CLI_OK ||
+    if ((rc = parse(ctx, "segment", argc, argv, &a)) != CLI_OK ||
         (rc = load("segment", &a, EN_NN_ARCH_DEEPLABV3_RESNET50, &m)) != CLI_OK)
         return rc;
     if (en_video_read(a.video, 3, &fr, NULL, &e) != EN_OK) {
@@ -194,8 +191,7 @@ int cli_ef(cli_ctx *ctx, int argc, char **argv)
     int rc;
     en_err e;
 
-    (void)ctx;
-    if ((rc = parse("ef", argc, argv, &a)) != CLI_OK ||
+    if ((rc = parse(ctx, "ef", argc, argv, &a)) != CLI_OK ||
         (rc = load("ef", &a, EN_NN_ARCH_R2PLUS1D_18, &m)) != CLI_OK)
         return rc;
     rc = CLI_FAILED;

@@ -94,6 +94,10 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "echonetctl process: %s\n", e.msg);
         return CLI_SETUP;
     }
+    p.reprocess = 1;    /* asked by hand: do it again, replacing the result */
+    if (en_pipeline_phantom(&p))
+        fprintf(stderr, "echonetctl process: note: using the phantom-trained default models, "
+                "not for clinical use (set [models] to real weights: see README)\n");
     prog.total = argc - first;
     for (int i = first; i < argc; i++) {
         en_pipeline_result r;

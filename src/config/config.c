@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef EN_LOCALSTATEDIR
 #define EN_LOCALSTATEDIR "/var"
@@ -55,6 +56,7 @@ static const opt options[] = {
     { "daemon", "concurrency", T_INT, OFF(concurrency), 0, 256 },
     { "daemon", "settle_ms", T_INT, OFF(settle_ms), 0, 3600000 },
     { "daemon", "rescan_ms", T_INT, OFF(rescan_ms), 100, 3600000 },
+    { "daemon", "incomplete_wait_s", T_INT, OFF(incomplete_wait_s), 0, 604800 },
     { "daemon", "max_attempts", T_INT, OFF(max_attempts), 1, 100 },
     { "daemon", "study_timeout_s", T_INT, OFF(study_timeout_s), 1, 86400 },
     { "daemon", "stop_grace_s", T_INT, OFF(stop_grace_s), 0, 3600 },
@@ -67,6 +69,20 @@ static const opt options[] = {
 /* Every default path lives under the configured state folder. */
 #define STATE_PATH(field, rel) \
     snprintf(cfg->field, sizeof cfg->field, "%s/%s", EN_LOCALSTATEDIR, rel)
+
+void en_config_default_model(const char *file, char *buf, size_t n)
+{
+    snprintf(buf, n, "%s/models/%s", EN_PKGDATADIR, file);
+#ifdef EN_SRCDIR
+    /* Run from a build tree before `make install`: the source copy. */
+    if (access(buf, R_OK) != 0) {
+        char src[EN_PATH_MAX];
+        snprintf(src, sizeof src, "%s/models/%s", EN_SRCDIR, file);
+        if (access(src, R_OK) == 0)
+            snprintf(buf, n, "%s", src);
+    }
+#endif
+}
 
 void en_config_defaults(en_config *cfg)
 {
@@ -82,6 +98,8 @@ void en_config_defaults(en_config *cfg)
     STATE_PATH(archive_dir, "spool/echonetd/archive");
     STATE_PATH(failed_dir, "spool/echonetd/failed");
     en_dicom_limits_default(&cfg->limits);
+    en_config_default_model(EN_DEFAULT_SEG_MODEL, cfg->seg_weights, sizeof cfg->seg_weights);
+    en_config_default_model(EN_DEFAULT_EF_MODEL, cfg->ef_weights, sizeof cfg->ef_weights);
     cfg->video_size = 112;
     cfg->video_quality = 2;
     cfg->nn_batch = 8;
@@ -89,6 +107,7 @@ void en_config_defaults(en_config *cfg)
     cfg->report_png = 1;
     cfg->settle_ms = 2000;
     cfg->rescan_ms = 5000;
+    cfg->incomplete_wait_s = 600;
     cfg->max_attempts = 3;
     cfg->study_timeout_s = 900;
     cfg->stop_grace_s = 60;

@@ -59,6 +59,8 @@ typedef struct dm_seen {
     uint64_t first_ms;      /* monotonic: when this size+mtime was first seen */
     int looks;
     unsigned gen;
+    int scanned;            /* 1: this size+mtime was walked and found cut */
+    int warned;             /* the "looks incomplete" line was logged */
 } dm_seen;
 
 typedef struct dm_daemon {

@@ -38,6 +38,20 @@ static void usage(FILE *f)
                "Runs in the foreground; see echonetd.conf [daemon] and docs/operations.md.\n");
 }
 
+/* Which weights studies will run on; the phantom-trained defaults get a
+ * warning of their own, since their numbers mean nothing for patients. */
+static void log_models(const en_pipeline *p)
+{
+    const en_nn_info *seg = en_nn_model_info(p->seg), *ef = en_nn_model_info(p->ef);
+
+    dm_log(DM_INFO, NULL, "models: segmentation %s (weights %.12s), ef %s (weights %.12s)",
+           p->cfg->seg_weights, seg->sha256, p->cfg->ef_weights, ef->sha256);
+    if (en_pipeline_phantom(p))
+        dm_log(DM_WARN, NULL, "using the phantom-trained default models: not for clinical "
+               "use; set [models] segmentation and ef to real weights (README: converting "
+               "weights)");
+}
+
 /* Opens what a study needs once, to fail at start-up (or on SIGHUP) rather
  * than on every file. */
 static int validate(const en_config *cfg, en_err *err)
@@ -49,6 +63,7 @@ static int validate(const en_config *cfg, en_err *err)
         return rc;
     if ((rc = en_pipeline_open(&p, cfg, err)) != EN_OK)
         return rc;
+    log_models(&p);
     en_pipeline_close(&p);
     return EN_OK;
 }
@@ -129,6 +144,7 @@ static int log_changes(const en_config *old, const en_config *nw)
     CHANGED_INT(concurrency, "[daemon] concurrency");
     CHANGED_INT(settle_ms, "[daemon] settle_ms");
     CHANGED_INT(rescan_ms, "[daemon] rescan_ms");
+    CHANGED_INT(incomplete_wait_s, "[daemon] incomplete_wait_s");
     CHANGED_INT(max_attempts, "[daemon] max_attempts");
     CHANGED_INT(study_timeout_s, "[daemon] study_timeout_s");
     CHANGED_INT(stop_grace_s, "[daemon] stop_grace_s");

@@ -4,9 +4,15 @@
  *
  * A file is taken when, on two looks, its size and mtime are unchanged and
  * it has not been modified for settle_ms (by its mtime, or, if the clocks
- * disagree, by our own observation).  A file renamed in complete has an old
- * mtime and is taken at the second look, a fraction of a second later; a
- * file still being written keeps a fresh mtime and waits.  Names starting
+ * disagree, by our own observation), and it is a whole DICOM file
+ * (en_dicom_scan: every element fits, the last ends at the end of the file).
+ * A file renamed in complete has an old mtime and is taken at the second
+ * look, a fraction of a second later; a file still being written keeps a
+ * fresh mtime and waits; a copy that stalled mid-file waits up to
+ * incomplete_wait_s for the rest and is then taken anyway, to fail with the
+ * reader's reason rather than sit in the inbox unexplained.  The walk only
+ * follows lengths (no decoding), so running it here, outside the per-study
+ * child, exposes the daemon to nothing a hostile file could exploit.  Names starting
  * with "." or ending in ".tmp" or ".part", and anything that is not a
  * regular file, are ignored.
  *
@@ -26,6 +32,7 @@
 #include "config.h"
 
 #include "daemon.h"
+#include "en_dicom_scan.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -232,6 +239,34 @@ static int claim(dm_daemon *d, const char *name)
 
 static void on_soon(uv_timer_t *t);
 
+/* 1 when a settled file may be taken: it is whole DICOM, or the walk cannot
+ * tell (the reader decides), or it has waited incomplete_wait_s.  A cut
+ * file is walked once per size+mtime, not at every look. */
+static int whole_enough(dm_daemon *d, int dfd, const char *name, dm_seen *s, uint64_t now)
+{
+    en_dicom_scan sc;
+    en_err e;
+
+    if (!s->scanned) {
+        if (en_dicom_scan_file(dfd, name, &sc, &e) != EN_OK || sc.state != EN_SCAN_TRUNCATED)
+            return 1;
+        s->scanned = 1;
+        if (!s->warned) {
+            /* The delivered name may identify the patient: not logged. */
+            dm_log(DM_NOTICE, NULL, "a settled file in the inbox is not whole DICOM yet (%s at "
+                   "byte %lld of %lld); waiting up to %d s for the rest", sc.detail, sc.end,
+                   sc.size, d->cfg.incomplete_wait_s);
+            s->warned = 1;
+        }
+    }
+    if (now - s->first_ms >= (uint64_t)d->cfg.incomplete_wait_s * 1000) {
+        dm_log(DM_WARN, NULL, "a file in the inbox stayed incomplete for %d s: taking it "
+               "anyway (it will fail with the reason)", d->cfg.incomplete_wait_s);
+        return 1;
+    }
+    return 0;
+}
+
 static void scan(dm_daemon *d)
 {
     DIR *dir;
@@ -275,11 +310,16 @@ static void scan(dm_daemon *d)
             s->mtime_ns = mt;
             s->first_ms = now;
             s->looks = 1;
+            s->scanned = 0;
             pending = 1;
             continue;
         }
         s->looks++;
         if (wnow - mt < settle_ns && now - s->first_ms < (uint64_t)d->cfg.settle_ms) {
+            pending = 1;
+            continue;
+        }
+        if (!whole_enough(d, dirfd(dir), de->d_name, s, now)) {
             pending = 1;
             continue;
         }

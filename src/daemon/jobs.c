@@ -232,11 +232,18 @@ static void succeed(dm_daemon *d, dm_job *j)
     int nbeats = 0;
     en_err e;
 
-    sscanf(j->outcome, "done %64s %lld %lf %d %lf %255s", pseudo, &id, &ef, &nbeats, &ms, flags);
-    snprintf(j->study, sizeof j->study, "%s", pseudo);
     snprintf(dcm, sizeof dcm, "%s.dcm", j->name);
-    {
+    if (sscanf(j->outcome, "duplicate %64s %lld", pseudo, &id) == 2) {
+        /* The same instance again, already done: its result stands, and
+         * the copy is archived like any processed original. */
+        dm_fields f = { .job = j->name, .study = pseudo, .stage = "duplicate" };
+        snprintf(j->study, sizeof j->study, "%s", pseudo);
+        dm_log(DM_INFO, &f, "duplicate: this instance was already processed (study done); "
+               "not processed again");
+    } else {
         dm_fields f = { .job = j->name, .study = pseudo, .stage = "done", .msgid = DM_MSGID_DONE };
+        sscanf(j->outcome, "done %64s %lld %lf %d %lf %255s", pseudo, &id, &ef, &nbeats, &ms, flags);
+        snprintf(j->study, sizeof j->study, "%s", pseudo);
         snprintf(e1, sizeof e1, "ECHONET_EF=%.1f", ef);
         snprintf(e2, sizeof e2, "ECHONET_BEATS=%d", nbeats);
         snprintf(e3, sizeof e3, "ECHONET_DURATION_MS=%.0f", ms);
@@ -316,7 +323,7 @@ static void finish(dm_daemon *d, dm_job *j)
         write_attempts(d, j->name, j->attempts, &e);
         dm_log(DM_NOTICE, &f, "stopped by shutdown; it stays in work/ and resumes at the next start");
     } else if (j->exit_status == DM_EXIT_DONE && j->term_signal == 0 &&
-               !strncmp(j->outcome, "done ", 5)) {
+               (!strncmp(j->outcome, "done ", 5) || !strncmp(j->outcome, "duplicate ", 10))) {
         succeed(d, j);
     } else {
         const char *detail = "";
@@ -389,7 +396,8 @@ static void on_line(dm_daemon *d, dm_job *j, char *line)
         dm_status(d);
     } else if (!strncmp(line, "study ", 6)) {
         snprintf(j->study, sizeof j->study, "%s", line + 6);
-    } else if (!strncmp(line, "done ", 5) || !strncmp(line, "failed ", 7)) {
+    } else if (!strncmp(line, "done ", 5) || !strncmp(line, "failed ", 7) ||
+               !strncmp(line, "duplicate ", 10)) {
         snprintf(j->outcome, sizeof j->outcome, "%s", line);
     }
 }

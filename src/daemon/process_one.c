@@ -5,6 +5,7 @@
  * It talks to the daemon over stdout, one line per message:
  *   stage NAME                     a pipeline stage started
  *   done PSEUDONYM STUDY_ID EF NBEATS MS FLAGS
+ *   duplicate PSEUDONYM STUDY_ID   the instance was already done: skipped
  *   failed CODE_NAME STAGE PSEUDONYM|- MESSAGE
  * and exits DM_EXIT_DONE, DM_EXIT_FAILED (the file is bad) or
  * DM_EXIT_RETRY (a transient cause: I/O, memory, setup).  Any other end
@@ -136,7 +137,14 @@ int dm_process_one(const char *conf_path, const char *work_file, const char *job
     }
     /* Tie the job name to the study in its event log. */
     en_store_log(p.db, r.study_id, EN_STORE_EV_INFO, "intake", EN_STORE_NONE, job,
-                 "processed by echonetd", &e);
+                 r.duplicate ? "duplicate delivered to echonetd: not processed again"
+                             : "processed by echonetd", &e);
+    if (r.duplicate) {
+        printf("duplicate %s %lld\n", r.conv.pseudonym, (long long)r.study_id);
+        fflush(stdout);
+        en_pipeline_close(&p);
+        return DM_EXIT_DONE;
+    }
     printf("done %s %lld %.2f %d %.0f %s\n", r.conv.pseudonym, (long long)r.study_id,
            r.nbeats > 0 ? r.ef_mean : NAN, r.nbeats, r.ms_total,
            r.flags_text[0] ? r.flags_text : "none");

@@ -77,6 +77,15 @@ int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err)
     return EN_OK;
 }
 
+int en_pipeline_phantom(const en_pipeline *p)
+{
+    const en_nn_model *m[2] = { p->seg, p->ef };
+    for (int i = 0; i < 2; i++)
+        if (m[i] && strstr(en_nn_model_info(m[i])->origin, "phantom"))
+            return 1;
+    return 0;
+}
+
 void en_pipeline_close(en_pipeline *p)
 {
     en_nn_model_free(p->seg);
@@ -321,6 +330,28 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
 #undef STAGE
 }
 
+/* 1 when this very instance (same duplicate key) has a result made by the
+ * models loaded now: delivering it again changes nothing.  A result made
+ * by other models is not a duplicate: re-delivering is how an operator
+ * re-runs studies after upgrading the models. */
+static int already_done(en_pipeline *p, const en_convert_result *c)
+{
+    en_store_ref ref;
+    en_store_study st;
+    en_err ignored;
+    int same;
+
+    if (!c->dedup_key[0] ||
+        en_store_find(p->db, c->pseudonym, c->dedup_key, &ref, &ignored) != EN_OK ||
+        ref.other_instance || ref.status != EN_STORE_DONE ||
+        en_store_show(p->db, c->pseudonym, &st, &ignored) != EN_OK)
+        return 0;
+    same = !strcmp(st.r.seg_model.sha256, en_nn_model_info(p->seg)->sha256) &&
+           !strcmp(st.r.ef_model.sha256, en_nn_model_info(p->ef)->sha256);
+    en_store_study_free(&st);
+    return same;
+}
+
 int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *res,
                         en_pipeline_progress cb, void *ud, en_err *err)
 {
@@ -337,6 +368,14 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
     if (rc != EN_OK)
         goto out;
     res->nframes = w.net.nframes;
+    if (!p->reprocess && already_done(p, &res->conv)) {
+        /* The same instance again: the stored result stands. */
+        res->duplicate = 1;
+        res->study_id = ref.id;
+        say(cb, ud, "duplicate", "already processed: not processed again");
+        rc = EN_OK;
+        goto out;
+    }
     rc = en_store_queue(p->db, res->conv.pseudonym, res->conv.dedup_key, NULL, wall_ms(), 1, &ref, err);
     if (rc == EN_OK)
         rc = en_store_attempt(p->db, ref.id, NULL, &attempt, err);

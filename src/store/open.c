@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 int en_store_schema_version(void)
@@ -61,26 +62,33 @@ static int create_file(en_store *st, en_err *err)
                       "and this user may write there", st->path, strerror(errno));
 }
 
-static int pragma_text(en_store *st, const char *sql, char *out, size_t n,
-                       en_err *err)
+/* PRAGMA journal_mode = WAL on a new file needs the file to itself, and
+ * SQLite reports a clash with another process opening it at the same
+ * moment as SQLITE_BUSY at once, without its busy handler: so wait here,
+ * up to the busy timeout.  On a file already in WAL mode it is a no-op. */
+static int set_wal(en_store *st, char *mode, size_t n, en_err *err)
 {
-    sqlite3_stmt *s;
-    int rc = en__db_prepare(st, sql, &s, err);
+    static const char sql[] = "PRAGMA journal_mode = WAL";
+    struct timespec t0, now;
 
-    if (rc)
-        return rc;
-    rc = sqlite3_step(s);
-    if (rc == SQLITE_ROW) {
-        en__col_text(s, 0, out, n);
-        rc = EN_OK;
-    } else if (rc == SQLITE_DONE) {
-        out[0] = '\0';
-        rc = EN_OK;
-    } else {
-        rc = en__db_fail(st, rc, sql, err);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (unsigned k = 0;; k++) {
+        sqlite3_stmt *s;
+        int rc = en__db_prepare(st, sql, &s, err);
+        if (rc)
+            return rc;
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW)
+            en__col_text(s, 0, mode, n);
+        en__db_finalize(s);
+        if (rc == SQLITE_ROW)
+            return EN_OK;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) ||
+            (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >= st->busy_ms)
+            return en__db_fail(st, rc, sql, err);
+        usleep(5000 + 1000 * (k % 20));
     }
-    en__db_finalize(s);
-    return rc;
 }
 
 static int configure(en_store *st, en_err *err)
@@ -104,7 +112,7 @@ static int configure(en_store *st, en_err *err)
     if (st->readonly)
         return EN_OK;
 
-    if ((rc = pragma_text(st, "PRAGMA journal_mode = WAL", mode, sizeof mode, err)))
+    if ((rc = set_wal(st, mode, sizeof mode, err)))
         return rc;
     if (strcmp(mode, "wal") != 0)
         return en_err_set(err, EN_EUNSUPPORTED,

@@ -1,0 +1,264 @@
+#!/usr/bin/python3
+"""accuracy.py - how accurate echonetd is, end to end, on simulated studies
+with known truth.
+
+Each study is a DICOM file written by tools/echosim.py (held-out seeds and
+machine geometries the default models never saw in training), processed by
+`echonetctl process` exactly as the daemon processes files (read, deidentify,
+locate and crop the sector, segment, find the beats, EF beat by beat, store).
+The results are read back from the database (`echonetctl export`) and the
+study's AVI is segmented again (`echonetctl segment --masks`) to compare the
+LV masks with the truth.
+
+Measured:
+  EF      per study: MAE, RMSE, bias, Pearson r (truth: the mean of the
+          area-length EFs of the beats whose end-systole is in the video)
+  beats   detected systoles against true end-systoles, matched one to one
+          within +-0.1 s: precision and recall.  True end-systoles within
+          that tolerance of the video's first or last frame cannot be peaks
+          of the size curve and are left out of recall.
+  Dice    of the LV masks at every true ED and ES frame in the video
+  AUC     of "EF < 50 %" (truth) against the predicted EF
+
+Any weights can be measured: --seg and --ef (or a config with [models]);
+without them the configured defaults (the shipped phantom models) are used.
+
+    /usr/bin/python3 bench/accuracy.py --echonetctl build/echonetctl \\
+        --studies 40 --seed 50000 [--data DIR] [--json-out FILE] [--check]
+
+--check exits 1 unless EF MAE <= 5, Dice >= 0.90 and beat recall >= 0.95
+(issue 5's targets for the default models); --targets changes them.
+"""
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TOP = os.path.join(HERE, "..")
+
+
+def run(cmd, **kw):
+    return subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kw)
+
+
+def generate(data, studies, seed, max_seconds):
+    r = run([sys.executable, os.path.join(TOP, "tools", "echosim.py"), "dicoms", "--out", data,
+             "--count", studies, "--seed", seed, "--held-out"]
+            + (["--max-seconds", max_seconds] if max_seconds else []))
+    if r.returncode != 0:
+        sys.exit("accuracy: echosim failed: " + r.stderr)
+
+
+def match(pred, truth, tol):
+    """One-to-one matching of frame positions within tol, nearest first.
+    Returns the list of (pred, truth) pairs."""
+    pairs = sorted((abs(p - t), i, j) for i, p in enumerate(pred) for j, t in enumerate(truth)
+                   if abs(p - t) <= tol)
+    used_p, used_t, out = set(), set(), []
+    for _, i, j in pairs:
+        if i not in used_p and j not in used_t:
+            used_p.add(i)
+            used_t.add(j)
+            out.append((i, j))
+    return out
+
+
+def auc(scores, labels):
+    """Mann-Whitney estimate of the ROC AUC (ties count one half)."""
+    pos = [s for s, l in zip(scores, labels) if l]
+    neg = [s for s, l in zip(scores, labels) if not l]
+    if not pos or not neg:
+        return None
+    wins = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg)
+    return wins / (len(pos) * len(neg))
+
+
+def dice(a, b):
+    s = int(a.sum()) + int(b.sum())
+    return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
+
+
+def evaluate(args):
+    data = args.data or tempfile.mkdtemp(prefix="echonet-acc-")
+    truth_path = os.path.join(data, "truth.json")
+    if not os.path.exists(truth_path):
+        t0 = time.time()
+        generate(data, args.studies, args.seed, args.max_seconds)
+        print(f"accuracy: simulated {args.studies} held-out studies in {time.time() - t0:.0f} s",
+              file=sys.stderr)
+    with open(truth_path) as fh:
+        truth = json.load(fh)
+    state = tempfile.mkdtemp(prefix="echonet-acc-state-")
+    sets = ["--set", f"paths.output_dir={state}/out", "--set", f"paths.database={state}/r.db",
+            "--set", f"deid.secret_file={state}/secret", "--set", "report.pdf=no",
+            "--set", "report.png=no", "--set", f"nn.threads={args.threads}"]
+    if args.seg:
+        sets += ["--set", f"models.segmentation={os.path.abspath(args.seg)}"]
+    if args.ef:
+        sets += ["--set", f"models.ef={os.path.abspath(args.ef)}"]
+    base = [args.echonetctl] + (["-c", args.config] if args.config else []) + sets
+    os.makedirs(os.path.join(state, "out"))
+    rows = []
+    try:
+        for k, t in enumerate(truth, 1):
+            path = os.path.join(data, t["file"])
+            r = run(base + ["process", "--json", path])
+            if r.returncode != 0:
+                rows.append({"file": t["file"], "error": r.stderr.strip()})
+                print(f"accuracy: {t['file']}: FAILED: {r.stderr.strip()}", file=sys.stderr)
+                continue
+            res = json.loads(r.stdout.strip().splitlines()[-1])
+            ex = run(base + ["export", "--format", "json", res["pseudonym"]])
+            study = json.loads(ex.stdout)
+            study = study[0] if isinstance(study, list) else study
+            masks = segment(base, res["video"], state)
+            rows.append(score(t, res, study, masks, data))
+            row = rows[-1]
+            print(f"accuracy: {k}/{len(truth)} {t['file']}: EF {row['ef_pred']:.1f} "
+                  f"(truth {row['ef_true']:.1f}), beats {row['tp']}/{row['n_true']} "
+                  f"(+{row['fp']} extra), Dice {row['dice_mean']:.3f}", file=sys.stderr)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+        if not args.data and not args.keep:
+            shutil.rmtree(data, ignore_errors=True)
+    return summarise(rows)
+
+
+def segment(base, avi, state):
+    """The LV masks of the study's video, with the weights it was processed
+    with (the same configuration)."""
+    out = os.path.join(state, "masks.u8")
+    r = run(base + ["segment", avi, "--masks", out, "--out", os.devnull])
+    if r.returncode != 0:
+        sys.exit("accuracy: segment failed: " + r.stderr)
+    m = np.fromfile(out, np.uint8)
+    return m.reshape(-1, 112, 112).astype(bool)
+
+
+def score(t, res, study, masks, data):
+    fps = t["fps"]
+    n = t["frames"]
+    tol = 0.1 * fps
+    pred_sys = [b["systole_frame"] for b in study["beats"]]
+    true_es = [b["es_frame"] for b in t["beats"]]
+    detectable = [e for e in true_es if tol <= e <= n - 1 - tol]
+    pairs = match(pred_sys, true_es, tol)
+    tp_detectable = sum(1 for _, j in pairs if tol <= true_es[j] <= n - 1 - tol)
+    beat_err = [abs(study["beats"][i]["ef"] - t["beats"][j]["ef"]) for i, j in pairs]
+    truth_masks = np.unpackbits(np.load(os.path.join(data, t["lv_masks_file"]))["masks"],
+                                axis=-1)[..., :112].astype(bool)
+    dices = []
+    for b in t["beats"]:
+        for key in ("ed_frame", "es_frame"):
+            f = int(round(b[key]))
+            if 0 <= f < min(len(masks), len(truth_masks)) and (key == "es_frame" or b["ed_in_video"]):
+                dices.append(dice(masks[f], truth_masks[f]))
+    return {"file": t["file"], "machine": t["machine"], "storage": t["storage"],
+            "irregular": t["irregular"], "fps": fps,
+            "ef_true": t["ef"], "ef_pred": res["ef_mean"], "n_pred": len(pred_sys),
+            "n_true": len(detectable), "tp": tp_detectable, "fp": len(pred_sys) - len(pairs),
+            "beat_abs_err": beat_err, "dices": dices,
+            "dice_mean": float(np.mean(dices)) if dices else float("nan")}
+
+
+def summarise(rows):
+    ok = [r for r in rows if "error" not in r]
+    if not ok:
+        return {"studies": len(rows), "failed": len(rows)}
+    err = np.array([r["ef_pred"] - r["ef_true"] for r in ok])
+    et = np.array([r["ef_true"] for r in ok])
+    ep = np.array([r["ef_pred"] for r in ok])
+    tp = sum(r["tp"] for r in ok)
+    n_true = sum(r["n_true"] for r in ok)
+    n_pred = sum(r["n_pred"] for r in ok)
+    matched = sum(r["n_pred"] - r["fp"] for r in ok)
+    dices = [d for r in ok for d in r["dices"]]
+    beat_err = [e for r in ok for e in r["beat_abs_err"]]
+    s = {
+        "studies": len(rows), "failed": len(rows) - len(ok),
+        "ef_mae": float(np.mean(np.abs(err))),
+        "ef_rmse": float(math.sqrt(np.mean(err ** 2))),
+        "ef_bias": float(np.mean(err)),
+        "ef_r": float(np.corrcoef(et, ep)[0, 1]) if len(ok) > 2 else None,
+        "beat_ef_mae": float(np.mean(beat_err)) if beat_err else None,
+        "beat_precision": matched / n_pred if n_pred else None,
+        "beat_recall": tp / n_true if n_true else None,
+        "dice_mean": float(np.mean(dices)) if dices else None,
+        "dice_p10": float(np.percentile(dices, 10)) if dices else None,
+        "dice_min": float(np.min(dices)) if dices else None,
+        "auc_ef50": auc(list(50.0 - ep), [e < 50.0 for e in et]),
+        "positives_ef50": int(sum(e < 50.0 for e in et)),
+        "irregular_ef_mae": (float(np.mean([abs(r["ef_pred"] - r["ef_true"]) for r in ok
+                                            if r["irregular"]]))
+                             if any(r["irregular"] for r in ok) else None),
+        "rows": rows,
+    }
+    return s
+
+
+def fmt(v, p=3):
+    return "n/a" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--echonetctl", default=os.path.join(TOP, "build", "echonetctl"))
+    ap.add_argument("--config", help="echonetd.conf to use (its [models])")
+    ap.add_argument("--seg", help="segmentation weights (safetensors)")
+    ap.add_argument("--ef", help="EF weights (safetensors)")
+    ap.add_argument("--data", help="folder with truth.json (made by echosim if absent)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated studies")
+    ap.add_argument("--studies", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=50000)
+    ap.add_argument("--max-seconds", type=float, default=0)
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--json-out")
+    ap.add_argument("--check", action="store_true")
+    ap.add_argument("--targets", default="5,0.90,0.95",
+                    help="EF MAE, Dice, beat recall for --check")
+    args = ap.parse_args(argv)
+    if args.data:
+        os.makedirs(args.data, exist_ok=True)
+    s = evaluate(args)
+    if args.json_out:
+        with open(args.json_out, "w") as fh:
+            json.dump(s, fh, indent=1)
+    print(f"studies {s['studies']} (failed {s['failed']})")
+    if "ef_mae" not in s:
+        return 1
+    print(f"EF: MAE {fmt(s['ef_mae'], 2)}  RMSE {fmt(s['ef_rmse'], 2)}  bias {fmt(s['ef_bias'], 2)}"
+          f"  r {fmt(s['ef_r'])}  per-beat MAE {fmt(s['beat_ef_mae'], 2)}"
+          f"  irregular-rhythm MAE {fmt(s['irregular_ef_mae'], 2)}")
+    print(f"beats: precision {fmt(s['beat_precision'])}  recall {fmt(s['beat_recall'])}")
+    print(f"Dice ED/ES: mean {fmt(s['dice_mean'])}  10th percentile {fmt(s['dice_p10'])}"
+          f"  min {fmt(s['dice_min'])}")
+    print(f"EF < 50 %: AUC {fmt(s['auc_ef50'])} ({s['positives_ef50']} of {s['studies']} below 50)")
+    if args.check:
+        mae, dmin, rec = (float(x) for x in args.targets.split(","))
+        bad = []
+        if s["failed"]:
+            bad.append(f"{s['failed']} studies failed")
+        if s["ef_mae"] > mae:
+            bad.append(f"EF MAE {s['ef_mae']:.2f} > {mae}")
+        if s["dice_mean"] is None or s["dice_mean"] < dmin:
+            bad.append(f"Dice {fmt(s['dice_mean'])} < {dmin}")
+        if s["beat_recall"] is None or s["beat_recall"] < rec:
+            bad.append(f"beat recall {fmt(s['beat_recall'])} < {rec}")
+        if bad:
+            print("accuracy: targets missed: " + "; ".join(bad))
+            return 1
+        print("accuracy: targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,821 @@
+#!/usr/bin/python3
+"""echosim - a simulator of apical four-chamber echocardiogram cine loops
+with known truth, for training echonetd's default ("phantom") models and for
+measuring any model's accuracy end to end.
+
+The heart is a set of shapes in centimetres, in the probe's frame (x to the
+screen's right, z down from the transducer): LV, RV, LA and RA cavities, the
+myocardium and septa around them, mitral and tricuspid leaflets that open in
+diastole, the pericardium's bright line, the chest wall above and textured
+tissue around.  Every frame is imaged as an ultrasound machine would: the
+reflectivity map is sampled on the scan lines (range x angle), multiplied by
+complex Gaussian scatterers that decorrelate slowly over time, convolved with
+a point-spread function (anisotropic: axial and lateral), enveloped, given
+depth attenuation with imperfect gain compensation, near-field clutter and
+shadows, log-compressed with a scanner-like dynamic range and reject level,
+and scan-converted into the image.
+
+A cardiac cycle has a chosen heart rate, EF and frame rate; beats may be
+irregular (RR variation, premature beats with less filling, hence a lower
+EF).  Truth per frame: the LV cavity polygon (hence masks in any image), the
+LV volume by the single-plane area-length rule V = 8 A^2 / (3 pi L), and per
+beat the ED and ES frames and the beat's EF.  The study EF is the mean of the
+complete beats' EFs, which is what echonetd reports.
+
+Two outputs:
+  * the network's view directly (112 x 112, the fan placed as en_sector_frame
+    places it), for training: `Study.render_view()`;
+  * whole DICOM files as scanners write them (header band, burned-in text,
+    ECG trace, compressed syntaxes), through tests/gen/make_dicoms.py's
+    writer: `write_dicom()`, and the `dicoms` subcommand.
+
+Everything is seeded: the same seed gives the same study, bit for bit.
+Run with Debian's interpreter (numpy, scipy, OpenCV, pydicom):
+    /usr/bin/python3 tools/echosim.py dicoms --out DIR --count N --seed S
+    /usr/bin/python3 tools/echosim.py preview --out montage.png --seed S
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy.interpolate import PchipInterpolator
+
+# Where en_sector_frame puts the fan in the network's 112 x 112 view.
+VIEW_SIZE = 112
+VIEW_APEX = (61.0, 7.0)
+VIEW_RADIUS = 107.0
+
+# --------------------------------------------------------------------------
+# Parameters of one study
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class Params:
+    seed: int
+    ef: float                 # target EF, fraction
+    hr: float                 # beats per minute
+    fps: float
+    seconds: float
+    arrhythmia: float         # 0 = regular; RR coefficient of variation
+    premature: float          # probability that a beat is premature
+    depth: float              # cm imaged (the fan's outer radius)
+    angle_left: float         # degrees from straight down (negative)
+    angle_right: float
+    scale: float              # heart size factor
+    tilt: float               # LV long axis, degrees (base to the right)
+    apex_x: float             # cm, LV endocardial apex
+    apex_z: float
+    lv_len: float             # cm, ED, apex to mitral plane
+    lv_half: float            # cm, ED, LV half-width
+    wall: float               # cm, LV wall at ED
+    sph: float                # cavity shape (0 = bullet, 1 = ellipse)
+    dyn_range: float          # dB shown
+    reject: float             # share of the grey range suppressed
+    gamma: float
+    gain_db: float
+    atten_db_cm: float        # residual attenuation after TGC
+    psf_axial: float          # cm (sigma)
+    psf_lateral: float        # degrees (sigma)
+    decorrelation: float      # per-frame speckle decorrelation
+    clutter: float            # near-field haze reflectivity
+    blood: float              # blood reflectivity
+    myo: float                # myocardium reflectivity
+    tissue: float = 0.02      # tissue around the heart
+    shadow: tuple = None      # (angle deg, width deg, depth cm, factor) or None
+    dropout: tuple = None     # (angle along LV contour 0..1, extent, factor)
+    texture_seed: int = 0
+
+
+def draw_params(seed, held_out=False):
+    """A random but plausible study.  held_out widens the machine settings
+    (other fan angles, depths, dynamic ranges) beyond the training range."""
+    rng = np.random.default_rng([seed, 7001])
+    u = rng.uniform
+    # EF over the whole clinical range, more mass where decisions are made.
+    ef = float(np.clip(rng.choice([u(0.12, 0.35), u(0.30, 0.60), u(0.50, 0.75)],
+                                  p=[0.3, 0.35, 0.35]), 0.10, 0.78))
+    irregular = rng.random() < 0.3
+    if held_out:
+        half = u(28, 47)
+        depth = u(12.5, 21.0)
+        dr = u(40, 68)
+    else:
+        half = u(30, 45)
+        depth = u(13.0, 20.0)
+        dr = u(42, 65)
+    skew = u(-4, 4)
+    scale = u(0.85, 1.15) * (1.0 + 0.25 * max(0.0, 0.45 - ef))  # failing hearts dilate
+    p = Params(
+        seed=seed, ef=ef, hr=u(52, 105), fps=float(rng.choice([40.0, 45.0, 50.0, 50.0, 55.0, 60.0])),
+        seconds=u(2.6, 4.2), arrhythmia=u(0.06, 0.18) if irregular else u(0.0, 0.03),
+        premature=u(0.1, 0.3) if irregular else 0.0,
+        depth=depth, angle_left=-half + skew, angle_right=half + skew,
+        scale=scale, tilt=u(-4, 18), apex_x=u(-0.6, 1.0), apex_z=u(2.2, 3.8),
+        lv_len=u(7.0, 8.8) * scale, lv_half=u(1.9, 2.5) * scale, wall=u(0.8, 1.25),
+        sph=u(0.0, 1.0),
+        dyn_range=dr, reject=u(0.15, 0.4), gamma=u(0.8, 1.4), gain_db=u(-4, 4),
+        atten_db_cm=u(-0.3, 0.7), psf_axial=u(0.04, 0.09), psf_lateral=u(0.5, 1.1),
+        decorrelation=u(0.15, 0.45), clutter=10 ** u(-3.8, -2.2), blood=10 ** u(-4.3, -3.3),
+        myo=10 ** u(-1.2, -0.6), tissue=10 ** u(-2.3, -1.4),
+        shadow=(u(-30, 30), u(4, 12), u(2, 6), u(0.1, 0.5)) if rng.random() < 0.3 else None,
+        dropout=(u(0.15, 0.45), u(0.1, 0.25), u(0.15, 0.5)) if rng.random() < 0.35 else None,
+        texture_seed=int(rng.integers(1 << 30)))
+    # Keep the heart inside the fan: deep enough for the atria.
+    # The atria end near the fan's far edge, as in a well-taken A4C view.
+    need = p.apex_z + p.lv_len + 4.6 * p.scale
+    p.depth = need + u(0.4, 2.5 if held_out else 2.0)
+    return p
+
+# --------------------------------------------------------------------------
+# The cardiac cycle
+# --------------------------------------------------------------------------
+
+# Contraction c (0 = end-diastole, 1 = end-systole) over one beat's phase:
+# ejection, isovolumic relaxation, rapid filling, diastasis, atrial kick.
+def _contraction_curve(systole):
+    s = systole
+    knots = [0.0, 0.04, s, s + 0.05, s + 0.22, 0.86, 0.93, 1.0]
+    vals = [0.0, 0.02, 1.0, 0.98, 0.28, 0.16, 0.03, 0.0]
+    return PchipInterpolator(knots, vals)
+
+
+# Mitral opening (0 closed, 1 open) over the phase.
+def _opening(phase, systole):
+    s = systole + 0.05
+    if phase < s:
+        return 0.0
+    t = phase - s
+    if t < 0.08:
+        return t / 0.08
+    if phase < 0.55:
+        return 1.0
+    if phase < 0.75:
+        return 1.0 - 0.5 * (phase - 0.55) / 0.2
+    if phase < 0.9:
+        return 0.5 + 0.4 * (phase - 0.75) / 0.15
+    return max(0.0, 0.9 * (1.0 - (phase - 0.9) / 0.1))
+
+
+@dataclass
+class Beat:
+    start: float        # s, end-diastole (the R wave)
+    length: float       # s
+    systole: float      # share of the beat
+    ed_scale: float     # ED size relative to the study's
+    ef: float           # target EF of this beat
+
+
+def make_beats(p, rng):
+    beats, t = [], -rng.uniform(0, 60.0 / p.hr)   # start mid-beat
+    rr0 = 60.0 / p.hr
+    while t < p.seconds + 2 * rr0:
+        rr = rr0 * max(0.6, 1.0 + rng.normal(0, p.arrhythmia))
+        scale, ef = 1.0, p.ef * (1.0 + rng.normal(0, 0.02))
+        if p.premature and rng.random() < p.premature:
+            rr *= rng.uniform(0.6, 0.75)          # early beat, less filling
+            scale = rng.uniform(0.93, 0.97)
+            ef *= rng.uniform(0.8, 0.92)
+        systole = min(0.5, 0.30 / rr * (0.8 + 0.2 * rr)) if rr > 0 else 0.4
+        beats.append(Beat(t, rr, float(np.clip(systole, 0.28, 0.5)), scale,
+                          float(np.clip(ef, 0.05, 0.85))))
+        t += rr
+    # The beat after a premature one fills more (compensatory pause).
+    for i in range(1, len(beats)):
+        if beats[i - 1].ed_scale < 1.0:
+            beats[i].length *= 1.25
+    t = beats[0].start
+    for b in beats:
+        b.start, t = t, t + b.length
+    return beats
+
+# --------------------------------------------------------------------------
+# Geometry in centimetres
+# --------------------------------------------------------------------------
+
+
+def _arc(cu, cv, a, b, v_max=None, v_min=None, n=96):
+    """Ellipse (centre cu, cv; half-axes a, b) clipped to v <= v_max or
+    v >= v_min, as a closed polygon in (u, v)."""
+    t = np.linspace(0, 2 * np.pi, 4 * n, endpoint=False)
+    u, v = cu + a * np.sin(t), cv - b * np.cos(t)
+    pts = np.stack([u, v], 1)
+    if v_max is not None:
+        pts = _clip_half(pts, v_max, below=True)
+    if v_min is not None:
+        pts = _clip_half(pts, v_min, below=False)
+    return pts
+
+
+def _clip_half(pts, level, below):
+    """Sutherland-Hodgman against the line v = level (keep v <= level if
+    below, else v >= level)."""
+    out = []
+    inside = (lambda q: q[1] <= level) if below else (lambda q: q[1] >= level)
+    for i in range(len(pts)):
+        cur, prev = pts[i], pts[i - 1]
+        if inside(cur):
+            if not inside(prev):
+                out.append(_cross(prev, cur, level))
+            out.append(cur)
+        elif inside(prev):
+            out.append(_cross(prev, cur, level))
+    return np.array(out)
+
+
+def _cross(a, b, level):
+    t = (level - a[1]) / (b[1] - a[1])
+    return a + t * (b - a)
+
+
+def _lv_cavity(half, length, sph):
+    """The LV cavity in its own frame: apex at (0, 0), mitral plane at
+    v = length.  An ellipse truncated at 0.8 of its long axis; sph blends
+    towards a blunter bullet by moving the centre down."""
+    frac = 0.78 + 0.1 * (1.0 - sph)          # where the mitral plane cuts
+    b = length / (2 * frac)
+    a = half / math.sqrt(max(0.3, 1 - (1 - 2 * frac) ** 2)) * 0.92 if frac > 0.5 else half
+    return _arc(0.0, b, a, b, v_max=length), a, b
+
+
+def polygon_area(pts):
+    x, y = pts[:, 0], pts[:, 1]
+    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+
+
+def area_length_volume(area_cm2, length_cm):
+    """Single-plane area-length volume in ml."""
+    return 8.0 * area_cm2 ** 2 / (3.0 * math.pi * length_cm)
+
+
+@dataclass
+class Heart:
+    """All shapes at one instant, as polygons in probe cm (x, z)."""
+    lv: np.ndarray
+    lv_len: float
+    myo_outer: list
+    cavities: list             # (polygon, kind)
+    atrial_walls: list
+    valves: list               # (p0, p1) segments
+    heart_outline: list
+
+
+class Study:
+    """One simulated study: parameters, beats and the per-frame truth."""
+
+    def __init__(self, params):
+        self.p = p = params
+        self.rng = np.random.default_rng([p.seed, 7002])
+        self.beats = make_beats(p, self.rng)
+        self.nframes = int(round(p.seconds * p.fps))
+        self.times = np.arange(self.nframes) / p.fps
+        self._curves = {}
+        theta = math.radians(p.tilt)
+        self.axis = np.array([math.sin(theta), math.cos(theta)])
+        self.normal = np.array([math.cos(theta), -math.sin(theta)])
+        self.apex = np.array([p.apex_x, p.apex_z])
+        # ES dimensions per beat: V ~ a^2 b, with longitudinal shortening
+        # softer than radial (b shrinks as a^0.6).
+        self._truth = None
+
+    # -- cycle ---------------------------------------------------------------
+    def _beat_at(self, t):
+        for i, b in enumerate(self.beats):
+            if b.start <= t < b.start + b.length:
+                return i, (t - b.start) / b.length
+        return len(self.beats) - 1, 1.0
+
+    def _curve(self, systole):
+        key = round(systole, 4)
+        if key not in self._curves:
+            self._curves[key] = _contraction_curve(systole)
+        return self._curves[key]
+
+    def _es_factor(self, ef):
+        return (1.0 - ef) ** (1.0 / 2.6)
+
+    def state(self, t):
+        """(half, length, wall, contraction, opening) of the LV at time t."""
+        p = self.p
+        i, ph = self._beat_at(t)
+        b = self.beats[i]
+        nxt = self.beats[min(i + 1, len(self.beats) - 1)]
+        c = float(self._curve(b.systole)(ph))
+        if ph < b.systole:
+            ed = b.ed_scale
+        else:
+            ed = b.ed_scale + (nxt.ed_scale - b.ed_scale) * (ph - b.systole) / (1 - b.systole)
+        sa = self._es_factor(b.ef)
+        sb = sa ** 0.6
+        half_ed, len_ed = p.lv_half * ed, p.lv_len * ed ** 0.5
+        half_es, len_es = p.lv_half * b.ed_scale * sa, p.lv_len * b.ed_scale ** 0.5 * sb
+        half = half_ed + c * (half_es - half_ed)
+        length = len_ed + c * (len_es - len_ed)
+        wall = p.wall * (1.0 + 0.9 * c * (1.0 - sa))
+        return half, length, wall, c, _opening(ph, b.systole)
+
+    # -- shapes --------------------------------------------------------------
+    def _world(self, uv):
+        return self.apex + uv[:, :1] * self.normal + uv[:, 1:2] * self.axis
+
+    def heart(self, t):
+        p = self.p
+        half, length, wall, c, opening = self.state(t)
+        k = p.scale
+        lv, a, b = _lv_cavity(half, length, p.sph)
+        lv_outer = _arc(0.0, b, a + wall, b + wall, v_max=length + 0.25)
+        # RV: narrower, shorter, its apex lower, its base (tricuspid) more
+        # apical; it contracts less in this view.
+        rv_half = 0.72 * p.lv_half * (1.0 - 0.18 * c)
+        septum = wall * 1.05
+        rv_u = -(a + septum + rv_half * 1.02)
+        rv_apex = 0.22 * p.lv_len
+        rv_base = length - 0.7 * k
+        rv_b = max(1.0, (rv_base - rv_apex) / 1.6)
+        rv = _arc(rv_u, rv_apex + rv_b, rv_half * 1.1, rv_b, v_max=rv_base)
+        rv_outer = _arc(rv_u, rv_apex + rv_b, rv_half * 1.1 + 0.45, rv_b + 0.45,
+                        v_max=rv_base + 0.2)
+        # Atria fill while the ventricles empty.
+        grow = 1.0 + 0.18 * c
+        la_h, la_a = 2.2 * k * grow, 0.95 * p.lv_half * grow ** 0.5
+        la_top = length + 0.22
+        la = _arc(0.25 * k, la_top + 0.55 * la_h, la_a, la_h, v_min=la_top)
+        la_wall = _arc(0.25 * k, la_top + 0.55 * la_h, la_a + 0.3, la_h + 0.3, v_min=la_top - 0.2)
+        ra_h, ra_a = 2.0 * k * grow, 0.8 * rv_half * grow ** 0.5 + 0.2
+        ra_top = rv_base + 0.22
+        ra_u = min(rv_u + 0.2, 0.25 * k - la_a - 0.45 - ra_a)
+        ra = _arc(ra_u, ra_top + 0.55 * ra_h, ra_a, ra_h, v_min=ra_top)
+        ra_wall = _arc(ra_u, ra_top + 0.55 * ra_h, ra_a + 0.3, ra_h + 0.3, v_min=ra_top - 0.2)
+
+        # Leaflets hinge on the annulus; closed they meet across it, open
+        # they swing into the ventricle.
+        valves = []
+        for (u0, u1, v0, leaf) in ((-0.8 * a, 0.8 * a, length, (0.55, 0.42)),
+                                   (rv_u - 0.75 * rv_half, rv_u + 0.75 * rv_half, rv_base,
+                                    (0.5, 0.45))):
+            span = u1 - u0
+            for hinge, sign, frac in ((u0, 1.0, leaf[0]), (u1, -1.0, leaf[1])):
+                ang = math.radians(12 + 70 * opening)        # from the annulus line
+                ln = frac * span
+                tip = (hinge + sign * ln * math.cos(ang), v0 - ln * math.sin(ang) + 0.25 * (1 - opening) * ln * 0.3)
+                valves.append((np.array([[hinge, v0]]), np.array([tip])))
+        world = self._world
+        outline = [world(lv_outer), world(rv_outer)]
+        return Heart(
+            lv=world(lv), lv_len=length,
+            myo_outer=[world(lv_outer), world(rv_outer), world(la_wall), world(ra_wall)],
+            cavities=[(world(lv), "lv"), (world(rv), "rv"), (world(la), "la"), (world(ra), "ra")],
+            atrial_walls=[world(la_wall), world(ra_wall)],
+            valves=[(world(a0)[0], world(a1)[0]) for a0, a1 in valves],
+            heart_outline=outline)
+
+    # -- truth ---------------------------------------------------------------
+    def truth(self):
+        """Per-frame LV area (cm^2), length (cm), volume (ml); per beat ED/ES
+        frames and EF (complete beats inside the video only); study EF."""
+        if self._truth is not None:
+            return self._truth
+        area, length, vol = [], [], []
+        for t in self.times:
+            h = self.heart(t)
+            a = polygon_area(h.lv)
+            area.append(a)
+            length.append(h.lv_len)
+            vol.append(area_length_volume(a, h.lv_len))
+        # Every beat whose end-systole is in the video: that is what a
+        # reader (and echonetd) measures, one clip per systole.
+        beats = []
+        fps = self.p.fps
+        for b in self.beats:
+            ed_t, es_t = b.start, b.start + b.systole * b.length
+            ed_f, es_f = ed_t * fps, es_t * fps
+            if es_f < 0 or es_f > self.nframes - 1:
+                continue
+            h_ed, h_es = self.heart(ed_t + 1e-9), self.heart(es_t)
+            edv = area_length_volume(polygon_area(h_ed.lv), h_ed.lv_len)
+            esv = area_length_volume(polygon_area(h_es.lv), h_es.lv_len)
+            beats.append({"ed_frame": float(ed_f), "es_frame": float(es_f),
+                          "ed_in_video": bool(ed_f >= 0),
+                          "edv_ml": edv, "esv_ml": esv, "ef": 100.0 * (1 - esv / edv)})
+        es_frames = [b["es_frame"] for b in beats]
+        efs = [b["ef"] for b in beats] or [100.0 * (1 - self._es_factor(self.p.ef) ** 2.6)]
+        self._truth = {
+            "frames": self.nframes, "fps": fps,
+            "area_cm2": area, "length_cm": length, "volume_ml": vol,
+            "beats": beats, "es_frames": es_frames,
+            "ef": float(np.mean(efs)),
+        }
+        return self._truth
+
+    # -- imaging -------------------------------------------------------------
+    def render(self, geom, supersample=1):
+        """Frames (uint8, nframes x rows x cols, 0 outside the fan) for an
+        image geometry `geom` (ImageGeometry)."""
+        return Imager(self, geom, supersample).frames()
+
+    def render_view(self):
+        """The network's view: 112 x 112 grey frames, the fan placed as
+        en_sector_frame places it, and the LV masks."""
+        g = view_geometry(self.p)
+        frames = self.render(g, supersample=2)
+        masks = np.stack([lv_mask(self.heart(t).lv, g) for t in self.times])
+        return frames, masks
+
+
+# --------------------------------------------------------------------------
+# Imaging
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class ImageGeometry:
+    rows: int
+    cols: int
+    apex_x: float      # pixels
+    apex_y: float
+    px_per_cm: float
+    angle_left: float  # degrees
+    angle_right: float
+    depth: float       # cm
+    radius_inner: float = 0.0   # cm
+
+    def to_px(self, pts):
+        return np.stack([self.apex_x + pts[:, 0] * self.px_per_cm,
+                         self.apex_y + pts[:, 1] * self.px_per_cm], 1)
+
+    def fan_mask(self):
+        ys, xs = np.mgrid[0:self.rows, 0:self.cols].astype(np.float64)
+        dx, dy = xs - self.apex_x, ys - self.apex_y
+        r = np.hypot(dx, dy) / self.px_per_cm
+        ang = np.degrees(np.arctan2(dx, dy))
+        return ((r <= self.depth) & (r >= self.radius_inner)
+                & (ang >= self.angle_left) & (ang <= self.angle_right))
+
+
+def view_geometry(p):
+    return ImageGeometry(VIEW_SIZE, VIEW_SIZE, VIEW_APEX[0], VIEW_APEX[1],
+                         VIEW_RADIUS / p.depth, p.angle_left, p.angle_right, p.depth)
+
+
+def lv_mask(poly_cm, geom):
+    """The LV cavity rasterised at pixel centres (as the traces upstream
+    trained on are filled polygons)."""
+    pts = geom.to_px(poly_cm)
+    m = np.zeros((geom.rows, geom.cols), np.uint8)
+    cv2.fillPoly(m, [np.round(pts * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    return m
+
+
+def _fill(img, polys, value, geom, mode="set"):
+    for poly in polys:
+        pts = np.round(geom.to_px(poly) * 16).astype(np.int32)
+        if mode == "set":
+            cv2.fillPoly(img, [pts], value, cv2.LINE_AA, shift=4)
+        else:
+            tmp = np.zeros_like(img)
+            cv2.fillPoly(tmp, [pts], 1.0, cv2.LINE_AA, shift=4)
+            img *= (1 - tmp * (1 - value))
+
+
+class Imager:
+    """Scan-line imaging of one study into one image geometry."""
+
+    def __init__(self, study, geom, supersample):
+        self.s, self.p = study, study.p
+        self.out = geom
+        ss = supersample
+        # Reflectivity is drawn on a working raster of the fan's region at
+        # about 0.04 cm per pixel (finer than any speckle cell).
+        self.work = ImageGeometry(0, 0, 0, 0, 1, geom.angle_left, geom.angle_right,
+                                  geom.depth, geom.radius_inner)
+        wppc = max(10.0, min(25.0, 1.3 * geom.px_per_cm * ss))
+        aL, aR = math.radians(geom.angle_left), math.radians(geom.angle_right)
+        xmin = min(0.0, geom.depth * math.sin(aL)) - 0.2
+        xmax = max(0.0, geom.depth * math.sin(aR)) + 0.2
+        self.work = ImageGeometry(int(math.ceil((geom.depth + 0.4) * wppc)),
+                                  int(math.ceil((xmax - xmin) * wppc)),
+                                  -xmin * wppc, 0.2 * wppc, wppc,
+                                  geom.angle_left, geom.angle_right, geom.depth,
+                                  geom.radius_inner)
+        # Scan lines: range samples every ~psf/2, angles every ~psf/2.
+        p = self.p
+        self.nr = int(np.clip(geom.depth / (p.psf_axial * 0.9), 160, 480))
+        span = geom.angle_right - geom.angle_left + 4
+        self.na = int(np.clip(span / (p.psf_lateral * 0.7), 64, 220))
+        self.r = np.linspace(0, geom.depth + 0.2, self.nr)
+        self.a = np.linspace(geom.angle_left - 2, geom.angle_right + 2, self.na)
+        R, A = np.meshgrid(self.r, np.radians(self.a), indexing="ij")
+        X, Z = R * np.sin(A), R * np.cos(A)
+        w = self.work
+        self.map_wx = (w.apex_x + X * w.px_per_cm).astype(np.float32)
+        self.map_wy = (w.apex_y + Z * w.px_per_cm).astype(np.float32)
+        # Output pixels -> scan-line coordinates (supersampled).
+        rows, cols = geom.rows * ss, geom.cols * ss
+        ys, xs = np.mgrid[0:rows, 0:cols].astype(np.float64)
+        xs = (xs + 0.5) / ss - 0.5
+        ys = (ys + 0.5) / ss - 0.5
+        dx, dy = (xs - geom.apex_x) / geom.px_per_cm, (ys - geom.apex_y) / geom.px_per_cm
+        rr = np.hypot(dx, dy)
+        aa = np.degrees(np.arctan2(dx, dy))
+        self.map_r = (rr / (self.r[1] - self.r[0])).astype(np.float32)
+        self.map_a = ((aa - self.a[0]) / (self.a[1] - self.a[0])).astype(np.float32)
+        self.ss = ss
+        self.fan = geom.fan_mask()
+        self.rng = np.random.default_rng([p.seed, 7003, geom.rows, geom.cols])
+        self._static()
+
+    def _static(self):
+        """Reflectivity that does not beat: chest wall, tissue texture,
+        the depth-gain profile, shadows."""
+        p, w = self.p, self.work
+        trng = np.random.default_rng([p.texture_seed, 1])
+        tex = cv2.GaussianBlur(trng.standard_normal((w.rows, w.cols)).astype(np.float32),
+                               (0, 0), 0.6 * w.px_per_cm)
+        tex /= max(1e-6, float(tex.std()))
+        fine = cv2.GaussianBlur(trng.standard_normal((w.rows, w.cols)).astype(np.float32),
+                                (0, 0), 0.15 * w.px_per_cm)
+        fine /= max(1e-6, float(fine.std()))
+        self.tex_tissue = np.exp(0.45 * tex).astype(np.float32)
+        self.tex_myo = np.exp(0.25 * fine + 0.15 * tex).astype(np.float32)
+        ys = (np.arange(w.rows) - w.apex_y) / w.px_per_cm
+        xs = (np.arange(w.cols) - w.apex_x) / w.px_per_cm
+        Y, X = np.meshgrid(ys, xs, indexing="ij")
+        R = np.hypot(X, Y)
+        wall_end = p.apex_z - 0.9
+        bands = 0.5 + 0.5 * np.sin(2 * np.pi * R / 0.55 + trng.uniform(0, 6.3))
+        chest = np.where(R < wall_end, (0.02 + 0.08 * bands) * self.tex_tissue, 0)
+        self.background = (chest + np.where(R >= wall_end, p.tissue * self.tex_tissue, 0)).astype(np.float32)
+        # Depth gain: residual attenuation and the TGC's error, lateral
+        # fall-off near the sector's edges, the overall gain.
+        r = self.r[:, None]
+        a = self.a[None, :]
+        half = (self.a[-1] - self.a[0]) / 2
+        mid = (self.a[-1] + self.a[0]) / 2
+        edge = 1.0 - 0.35 * (np.abs(a - mid) / half) ** 4
+        tgc = 10 ** ((-p.atten_db_cm * r + p.gain_db
+                      + 1.5 * np.sin(r / p.depth * np.pi * trng.uniform(1, 3))) / 10)
+        self.gain = (tgc * edge).astype(np.float32)
+        if p.shadow:
+            ang, width, depth, factor = p.shadow
+            inside = (np.abs(a - ang) < width / 2) & (r > depth)
+            self.gain = np.where(inside, self.gain * factor, self.gain).astype(np.float32)
+        self.clutter = (p.clutter * np.exp(-r / 1.8) * (1 + 0 * a)).astype(np.float32)
+        # Scatterers: complex Gaussian, decorrelating from frame to frame.
+        self.z = self._noise()
+
+    def _noise(self):
+        return (self.rng.standard_normal((self.nr, self.na))
+                + 1j * self.rng.standard_normal((self.nr, self.na))).astype(np.complex64)
+
+    def reflectivity(self, t):
+        p, w = self.p, self.work
+        h = self.s.heart(t)
+        img = self.background.copy()
+        myo = np.zeros_like(img)
+        _fill(myo, h.myo_outer, 1.0, w)
+        np.clip(myo, 0, 1, out=myo)
+        img = img * (1 - myo) + myo * p.myo * self.tex_myo
+        # Pericardium: a bright line just outside the ventricles.
+        heart = np.zeros((w.rows, w.cols), np.uint8)
+        for poly in h.heart_outline:
+            cv2.fillPoly(heart, [np.round(w.to_px(poly) * 16).astype(np.int32)], 1,
+                         cv2.LINE_8, shift=4)
+        k = max(3, int(round(0.25 * w.px_per_cm)) | 1)
+        ring = cv2.dilate(heart, np.ones((k, k), np.uint8)) - heart
+        img = np.where(ring > 0, 0.6 * self.tex_myo, img)
+        cav = np.zeros_like(img)
+        _fill(cav, [c for c, _ in h.cavities], 1.0, w)
+        np.clip(cav, 0, 1, out=cav)
+        img = img * (1 - cav) + cav * p.blood
+        if p.dropout:
+            # Echo dropout over part of the LV's lateral wall.
+            pos, ext, factor = p.dropout
+            lv = h.lv
+            n = len(lv)
+            i0 = int(pos * n)
+            seg = lv[i0:i0 + max(2, int(ext * n))]
+            drop = np.zeros_like(img)
+            pts = np.round(w.to_px(seg) * 16).astype(np.int32)
+            cv2.polylines(drop, [pts], False, 1.0, int(1.2 * w.px_per_cm), cv2.LINE_AA, shift=4)
+            drop = cv2.GaussianBlur(drop, (0, 0), 0.3 * w.px_per_cm)
+            img *= 1 - (1 - factor) * np.clip(drop, 0, 1)
+        for p0, p1 in h.valves:
+            a = np.round(w.to_px(p0[None]) * 16).astype(np.int32)[0]
+            b = np.round(w.to_px(p1[None]) * 16).astype(np.int32)[0]
+            cv2.line(img, tuple(int(v) for v in a), tuple(int(v) for v in b), 0.5,
+                     max(1, int(0.14 * w.px_per_cm)), cv2.LINE_AA, shift=4)
+        return img
+
+    def frame(self, t):
+        p = self.p
+        refl = cv2.remap(self.reflectivity(t), self.map_wx, self.map_wy, cv2.INTER_LINEAR,
+                         borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        refl = refl + self.clutter
+        rho = math.sqrt(max(0.0, 1.0 - p.decorrelation ** 2))
+        self.z = (rho * self.z + p.decorrelation * self._noise()).astype(np.complex64)
+        field_ = self.z * np.sqrt(np.maximum(refl, 0)).astype(np.float32)
+        sr = p.psf_axial / (self.r[1] - self.r[0])
+        sa = p.psf_lateral / (self.a[1] - self.a[0])
+        re = cv2.GaussianBlur(np.ascontiguousarray(field_.real), (0, 0), sigmaX=sa, sigmaY=sr)
+        im = cv2.GaussianBlur(np.ascontiguousarray(field_.imag), (0, 0), sigmaX=sa, sigmaY=sr)
+        power = (re * re + im * im) * self.gain / (2 * math.pi * sr * sa)
+        db = 10 * np.log10(power + 1e-12)
+        # Log compression: 0 dB = bright myocardium; reject, then gamma.
+        top = 10 * math.log10(1.6 * p.myo + 1e-12)
+        g = np.clip((db - (top - p.dyn_range)) / p.dyn_range, 0, 1)
+        g = np.clip((g - p.reject) / (1 - p.reject), 0, 1) ** p.gamma
+        out = cv2.remap(g.astype(np.float32), self.map_a, self.map_r, cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_CONSTANT, borderValue=0.0)
+        if self.ss > 1:
+            out = cv2.resize(out, (self.out.cols, self.out.rows), interpolation=cv2.INTER_AREA)
+        out = np.where(self.fan, out, 0.0)
+        return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+
+    def frames(self):
+        return np.stack([self.frame(t) for t in self.s.times])
+
+
+# --------------------------------------------------------------------------
+# DICOM files, as scanners write them
+# --------------------------------------------------------------------------
+
+# Machine layouts: image size, apex position and probe (curvilinear apex
+# above the image or not).  The held-out set uses the ones marked held_out.
+MACHINES = [
+    dict(name="m636", cols=636, rows=434, apex_x_frac=0.5, held_out=False),
+    dict(name="m800", cols=800, rows=600, apex_x_frac=0.45, held_out=False),
+    dict(name="m640", cols=640, rows=480, apex_x_frac=0.5, held_out=False),
+    dict(name="m1016", cols=1016, rows=708, apex_x_frac=0.5, apex_above=40, held_out=True),
+    dict(name="m1024", cols=1024, rows=768, apex_x_frac=0.5, held_out=True),
+    dict(name="m720", cols=720, rows=540, apex_x_frac=0.55, held_out=True),
+]
+# (photometric, encoding) pairs real machines send.
+STORAGE = [("MONOCHROME2", "explicit"), ("RGB", "jpeg_baseline"), ("MONOCHROME2", "jpegls"),
+           ("RGB", "rle"), ("YBR_FULL_422", "explicit"), ("MONOCHROME2", "jpeg_baseline"),
+           ("RGB", "explicit"), ("PALETTE COLOR", "rle")]
+
+
+def _gen_module():
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, os.path.join(here, "..", "tests", "gen"))
+    import make_dicoms
+    return make_dicoms
+
+
+def write_dicom(study, machine, storage, path, n, workdir):
+    """Writes the study as one DICOM file; returns a truth record (no
+    identifying values other than the generator's fake ones)."""
+    md = _gen_module()
+    p = study.p
+    spec = md.SceneSpec(f"sim{p.seed}", machine["cols"], machine["rows"], study.nframes,
+                        p.angle_left, p.angle_right,
+                        apex_x_frac=machine["apex_x_frac"],
+                        apex_above=machine.get("apex_above", 0), depth_cm=p.depth,
+                        ecg_scroll=0)
+    header_h = max(22, spec.rows // 20)
+    ecg_h = max(40, spec.rows // 9)
+    fan = md.fit_fan(spec, header_h, ecg_h)
+    geom = ImageGeometry(spec.rows, spec.cols, float(fan.apex_x), float(fan.apex_y),
+                         fan.radius / p.depth, p.angle_left, p.angle_right, p.depth,
+                         fan.radius_inner / (fan.radius / p.depth))
+    mask = fan.mask(spec.rows, spec.cols)
+    scene = md.Scene(spec, None, mask, fan, md.bbox_of(mask), header_h=header_h)
+    static = np.full((spec.rows, spec.cols), 0, np.uint8)
+    md.draw_overlay(scene, static, n)
+    frames = np.repeat(static[None], study.nframes, axis=0)
+    _draw_ecg(md, scene, frames, study)
+    echo = study.render(geom)
+    inside = mask & geom.fan_mask()
+    idx = np.round(echo.astype(np.float32) * (md.IDX_FAN_MAX / 255.0)).astype(np.uint8)
+    frames[:, inside] = idx[:, inside]
+    scene.index = frames
+    photometric, encoding = storage
+    v = md.Variant(os.path.basename(path)[:-4], spec.name, photometric, encoding,
+                   timing="frametime")
+    v.px = md.encode_pixels(frames, photometric, 0)
+    ds, phi, _, _ = md.build_dataset(v, n, p.seed, scene, v.px)
+    # The real frame rate, not the generator's fixed ones.
+    ds.FrameTime = f"{1000.0 / p.fps:.4f}"
+    ds.HeartRate = int(round(p.hr))
+    md.write_variant(v, ds, path, workdir)
+    return geom, phi
+
+
+def _draw_ecg(md, scene, frames, study):
+    """An ECG strip whose R waves are the study's end-diastoles, drawn
+    statically (the sweep's latest state) below the fan."""
+    x0, x1, y_base, amp = md.ecg_geometry(scene)
+    secs = study.p.seconds
+    xs = np.arange(x0, x1 + 1)
+    t = (xs - x0) / max(1, x1 - x0) * secs
+    wave = np.zeros_like(t)
+    for b in study.beats:
+        ph = (t - b.start) / b.length + 0.3          # R at phase 0.30 of ecg_wave
+        inb = (ph >= 0) & (ph < 1)
+        wave[inb] += md.ecg_wave(ph[inb])
+    ys = np.round(y_base - amp * np.clip(wave, -0.5, 1.2)).astype(np.int32)
+    pts = np.stack([xs, ys], 1).astype(np.int32)
+    scratch = np.zeros(frames.shape[1:], np.uint8)
+    cv2.polylines(scratch, [pts], False, md.IDX_ECG, 1, cv2.LINE_8)
+    if (scratch > 0)[scene.mask].any():
+        raise RuntimeError("ECG crosses the fan")
+    frames[:, scratch > 0] = md.IDX_ECG
+
+
+def truth_record(study, geom=None, fname=None, machine=None, storage=None):
+    tr = study.truth()
+    p = study.p
+    rec = {"seed": p.seed, "file": fname, "machine": machine, "storage": storage,
+           "fps": p.fps, "frames": study.nframes, "hr_bpm": p.hr, "depth_cm": p.depth,
+           "angle_left_deg": p.angle_left, "angle_right_deg": p.angle_right,
+           "ef": tr["ef"], "beats": tr["beats"], "es_frames": tr["es_frames"],
+           "volume_ml": tr["volume_ml"], "irregular": p.arrhythmia > 0.05 or p.premature > 0}
+    return rec
+
+
+def view_masks(study):
+    g = view_geometry(study.p)
+    return np.stack([lv_mask(study.heart(t).lv, g) for t in study.times])
+
+
+def cmd_dicoms(args):
+    os.makedirs(args.out, exist_ok=True)
+    work = os.path.join(args.out, ".work")
+    os.makedirs(work, exist_ok=True)
+    machines = [m for m in MACHINES if m["held_out"] == args.held_out] or MACHINES
+    records = []
+    for i in range(args.count):
+        seed = args.seed + i
+        p = draw_params(seed, held_out=args.held_out)
+        if args.max_seconds:
+            p.seconds = min(p.seconds, args.max_seconds)
+        st = Study(p)
+        machine = machines[i % len(machines)]
+        storage = STORAGE[i % len(STORAGE)]
+        fname = f"phantom-{seed:05d}.dcm"
+        write_dicom(st, machine, storage, os.path.join(args.out, fname), 100 + i, work)
+        rec = truth_record(st, fname=fname, machine=machine["name"], storage=list(storage))
+        rec["lv_masks_file"] = f"phantom-{seed:05d}.masks.npz"
+        np.savez_compressed(os.path.join(args.out, rec["lv_masks_file"]),
+                            masks=np.packbits(view_masks(st), axis=-1))
+        records.append(rec)
+        print(f"echosim: {fname} {machine['name']} {storage[1]} {st.nframes} frames "
+              f"EF {rec['ef']:.1f} %", flush=True)
+    os.rmdir(work)
+    with open(os.path.join(args.out, "truth.json"), "w") as fh:
+        json.dump(records, fh, indent=1)
+        fh.write("\n")
+    return 0
+
+
+def cmd_preview(args):
+    p = draw_params(args.seed, held_out=args.held_out)
+    st = Study(p)
+    frames, masks = st.render_view()
+    tr = st.truth()
+    picks = np.linspace(0, len(frames) - 1, 8).astype(int)
+    tiles = []
+    for i in picks:
+        f = cv2.cvtColor(frames[i], cv2.COLOR_GRAY2BGR)
+        cnt, _ = cv2.findContours(masks[i], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        over = f.copy()
+        cv2.drawContours(over, cnt, -1, (0, 0, 255), 1)
+        tiles.append(np.hstack([f, over]))
+    img = np.vstack([np.hstack(tiles[:4]), np.hstack(tiles[4:])])
+    img = cv2.resize(img, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    cv2.imwrite(args.out, img)
+    print(json.dumps({"ef": tr["ef"], "frames": st.nframes, "fps": p.fps,
+                      "beats": [(round(b["ed_frame"]), round(b["es_frame"]), round(b["ef"], 1))
+                                for b in tr["beats"]]}))
+    return 0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    d = sub.add_parser("dicoms", help="write simulated DICOM studies and truth.json")
+    d.add_argument("--out", required=True)
+    d.add_argument("--count", type=int, default=8)
+    d.add_argument("--seed", type=int, default=1)
+    d.add_argument("--held-out", action="store_true",
+                   help="machine settings outside the training range")
+    d.add_argument("--max-seconds", type=float, default=0,
+                   help="cap each loop's length (quick samples)")
+    d.set_defaults(fn=cmd_dicoms)
+    v = sub.add_parser("preview", help="a PNG montage of one study's network view")
+    v.add_argument("--out", required=True)
+    v.add_argument("--seed", type=int, default=1)
+    v.add_argument("--held-out", action="store_true")
+    v.set_defaults(fn=cmd_preview)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
