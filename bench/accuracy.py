@@ -14,9 +14,11 @@ Measured:
   EF      per study: MAE, RMSE, bias, Pearson r (truth: the mean of the
           area-length EFs of the beats whose end-systole is in the video)
   beats   detected systoles against true end-systoles, matched one to one
-          within +-0.1 s: precision and recall.  True end-systoles within
-          that tolerance of the video's first or last frame cannot be peaks
-          of the size curve and are left out of recall.
+          within +-0.1 s: precision and recall.  Recall counts the systoles
+          of complete beats (both end-diastoles around the systole are in
+          the video: a minimum cut off by the first or last frame is not a
+          whole event, and upstream's prominence rule cannot see it), and is
+          also given over all systoles in the videos.
   Dice    of the LV masks at every true ED and ES frame in the video
   AUC     of "EF < 50 %" (truth) against the predicted EF
 
@@ -119,7 +121,7 @@ def evaluate(args):
             res = json.loads(r.stdout.strip().splitlines()[-1])
             ex = run(base + ["export", "--format", "json", res["pseudonym"]])
             study = json.loads(ex.stdout)
-            study = study[0] if isinstance(study, list) else study
+            study = study["studies"][0]
             masks = segment(base, res["video"], state)
             rows.append(score(t, res, study, masks, data))
             row = rows[-1]
@@ -150,9 +152,10 @@ def score(t, res, study, masks, data):
     tol = 0.1 * fps
     pred_sys = [b["systole_frame"] for b in study["beats"]]
     true_es = [b["es_frame"] for b in t["beats"]]
-    detectable = [e for e in true_es if tol <= e <= n - 1 - tol]
+    obs = [b["complete"] for b in t["beats"]]
     pairs = match(pred_sys, true_es, tol)
-    tp_detectable = sum(1 for _, j in pairs if tol <= true_es[j] <= n - 1 - tol)
+    tp_all = len(pairs)
+    tp_obs = sum(1 for _, j in pairs if obs[j])
     beat_err = [abs(study["beats"][i]["ef"] - t["beats"][j]["ef"]) for i, j in pairs]
     truth_masks = np.unpackbits(np.load(os.path.join(data, t["lv_masks_file"]))["masks"],
                                 axis=-1)[..., :112].astype(bool)
@@ -162,11 +165,15 @@ def score(t, res, study, masks, data):
             f = int(round(b[key]))
             if 0 <= f < min(len(masks), len(truth_masks)) and (key == "es_frame" or b["ed_in_video"]):
                 dices.append(dice(masks[f], truth_masks[f]))
+    models = study.get("models") or {}
     return {"file": t["file"], "machine": t["machine"], "storage": t["storage"],
+            "models": {k: (v or {}).get("origin") for k, v in models.items()},
             "irregular": t["irregular"], "fps": fps,
             "ef_true": t["ef"], "ef_pred": res["ef_mean"], "n_pred": len(pred_sys),
-            "n_true": len(detectable), "tp": tp_detectable, "fp": len(pred_sys) - len(pairs),
+            "n_true": sum(obs), "tp": tp_obs, "n_true_all": len(true_es), "tp_all": tp_all,
+            "fp": len(pred_sys) - len(pairs),
             "beat_abs_err": beat_err, "dices": dices,
+            "systoles_found": pred_sys, "systoles_true": [round(e, 1) for e in true_es],
             "dice_mean": float(np.mean(dices)) if dices else float("nan")}
 
 
@@ -179,6 +186,8 @@ def summarise(rows):
     ep = np.array([r["ef_pred"] for r in ok])
     tp = sum(r["tp"] for r in ok)
     n_true = sum(r["n_true"] for r in ok)
+    tp_all = sum(r["tp_all"] for r in ok)
+    n_true_all = sum(r["n_true_all"] for r in ok)
     n_pred = sum(r["n_pred"] for r in ok)
     matched = sum(r["n_pred"] - r["fp"] for r in ok)
     dices = [d for r in ok for d in r["dices"]]
@@ -192,6 +201,8 @@ def summarise(rows):
         "beat_ef_mae": float(np.mean(beat_err)) if beat_err else None,
         "beat_precision": matched / n_pred if n_pred else None,
         "beat_recall": tp / n_true if n_true else None,
+        "beat_recall_all": tp_all / n_true_all if n_true_all else None,
+        "systoles_observable": n_true, "systoles_in_video": n_true_all,
         "dice_mean": float(np.mean(dices)) if dices else None,
         "dice_p10": float(np.percentile(dices, 10)) if dices else None,
         "dice_min": float(np.min(dices)) if dices else None,
@@ -200,6 +211,7 @@ def summarise(rows):
         "irregular_ef_mae": (float(np.mean([abs(r["ef_pred"] - r["ef_true"]) for r in ok
                                             if r["irregular"]]))
                              if any(r["irregular"] for r in ok) else None),
+        "models": sorted({f"{k}: {v}" for r in ok for k, v in r["models"].items()}),
         "rows": rows,
     }
     return s
@@ -233,12 +245,16 @@ def main(argv=None):
         with open(args.json_out, "w") as fh:
             json.dump(s, fh, indent=1)
     print(f"studies {s['studies']} (failed {s['failed']})")
+    for m in s.get("models", []):
+        print(f"model {m}")
     if "ef_mae" not in s:
         return 1
     print(f"EF: MAE {fmt(s['ef_mae'], 2)}  RMSE {fmt(s['ef_rmse'], 2)}  bias {fmt(s['ef_bias'], 2)}"
           f"  r {fmt(s['ef_r'])}  per-beat MAE {fmt(s['beat_ef_mae'], 2)}"
           f"  irregular-rhythm MAE {fmt(s['irregular_ef_mae'], 2)}")
-    print(f"beats: precision {fmt(s['beat_precision'])}  recall {fmt(s['beat_recall'])}")
+    print(f"beats: precision {fmt(s['beat_precision'])}  recall {fmt(s['beat_recall'])} of "
+          f"{s['systoles_observable']} systoles of complete beats ({fmt(s['beat_recall_all'])} of all "
+          f"{s['systoles_in_video']} in the videos, edge ones included)")
     print(f"Dice ED/ES: mean {fmt(s['dice_mean'])}  10th percentile {fmt(s['dice_p10'])}"
           f"  min {fmt(s['dice_min'])}")
     print(f"EF < 50 %: AUC {fmt(s['auc_ef50'])} ({s['positives_ef50']} of {s['studies']} below 50)")

@@ -88,6 +88,7 @@ class Params:
     blood: float              # blood reflectivity
     myo: float                # myocardium reflectivity
     tissue: float = 0.02      # tissue around the heart
+    noise_floor: float = 0.08 # electronic noise, share of the grey range above reject
     shadow: tuple = None      # (angle deg, width deg, depth cm, factor) or None
     dropout: tuple = None     # (angle along LV contour 0..1, extent, factor)
     texture_seed: int = 0
@@ -123,7 +124,7 @@ def draw_params(seed, held_out=False):
         dyn_range=dr, reject=u(0.15, 0.4), gamma=u(0.8, 1.4), gain_db=u(-4, 4),
         atten_db_cm=u(-0.3, 0.7), psf_axial=u(0.04, 0.09), psf_lateral=u(0.5, 1.1),
         decorrelation=u(0.15, 0.45), clutter=10 ** u(-3.8, -2.2), blood=10 ** u(-4.3, -3.3),
-        myo=10 ** u(-1.2, -0.6), tissue=10 ** u(-2.3, -1.4),
+        myo=10 ** u(-1.2, -0.6), tissue=10 ** u(-2.3, -1.4), noise_floor=u(0.03, 0.10),
         shadow=(u(-30, 30), u(4, 12), u(2, 6), u(0.1, 0.5)) if rng.random() < 0.3 else None,
         dropout=(u(0.15, 0.45), u(0.1, 0.25), u(0.15, 0.5)) if rng.random() < 0.35 else None,
         texture_seed=int(rng.integers(1 << 30)))
@@ -400,8 +401,13 @@ class Study:
             h_ed, h_es = self.heart(ed_t + 1e-9), self.heart(es_t)
             edv = area_length_volume(polygon_area(h_ed.lv), h_ed.lv_len)
             esv = area_length_volume(polygon_area(h_es.lv), h_es.lv_len)
+            next_ed = (b.start + b.length) * fps
             beats.append({"ed_frame": float(ed_f), "es_frame": float(es_f),
+                          "next_ed_frame": float(next_ed),
                           "ed_in_video": bool(ed_f >= 0),
+                          # a whole beat: both end-diastoles around its
+                          # systole are in the video
+                          "complete": bool(ed_f >= 0 and next_ed <= self.nframes - 1),
                           "edv_ml": edv, "esv_ml": esv, "ef": 100.0 * (1 - esv / edv)})
         es_frames = [b["es_frame"] for b in beats]
         efs = [b["ef"] for b in beats] or [100.0 * (1 - self._es_factor(self.p.ef) ** 2.6)]
@@ -464,12 +470,19 @@ def view_geometry(p):
 
 
 def lv_mask(poly_cm, geom):
-    """The LV cavity rasterised at pixel centres (as the traces upstream
-    trained on are filled polygons)."""
+    """The LV cavity as a 0/1 mask whose area is the polygon's.  cv2.fillPoly
+    also paints every pixel an edge crosses, which would grow the mask by
+    half a pixel all round (8-10 % of an LV's area at 112 x 112), so the
+    polygon is filled 8x finer and each pixel takes the majority of its 8x8
+    block: edge pixels go in or out by how much of them the LV covers."""
+    k = 8
     pts = geom.to_px(poly_cm)
-    m = np.zeros((geom.rows, geom.cols), np.uint8)
-    cv2.fillPoly(m, [np.round(pts * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
-    return m
+    fine = np.zeros((geom.rows * k, geom.cols * k), np.uint8)
+    # Pixel centre (x, y) covers the fine block [k x, k x + k).
+    fpts = (pts + 0.5) * k - 0.5
+    cv2.fillPoly(fine, [np.round(fpts * 16).astype(np.int32)], 1, cv2.LINE_8, shift=4)
+    blocks = fine.reshape(geom.rows, k, geom.cols, k).sum(axis=(1, 3))
+    return (blocks * 2 > k * k).astype(np.uint8)
 
 
 def _fill(img, polys, value, geom, mode="set"):
@@ -566,6 +579,7 @@ class Imager:
             inside = (np.abs(a - ang) < width / 2) & (r > depth)
             self.gain = np.where(inside, self.gain * factor, self.gain).astype(np.float32)
         self.clutter = (p.clutter * np.exp(-r / 1.8) * (1 + 0 * a)).astype(np.float32)
+        self.noise_depth = (0.5 + 0.8 * (r / p.depth) + 0 * a).astype(np.float32)
         # Scatterers: complex Gaussian, decorrelating from frame to frame.
         self.z = self._noise()
 
@@ -625,9 +639,17 @@ class Imager:
         re = cv2.GaussianBlur(np.ascontiguousarray(field_.real), (0, 0), sigmaX=sa, sigmaY=sr)
         im = cv2.GaussianBlur(np.ascontiguousarray(field_.imag), (0, 0), sigmaX=sa, sigmaY=sr)
         power = (re * re + im * im) * self.gain / (2 * math.pi * sr * sa)
+        # Electronic noise, amplified with depth by the TGC: a faint,
+        # ever-changing grain over the whole fan, even in the blood pools
+        # and shadows, as on every real scanner.
+        top = 10 * math.log10(1.6 * p.myo + 1e-12)
+        nz = self._noise()
+        nz = cv2.GaussianBlur(np.ascontiguousarray(nz.real), (0, 0), 0.8) ** 2 + \
+            cv2.GaussianBlur(np.ascontiguousarray(nz.imag), (0, 0), 0.8) ** 2
+        floor_db = top - p.dyn_range * (1.0 - p.reject - p.noise_floor)
+        power = power + nz * self.noise_depth * (10 ** (floor_db / 10) / max(1e-9, float(nz.mean())))
         db = 10 * np.log10(power + 1e-12)
         # Log compression: 0 dB = bright myocardium; reject, then gamma.
-        top = 10 * math.log10(1.6 * p.myo + 1e-12)
         g = np.clip((db - (top - p.dyn_range)) / p.dyn_range, 0, 1)
         g = np.clip((g - p.reject) / (1 - p.reject), 0, 1) ** p.gamma
         out = cv2.remap(g.astype(np.float32), self.map_a, self.map_r, cv2.INTER_LINEAR,
@@ -645,15 +667,16 @@ class Imager:
 # DICOM files, as scanners write them
 # --------------------------------------------------------------------------
 
-# Machine layouts: image size, apex position and probe (curvilinear apex
-# above the image or not).  The held-out set uses the ones marked held_out.
+# Machine layouts: image size, apex position, probe (curvilinear apex above
+# the image or not), and whether the file describes its ultrasound region
+# (without it the reader must find the fan from the pixels).  The held-out set uses the ones marked held_out.
 MACHINES = [
     dict(name="m636", cols=636, rows=434, apex_x_frac=0.5, held_out=False),
     dict(name="m800", cols=800, rows=600, apex_x_frac=0.45, held_out=False),
-    dict(name="m640", cols=640, rows=480, apex_x_frac=0.5, held_out=False),
+    dict(name="m640", cols=640, rows=480, apex_x_frac=0.5, held_out=False, regions="none"),
     dict(name="m1016", cols=1016, rows=708, apex_x_frac=0.5, apex_above=40, held_out=True),
     dict(name="m1024", cols=1024, rows=768, apex_x_frac=0.5, held_out=True),
-    dict(name="m720", cols=720, rows=540, apex_x_frac=0.55, held_out=True),
+    dict(name="m720", cols=720, rows=540, apex_x_frac=0.55, held_out=True, regions="none"),
 ]
 # (photometric, encoding) pairs real machines send.
 STORAGE = [("MONOCHROME2", "explicit"), ("RGB", "jpeg_baseline"), ("MONOCHROME2", "jpegls"),
@@ -697,7 +720,7 @@ def write_dicom(study, machine, storage, path, n, workdir):
     scene.index = frames
     photometric, encoding = storage
     v = md.Variant(os.path.basename(path)[:-4], spec.name, photometric, encoding,
-                   timing="frametime")
+                   timing="frametime", regions=machine.get("regions", "fan"))
     v.px = md.encode_pixels(frames, photometric, 0)
     ds, phi, _, _ = md.build_dataset(v, n, p.seed, scene, v.px)
     # The real frame rate, not the generator's fixed ones.
