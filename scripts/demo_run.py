@@ -34,6 +34,7 @@ def main():
         shutil.rmtree(d, ignore_errors=True)
     for d in ("inbox", "work", "archive", "failed", "staging"):
         os.makedirs(os.path.join(spool, d))
+    os.makedirs(os.path.join(out, "output"))
     os.makedirs(site, exist_ok=True)
     os.chmod(site, 0o700)
     conf = os.path.join(site, "echonetd.conf")
@@ -79,7 +80,7 @@ min_free_mb = 64
         time.sleep(0.1)
     for line in open(log_path).read().splitlines():
         if "phantom" in line or "started:" in line:
-            print("  echonetd: " + line.split("] ", 1)[-1])
+            print("  " + line)
 
     # Deliver as the operations guide says: write elsewhere, rename in.
     deliveries = [t["file"] for t in truth]

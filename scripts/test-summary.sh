@@ -16,6 +16,9 @@ for log in "$@"; do
     f=$(sed -n 's/^# FAIL: *//p' "$log" | head -1)
     e=$(sed -n 's/^# ERROR: *//p' "$log" | head -1)
     x=$(sed -n 's/^# XPASS: *//p' "$log" | head -1)
+    # A skipped test is neither passed nor failed: name it, so a skip that
+    # should not happen is seen.
+    sed -n 's/^SKIP: /skipped (see its .log): /p' "$log"
     pass=$((pass + ${p:-0}))
     fail=$((fail + ${f:-0} + ${e:-0} + ${x:-0}))
     [ "${f:-0}${e:-0}" != "00" ] && sed -n '/^FAIL\|^ERROR/p' "$log"

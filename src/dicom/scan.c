@@ -259,6 +259,22 @@ static int meta(walker *w)
     return 0;
 }
 
+/* 1 when the whole (short) file is zero bytes. */
+static int zeros(walker *w)
+{
+    uint8_t buf[132];
+    long long n = w->size;
+    w->pos = 0;
+    if (n == 0)
+        return 1;
+    if (!get(w, buf, (size_t)n))
+        return 0;
+    for (long long i = 0; i < n; i++)
+        if (buf[i])
+            return 0;
+    return 1;
+}
+
 int en_dicom_scan_file(int dirfd, const char *name, en_dicom_scan *out, en_err *err)
 {
     walker w;
@@ -282,12 +298,16 @@ int en_dicom_scan_file(int dirfd, const char *name, en_dicom_scan *out, en_err *
     w.out = out;
     out->size = w.size;
     w.pos = 128;
-    if (!get(&w, magic, 4) || memcmp(magic, "DICM", 4) != 0) {
-        /* Too short for the magic, or a raw dataset without the Part 10
-         * header: nothing to measure against. */
+    if (w.size < 132) {
+        /* Still inside the preamble: a file being written has zeros so far
+         * (the usual preamble); anything else is not a DICOM file coming. */
+        verdict(&w, zeros(&w) ? EN_SCAN_TRUNCATED : EN_SCAN_UNKNOWN,
+                "shorter than the DICOM preamble");
+    } else if (!get(&w, magic, 4) || memcmp(magic, "DICM", 4) != 0) {
+        /* A raw dataset without the Part 10 header: nothing to measure
+         * against. */
         w.pos = 0;
-        verdict(&w, w.size < 132 ? EN_SCAN_TRUNCATED : EN_SCAN_UNKNOWN,
-                w.size < 132 ? "shorter than the DICOM preamble" : "no DICM magic at byte 128");
+        verdict(&w, EN_SCAN_UNKNOWN, "no DICM magic at byte 128");
     } else if (!meta(&w)) {
         walk_elements(&w, 0, -1, 0);
     }
