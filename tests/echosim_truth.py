@@ -119,11 +119,8 @@ with tempfile.TemporaryDirectory() as tmp:
         m = echosim.MACHINES[[x["name"] for x in echosim.MACHINES].index(t["machine"])]
         rep.check(found.sum() > 0, "%s: empty located fan" % t["file"])
         # The drawn fan: from the truth's geometry as the writer placed it.
-        md = echosim._gen_module()
-        spec = md.SceneSpec("x", cols, rows, 1, t["angle_left_deg"], t["angle_right_deg"],
-                            apex_x_frac=m["apex_x_frac"], apex_above=m.get("apex_above", 0),
-                            depth_cm=t["depth_cm"])
-        f = md.fit_fan(spec, max(22, rows // 20), max(40, rows // 9))
+        _, _, f = echosim.dicom_layout(m, t["seed"], t["frames"], t["angle_left_deg"],
+                                       t["angle_right_deg"], t["depth_cm"])
         drawn = f.mask(rows, cols)
         iou = (found & drawn).sum() / max(1, (found | drawn).sum())
         rep.check(iou >= 0.95, "%s (%s): located fan IoU %.3f" % (t["file"], t["machine"], iou))

@@ -183,7 +183,7 @@ def make_beats(p, rng):
             rr *= rng.uniform(0.6, 0.75)          # early beat, less filling
             scale = rng.uniform(0.93, 0.97)
             ef *= rng.uniform(0.8, 0.92)
-        systole = min(0.5, 0.30 / rr * (0.8 + 0.2 * rr)) if rr > 0 else 0.4
+        systole = 0.30 / rr * (0.8 + 0.2 * rr)     # systole shortens less than RR
         beats.append(Beat(t, rr, float(np.clip(systole, 0.28, 0.5)), scale,
                           float(np.clip(ef, 0.05, 0.85))))
         t += rr
@@ -241,7 +241,7 @@ def _lv_cavity(half, length, sph):
     towards a blunter bullet by moving the centre down."""
     frac = 0.78 + 0.1 * (1.0 - sph)          # where the mitral plane cuts
     b = length / (2 * frac)
-    a = half / math.sqrt(max(0.3, 1 - (1 - 2 * frac) ** 2)) * 0.92 if frac > 0.5 else half
+    a = half / math.sqrt(max(0.3, 1 - (1 - 2 * frac) ** 2)) * 0.92
     return _arc(0.0, b, a, b, v_max=length), a, b
 
 
@@ -281,8 +281,6 @@ class Study:
         self.axis = np.array([math.sin(theta), math.cos(theta)])
         self.normal = np.array([math.cos(theta), -math.sin(theta)])
         self.apex = np.array([p.apex_x, p.apex_z])
-        # ES dimensions per beat: V ~ a^2 b, with longitudinal shortening
-        # softer than radial (b shrinks as a^0.6).
         self._truth = None
 
     # -- cycle ---------------------------------------------------------------
@@ -299,6 +297,8 @@ class Study:
         return self._curves[key]
 
     def _es_factor(self, ef):
+        """Radial ES/ED ratio for an EF: V ~ a^2 b, and the long axis
+        shortens as a^0.6, so V_es/V_ed = sa^2.6."""
         return (1.0 - ef) ** (1.0 / 2.6)
 
     def state(self, t):
@@ -428,10 +428,7 @@ class Study:
     def render_view(self):
         """The network's view: 112 x 112 grey frames, the fan placed as
         en_sector_frame places it, and the LV masks."""
-        g = view_geometry(self.p)
-        frames = self.render(g, supersample=2)
-        masks = np.stack([lv_mask(self.heart(t).lv, g) for t in self.times])
-        return frames, masks
+        return self.render(view_geometry(self.p), supersample=2), view_masks(self)
 
 
 # --------------------------------------------------------------------------
@@ -485,15 +482,10 @@ def lv_mask(poly_cm, geom):
     return (blocks * 2 > k * k).astype(np.uint8)
 
 
-def _fill(img, polys, value, geom, mode="set"):
+def _fill(img, polys, value, geom):
     for poly in polys:
         pts = np.round(geom.to_px(poly) * 16).astype(np.int32)
-        if mode == "set":
-            cv2.fillPoly(img, [pts], value, cv2.LINE_AA, shift=4)
-        else:
-            tmp = np.zeros_like(img)
-            cv2.fillPoly(tmp, [pts], 1.0, cv2.LINE_AA, shift=4)
-            img *= (1 - tmp * (1 - value))
+        cv2.fillPoly(img, [pts], value, cv2.LINE_AA, shift=4)
 
 
 class Imager:
@@ -503,10 +495,8 @@ class Imager:
         self.s, self.p = study, study.p
         self.out = geom
         ss = supersample
-        # Reflectivity is drawn on a working raster of the fan's region at
-        # about 0.04 cm per pixel (finer than any speckle cell).
-        self.work = ImageGeometry(0, 0, 0, 0, 1, geom.angle_left, geom.angle_right,
-                                  geom.depth, geom.radius_inner)
+        # Reflectivity is drawn on a working raster of the fan's region,
+        # finer than the output and than any speckle cell.
         wppc = max(10.0, min(25.0, 1.3 * geom.px_per_cm * ss))
         aL, aR = math.radians(geom.angle_left), math.radians(geom.angle_right)
         xmin = min(0.0, geom.depth * math.sin(aL)) - 0.2
@@ -691,19 +681,25 @@ def _gen_module():
     return make_dicoms
 
 
+def dicom_layout(machine, seed, nframes, angle_left, angle_right, depth):
+    """Where a machine puts things: (scene spec, header height, fan), the
+    fan in pixels as make_dicoms fits it between the header and the ECG."""
+    md = _gen_module()
+    spec = md.SceneSpec(f"sim{seed}", machine["cols"], machine["rows"], nframes,
+                        angle_left, angle_right, apex_x_frac=machine["apex_x_frac"],
+                        apex_above=machine.get("apex_above", 0), depth_cm=depth, ecg_scroll=0)
+    header_h = max(22, spec.rows // 20)
+    fan = md.fit_fan(spec, header_h, max(40, spec.rows // 9))
+    return spec, header_h, fan
+
+
 def write_dicom(study, machine, storage, path, n, workdir):
     """Writes the study as one DICOM file; returns a truth record (no
     identifying values other than the generator's fake ones)."""
     md = _gen_module()
     p = study.p
-    spec = md.SceneSpec(f"sim{p.seed}", machine["cols"], machine["rows"], study.nframes,
-                        p.angle_left, p.angle_right,
-                        apex_x_frac=machine["apex_x_frac"],
-                        apex_above=machine.get("apex_above", 0), depth_cm=p.depth,
-                        ecg_scroll=0)
-    header_h = max(22, spec.rows // 20)
-    ecg_h = max(40, spec.rows // 9)
-    fan = md.fit_fan(spec, header_h, ecg_h)
+    spec, header_h, fan = dicom_layout(machine, p.seed, study.nframes, p.angle_left,
+                                       p.angle_right, p.depth)
     geom = ImageGeometry(spec.rows, spec.cols, float(fan.apex_x), float(fan.apex_y),
                          fan.radius / p.depth, p.angle_left, p.angle_right, p.depth,
                          fan.radius_inner / (fan.radius / p.depth))
@@ -751,7 +747,7 @@ def _draw_ecg(md, scene, frames, study):
     frames[:, scratch > 0] = md.IDX_ECG
 
 
-def truth_record(study, geom=None, fname=None, machine=None, storage=None):
+def truth_record(study, fname=None, machine=None, storage=None):
     tr = study.truth()
     p = study.p
     rec = {"seed": p.seed, "file": fname, "machine": machine, "storage": storage,

@@ -97,6 +97,18 @@ static void drop_sidecar(const dm_daemon *d, const char *job)
     unlink(p);
 }
 
+/* Puts j at the tail of the not-yet-started queue. */
+static void queue_append(dm_daemon *d, dm_job *j)
+{
+    j->next = NULL;
+    if (d->queue_tail)
+        d->queue_tail->next = j;
+    else
+        d->queue_head = j;
+    d->queue_tail = j;
+    d->nqueued++;
+}
+
 void dm_job_add(dm_daemon *d, const char *name)
 {
     dm_job *j = calloc(1, sizeof *j);
@@ -108,12 +120,7 @@ void dm_job_add(dm_daemon *d, const char *name)
     }
     snprintf(j->name, sizeof j->name, "%s", name);
     j->attempts = read_attempts(d, name);
-    if (d->queue_tail)
-        d->queue_tail->next = j;
-    else
-        d->queue_head = j;
-    d->queue_tail = j;
-    d->nqueued++;
+    queue_append(d, j);
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -275,13 +282,7 @@ static void requeue(dm_daemon *d, dm_job *j)
     j->exited = j->eof = j->timed_out = j->stop_killed = 0;
     j->linelen = 0;
     j->outcome[0] = 0;
-    j->next = NULL;
-    if (d->queue_tail)
-        d->queue_tail->next = j;
-    else
-        d->queue_head = j;
-    d->queue_tail = j;
-    d->nqueued++;
+    queue_append(d, j);
 }
 
 static void unlink_running(dm_daemon *d, dm_job *j)
