@@ -18,6 +18,7 @@
  *     runs the installed Python converter (tools/convert-weights) with the
  *     same arguments; $ECHONETD_CONVERT_WEIGHTS overrides its path.
  */
+#include "en_util.h"
 #include "cli.h"
 
 #include "en_nn.h"
@@ -45,11 +46,8 @@ typedef struct nn_args {
 
 static int parse_int_arg(const char *cmd, const char *opt, const char *v, int lo, int *out)
 {
-    char *end;
-    long n;
-    errno = 0;
-    n = v ? strtol(v, &end, 10) : 0;
-    if (!v || end == v || *end || errno || n < lo || n > 1 << 20) {
+    long long n;
+    if (en_parse_ll(v, lo, 1 << 20, &n) != EN_OK) {
         fprintf(stderr, "echonetctl %s: %s expects an integer >= %d\n", cmd, opt, lo);
         return CLI_USAGE;
     }

@@ -5,6 +5,7 @@
  * command-line overrides and the documentation in etc/echonetd.conf all
  * speak about the same list of settings.
  */
+#include "en_util.h"
 #include "en_config.h"
 
 #include <errno.h>
@@ -124,19 +125,6 @@ static const opt *find_opt(const char *section, const char *key)
     return NULL;
 }
 
-static int parse_integer(const char *value, long long min, long long max, long long *out)
-{
-    char *end;
-    long long v;
-
-    errno = 0;
-    v = strtoll(value, &end, 10);
-    if (errno || end == value || *end || v < min || v > max)
-        return -1;
-    *out = v;
-    return 0;
-}
-
 int en_config_set(en_config *cfg, const char *section, const char *key,
                   const char *value, en_err *err)
 {
@@ -163,7 +151,7 @@ int en_config_set(en_config *cfg, const char *section, const char *key,
         *(int *)(base + o->offset) = (int)v;
         return EN_OK;
     }
-    if (parse_integer(value, o->min, o->max, &v) != 0)
+    if (en_parse_ll(value, o->min, o->max, &v) != EN_OK)
         return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected a whole number from %lld to %lld",
                           section, key, value, o->min, o->max);
     switch (o->type) {

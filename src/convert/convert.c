@@ -6,6 +6,7 @@
  * written, and the only pixels that reach the AVI are those inside the
  * located fan, so burned-in names and dates never leave this function.
  */
+#include "en_util.h"
 #include "en_convert.h"
 
 #include "en_frames.h"
@@ -16,13 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 static int is_dir(const char *p)
 {
@@ -110,7 +104,7 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
 {
     en_dicom_identity id;
     en_frames src = { 0 }, net = { 0 };
-    double t0 = now_ms(), t1, t2;
+    double t0 = en_mono_ms(), t1, t2;
     int rc;
 
     memset(res, 0, sizeof *res);
@@ -123,7 +117,7 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
     rc = deidentify(cfg, deid, &id, res, err);
     if (rc != EN_OK)
         goto out;
-    t1 = now_ms();
+    t1 = en_mono_ms();
     res->ms_read = t1 - t0;
 
     rc = en_sector_locate(&src, &res->info, &res->sector, err);
@@ -134,7 +128,7 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
         goto out;
     }
     en_frames_free(&src);
-    t2 = now_ms();
+    t2 = en_mono_ms();
     res->ms_sector = t2 - t1;
 
     rc = output_path(cfg, out_path, res, err);
@@ -146,7 +140,7 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
     }
     res->out_frames = net.nframes;
     res->out_size = net.rows;
-    res->ms_write = now_ms() - t2;
+    res->ms_write = en_mono_ms() - t2;
     if (keep) {
         *keep = net;
         memset(&net, 0, sizeof net);

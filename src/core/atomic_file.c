@@ -1,6 +1,7 @@
 /*
  * atomic_file.c - write-then-rename outputs (see en_atomic.h).
  */
+#include "en_util.h"
 #include "en_atomic.h"
 
 #include <errno.h>
@@ -65,7 +66,7 @@ static int sync_dir(const en_atomic_file *f, en_err *err)
 {
     const char *slash = strrchr(f->path, '/');
     char *dir;
-    int fd, rc = EN_OK;
+    int rc = EN_OK;
 
     if (!slash)
         dir = strdup(".");
@@ -75,12 +76,9 @@ static int sync_dir(const en_atomic_file *f, en_err *err)
         dir = strndup(f->path, (size_t)(slash - f->path));
     if (!dir)
         return en_err_set(err, EN_ENOMEM, "%s '%s': out of memory", f->what, f->path);
-    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0 || fsync(fd) < 0)
+    if (en_fsync_dir(dir) != EN_OK)
         rc = en_err_set(err, EN_EIO, "%s '%s': cannot sync its folder: %s", f->what, f->path,
                         strerror(errno));
-    if (fd >= 0)
-        close(fd);
     free(dir);
     return rc;
 }

@@ -132,7 +132,6 @@ void dm_status(dm_daemon *d);              /* STATUS= line */
 void dm_maybe_exit(dm_daemon *d);          /* stopping and idle: close the loop */
 int dm_move(const char *from_dir, const char *from, const char *to_dir,
             const char *to, en_err *err);
-int dm_fsync_dir(const char *dir);
 
 /* ---- process_one.c ---- */
 int dm_process_one(const char *conf_path, const char *work_file, const char *job);

@@ -164,17 +164,6 @@ static dm_seen *seen_add(dm_daemon *d, const char *name)
     return &d->seen[d->nseen++];
 }
 
-int dm_fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc;
-    if (fd < 0)
-        return -1;
-    rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int dm_move(const char *from_dir, const char *from, const char *to_dir, const char *to,
             en_err *err)
 {

@@ -24,6 +24,7 @@
  *                    start.
  * Start-up resumes every work/<job>.dcm, oldest job first.
  */
+#include "en_util.h"
 #include "config.h"
 
 #include "daemon.h"
@@ -266,7 +267,7 @@ static void succeed(dm_daemon *d, dm_job *j)
         side_path(d, j->name, ".dcm", p, sizeof p);
         if (unlink(p) != 0)
             dm_log(DM_ERR, NULL, "cannot delete %s: %s", p, strerror(errno));
-        dm_fsync_dir(d->cfg.work_dir);
+        (void)en_fsync_dir(d->cfg.work_dir);
     } else if (dm_move(d->cfg.work_dir, dcm, d->cfg.archive_dir, dcm, &e) != EN_OK) {
         dm_fields f = { .job = j->name, .study = pseudo };
         dm_log(DM_ERR, &f, "cannot archive the original (it stays in work/): %s", e.msg);

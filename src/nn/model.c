@@ -7,6 +7,7 @@
  * hash), folds BatchNorm into private copies of the weights and unmaps the
  * file, so a loaded model holds only the weights it uses.
  */
+#include "en_util.h"
 #include "nn_int.h"
 
 #include <cblas.h>
@@ -66,14 +67,11 @@ static int parse3(const char *s, float v[3])
 
 static int parse_int(const char *s, int lo, int hi, int *out)
 {
-    char *end;
-    long v;
-    errno = 0;
-    v = strtol(s, &end, 10);
-    if (end == s || *end || errno || v < lo || v > hi)
-        return -1;
+    long long v;
+    if (en_parse_ll(s, lo, hi, &v) != EN_OK)
+        return EN_EINVAL;
     *out = (int)v;
-    return 0;
+    return EN_OK;
 }
 
 static int read_metadata(en_nn_model *m, const char *path, en_err *err)

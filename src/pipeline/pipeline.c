@@ -9,6 +9,7 @@
  * in one transaction at the end, so a crash leaves a visible "processing"
  * study and never half a result.
  */
+#include "en_util.h"
 #include "en_pipeline.h"
 
 #include "en_report.h"
@@ -21,20 +22,6 @@
 #include <time.h>
 
 #define SEG_CHUNK 32
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int load_model(const char *path, const char *key, const en_config *cfg,
                       en_nn_arch want, en_nn_model **out, en_err *err)
@@ -278,7 +265,7 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
 {
     en_store_result r;
     char detail[96];
-    double t0 = now_ms(), t1, t2;
+    double t0 = en_mono_ms(), t1, t2;
     int rc;
 
 #define STAGE(name, text) do { \
@@ -290,7 +277,7 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
     STAGE("segment", detail);
     if ((rc = segment(p, w, err)) != EN_OK)
         return rc;
-    t1 = now_ms();
+    t1 = en_mono_ms();
     STAGE("analysis", "beats from the LV size curve");
     if (!(w->a = calloc(1, sizeof *w->a)))
         return en_err_set(err, EN_ENOMEM, "out of memory for the analysis");
@@ -302,7 +289,7 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
     STAGE("ef", detail);
     if ((rc = predict_ef(p, w, err)) != EN_OK)
         return rc;
-    t2 = now_ms();
+    t2 = en_mono_ms();
     STAGE("store", "writing the result");
     if ((rc = fill_result(p, w, res, &r, err)) != EN_OK)
         return rc;
@@ -313,19 +300,20 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
     r.ms.ef = t2 - t1;
     r.ms.analysis = NAN;
     r.ms.total = res->conv.ms_read + res->conv.ms_sector + res->conv.ms_write + (t2 - t0);
-    r.finished_ms = wall_ms();
+    r.finished_ms = en_wall_ms();
     if ((rc = en_store_write_result(p->db, &r, &res->study_id, err)) != EN_OK)
         return rc;
-    *stage = "report";
-    say(cb, ud, "report", "rendering");
-    if ((rc = render_report(p, w, res, &r, err)) != EN_OK || (rc = overlay(p, w, res, err)) != EN_OK)
-        return rc;
+    /* The result is committed: say so even if only the report fails next. */
     res->nbeats = w->a->n_beats;
     res->ef_mean = w->a->ef.mean;
     res->ef_sd = w->a->ef.sd;
     res->ef_class = w->a->ef.n > 0 ? en_ef_class_name(w->a->ef.cls) : "unknown";
     res->flags = w->a->flags;
     snprintf(res->flags_text, sizeof res->flags_text, "%s", r.flags_text);
+    *stage = "report";
+    say(cb, ud, "report", "rendering");
+    if ((rc = render_report(p, w, res, &r, err)) != EN_OK || (rc = overlay(p, w, res, err)) != EN_OK)
+        return rc;
     return EN_OK;
 #undef STAGE
 }
@@ -334,16 +322,15 @@ static int analyse(en_pipeline *p, work *w, int64_t id, en_pipeline_result *res,
  * models loaded now: delivering it again changes nothing.  A result made
  * by other models is not a duplicate: re-delivering is how an operator
  * re-runs studies after upgrading the models. */
-static int already_done(en_pipeline *p, const en_convert_result *c)
+static int already_done(en_pipeline *p, const en_convert_result *c, en_store_ref *ref)
 {
-    en_store_ref ref;
     en_store_study st;
     en_err ignored;
     int same;
 
     if (!c->dedup_key[0] ||
-        en_store_find(p->db, c->pseudonym, c->dedup_key, &ref, &ignored) != EN_OK ||
-        ref.other_instance || ref.status != EN_STORE_DONE ||
+        en_store_find(p->db, c->pseudonym, c->dedup_key, ref, &ignored) != EN_OK ||
+        ref->other_instance || ref->status != EN_STORE_DONE ||
         en_store_show(p->db, c->pseudonym, &st, &ignored) != EN_OK)
         return 0;
     same = !strcmp(st.r.seg_model.sha256, en_nn_model_info(p->seg)->sha256) &&
@@ -358,7 +345,7 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
     work w;
     en_store_ref ref;
     const char *stage = "convert";
-    double t0 = now_ms();
+    double t0 = en_mono_ms();
     int attempt, rc;
 
     memset(&w, 0, sizeof w);
@@ -368,7 +355,7 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
     if (rc != EN_OK)
         goto out;
     res->nframes = w.net.nframes;
-    if (!p->reprocess && already_done(p, &res->conv)) {
+    if (!p->reprocess && already_done(p, &res->conv, &ref)) {
         /* The same instance again: the stored result stands. */
         res->duplicate = 1;
         res->study_id = ref.id;
@@ -376,7 +363,7 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
         rc = EN_OK;
         goto out;
     }
-    rc = en_store_queue(p->db, res->conv.pseudonym, res->conv.dedup_key, NULL, wall_ms(), 1, &ref, err);
+    rc = en_store_queue(p->db, res->conv.pseudonym, res->conv.dedup_key, NULL, en_wall_ms(), 1, &ref, err);
     if (rc == EN_OK)
         rc = en_store_attempt(p->db, ref.id, NULL, &attempt, err);
     if (rc != EN_OK)
@@ -395,7 +382,7 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
         en_store_fail(p->db, ref.id, stage, &cause, &ignored);
     }
 out:
-    res->ms_total = now_ms() - t0;
+    res->ms_total = en_mono_ms() - t0;
     work_free(&w);
     return rc;
 }

@@ -16,6 +16,7 @@
  * together with PRAGMA user_version, so two processes opening a new file
  * at once cannot both migrate, and a failed migration changes nothing.
  */
+#include "en_util.h"
 #include "store_int.h"
 
 #include <errno.h>
@@ -69,9 +70,8 @@ static int create_file(en_store *st, en_err *err)
 static int set_wal(en_store *st, char *mode, size_t n, en_err *err)
 {
     static const char sql[] = "PRAGMA journal_mode = WAL";
-    struct timespec t0, now;
+    double t0 = en_mono_ms();
 
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (unsigned k = 0;; k++) {
         sqlite3_stmt *s;
         int rc = en__db_prepare(st, sql, &s, err);
@@ -83,9 +83,8 @@ static int set_wal(en_store *st, char *mode, size_t n, en_err *err)
         en__db_finalize(s);
         if (rc == SQLITE_ROW)
             return EN_OK;
-        clock_gettime(CLOCK_MONOTONIC, &now);
         if (((rc & 0xff) != SQLITE_BUSY && (rc & 0xff) != SQLITE_LOCKED) ||
-            (now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000 >= st->busy_ms)
+            en_mono_ms() - t0 >= st->busy_ms)
             return en__db_fail(st, rc, sql, err);
         usleep(5000 + 1000 * (k % 20));
     }
@@ -252,7 +251,7 @@ static int record_migration(en_store *st, const struct en__store_sql_file *m,
     rc = SQLITE_OK;
     en__bind_int(s, ":v", m->version, &rc);
     en__bind_text(s, ":name", m->name, &rc);
-    en__bind_time(s, ":at", en__now_ms(), &rc);
+    en__bind_time(s, ":at", en_wall_ms(), &rc);
     rc = rc != SQLITE_OK ? en__db_fail(st, rc, "binding", err)
                          : en__db_write(st, s, "recording the migration", err);
     en__db_finalize(s);

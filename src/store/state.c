@@ -9,6 +9,7 @@
  * when one is given, else by pseudonym; that is what makes a re-delivered
  * file a duplicate rather than a second study.
  */
+#include "en_util.h"
 #include "store_int.h"
 
 #include <stdio.h>
@@ -146,7 +147,7 @@ int en__event_insert(en_store *st, int64_t study_id, en_store_event_kind kind,
         en__bind_int(s, ":study", study_id, &rc);
     else
         en__bind_text(s, ":study", NULL, &rc);
-    en__bind_time(s, ":at", en__now_ms(), &rc);
+    en__bind_time(s, ":at", en_wall_ms(), &rc);
     en__bind_text(s, ":state", en_store_event_name(kind), &rc);
     en__bind_text(s, ":stage", stage, &rc);
     en__bind_int_opt(s, ":attempt", attempt, &rc);
@@ -220,7 +221,7 @@ static int insert_queued(en_store *st, const queue_args *a, en_store_ref *ref, e
     en__bind_text(s, ":p", a->pseudonym, &rc);
     en__bind_text(s, ":k", a->dedup_key, &rc);
     en__bind_text(s, ":job", a->job, &rc);
-    en__bind_time(s, ":at", a->received_ms ? a->received_ms : en__now_ms(), &rc);
+    en__bind_time(s, ":at", a->received_ms ? a->received_ms : en_wall_ms(), &rc);
     rc = rc != SQLITE_OK ? en__db_fail(st, rc, "binding", err)
                          : en__db_write(st, s, "queueing the study", err);
     en__db_finalize(s);
@@ -348,7 +349,7 @@ static int run_transition(en_store *st, int64_t id, const transition *t, int *at
 static void bind_job(sqlite3_stmt *s, const void *ud, int *rc)
 {
     en__bind_text(s, ":job", ud, rc);
-    en__bind_time(s, ":now", en__now_ms(), rc);
+    en__bind_time(s, ":now", en_wall_ms(), rc);
 }
 
 int en_store_attempt(en_store *st, int64_t study_id, const char *job,
@@ -381,7 +382,7 @@ int en_store_stage(en_store *st, int64_t study_id, const char *stage, en_err *er
 static void bind_fail(sqlite3_stmt *s, const void *ud, int *rc)
 {
     en__bind_text(s, ":stage", ud, rc);
-    en__bind_time(s, ":now", en__now_ms(), rc);
+    en__bind_time(s, ":now", en_wall_ms(), rc);
 }
 
 int en_store_fail(en_store *st, int64_t study_id, const char *stage,

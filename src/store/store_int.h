@@ -96,7 +96,6 @@ int64_t en__col_time(sqlite3_stmt *s, int col);                      /* NULL -> 
 
 /* ---- time and validation ------------------------------------------------- */
 
-int64_t en__now_ms(void);
 /* Parses the stored form "YYYY-MM-DDTHH:MM:SS.mmmZ"; -1 when malformed. */
 int64_t en__time_from_iso(const char *s);
 

@@ -4,20 +4,12 @@
  * sqlite3 understand it, and an operator can type a prefix of it in a
  * WHERE clause.  The C side speaks Unix milliseconds.
  */
+#include "en_util.h"
 #include "store_int.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-int64_t en__now_ms(void)
-{
-    struct timespec ts;
-
-    if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
-        return (int64_t)time(NULL) * 1000;
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 void en_store_format_time(int64_t ms, char buf[EN_STORE_TIME_MAX])
 {

@@ -12,6 +12,7 @@
  * only what SQL cannot see: strings terminated, counts and array pointers
  * consistent, frame indices inside the video.
  */
+#include "en_util.h"
 #include "store_int.h"
 
 #include <math.h>
@@ -75,7 +76,7 @@ int en__model_put(en_store *st, const en_store_model *m, en_err *err)
     en__bind_text(s, ":origin", m->origin, &rc);
     en__bind_text(s, ":file", m->file_name, &rc);
     en__bind_text(s, ":meta", m->metadata_json, &rc);
-    en__bind_time(s, ":now", en__now_ms(), &rc);
+    en__bind_time(s, ":now", en_wall_ms(), &rc);
     snprintf(what, sizeof what, "registering model %.12s", m->sha256);
     rc = rc != SQLITE_OK ? en__db_fail(st, rc, what, err) : en__db_write(st, s, what, err);
     en__db_finalize(s);
@@ -159,7 +160,7 @@ static int insert_bare(en_store *st, const en_store_result *r, int64_t *id, en_e
         return rc;
     rc = SQLITE_OK;
     en__bind_text(s, ":p", r->pseudonym, &rc);
-    en__bind_time(s, ":received", r->received_ms ? r->received_ms : en__now_ms(), &rc);
+    en__bind_time(s, ":received", r->received_ms ? r->received_ms : en_wall_ms(), &rc);
     rc = rc != SQLITE_OK ? en__db_fail(st, rc, "binding", err)
                          : en__db_write(st, s, "creating the study row", err);
     en__db_finalize(s);
@@ -195,7 +196,7 @@ static void bind_result(sqlite3_stmt *s, const en_store_result *r, int64_t id, i
     en__bind_text(s, ":job", r->job, rc);
     en__bind_time(s, ":received_at", r->received_ms, rc);
     en__bind_time(s, ":started_at", r->started_ms, rc);
-    en__bind_time(s, ":finished_at", r->finished_ms ? r->finished_ms : en__now_ms(), rc);
+    en__bind_time(s, ":finished_at", r->finished_ms ? r->finished_ms : en_wall_ms(), rc);
     en__bind_int_opt(s, ":src_rows", r->src_rows, rc);
     en__bind_int_opt(s, ":src_cols", r->src_cols, rc);
     en__bind_int_opt(s, ":src_frames", r->src_frames, rc);
