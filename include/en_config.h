@@ -4,6 +4,12 @@
  * The file is INI (parsed by Debian's libinih).  Unknown sections or keys
  * and values that do not parse are errors naming the file and line, because
  * a silently ignored typo in a limit or a path is worse than a refusal.
+ *
+ * Each setting is declared once, as a row of the table in
+ * src/config/config.c (section, key, type, bounds, default, and when a
+ * change reaches a running daemon).  Parsing, the defaults, --set, the
+ * daemon's SIGHUP reload and the test that etc/echonetd.conf documents every
+ * setting all read that table.
  */
 #ifndef EN_CONFIG_H
 #define EN_CONFIG_H
@@ -12,6 +18,13 @@
 #include "en_err.h"
 
 #define EN_PATH_MAX 1024
+
+/* [nn] precision: the number format inference computes in. */
+typedef enum en_nn_precision {
+    EN_PRECISION_AUTO = 0,  /* chosen by the engine for this CPU */
+    EN_PRECISION_FP32,      /* 32-bit floats throughout */
+    EN_PRECISION_BF16       /* bfloat16 matrix products: faster, less exact */
+} en_nn_precision;
 
 typedef struct en_config {
     /* [paths] */
@@ -31,6 +44,7 @@ typedef struct en_config {
     /* [nn] */
     int nn_threads;                 /* 0 = all cores */
     int nn_batch;                   /* segmentation frames per pass */
+    int nn_precision;               /* an en_nn_precision */
     /* [report] */
     int report_pdf, report_png;     /* write <pseudonym>.pdf / .png */
     int overlay_video;              /* write <pseudonym>.overlay.avi */
@@ -60,8 +74,63 @@ typedef struct en_config {
 #define EN_DEFAULT_SEG_MODEL "phantom-seg.safetensors"
 #define EN_DEFAULT_EF_MODEL "phantom-ef.safetensors"
 
-/* Fills compiled-in defaults (paths under EN_LOCALSTATEDIR; the models
- * default to the phantom-trained ones). */
+typedef enum en_config_type {
+    EN_CONF_PATH,   /* char[EN_PATH_MAX] */
+    EN_CONF_INT,    /* int, in [min, max] */
+    EN_CONF_U32,    /* uint32_t, in [min, max] */
+    EN_CONF_MB,     /* uint64_t bytes, written in the file as MiB in [min, max] */
+    EN_CONF_BOOL,   /* int 0/1, written yes/no (also true/false, 1/0) */
+    EN_CONF_ENUM    /* int, the index of one of the row's names */
+} en_config_type;
+
+/* When a changed setting reaches a running daemon (SIGHUP). */
+typedef enum en_config_reload {
+    EN_RELOAD_STUDY = 0,  /* read by each study's own process: the next study */
+    EN_RELOAD_NOW,        /* read by the daemon as it runs: at once */
+    EN_RELOAD_CHECKED,    /* the daemon opens it first (models, secret, database);
+                           * a value that does not open refuses the reload */
+    EN_RELOAD_RESTART     /* the running value is kept until the next start */
+} en_config_reload;
+
+#define EN_RELOAD_BIT(r) (1u << (r))
+
+typedef struct en_config_row {
+    const char *section, *key;
+    en_config_type type;
+    size_t offset;                /* of the field in en_config */
+    long long min, max;           /* INT, U32, MB */
+    const char *const *names;     /* ENUM: the accepted words, NULL-terminated */
+    /* As written in the file.  A path may start with "@state/" (the state
+     * folder: secret, database, output), "@spool/" (the daemon's spool) or
+     * "@models/" (the shipped models), filled in by en_config_defaults_in. */
+    const char *def;
+    en_config_reload reload;
+} en_config_row;
+
+/* The table, in the order etc/echonetd.conf documents it. */
+const en_config_row *en_config_rows(size_t *n);
+
+/* Where the "@state/", "@spool/" and "@models/" defaults point. */
+typedef struct en_config_dirs {
+    const char *state;   /* EN_LOCALSTATEDIR/lib/echonetd, or a per-user folder */
+    const char *spool;   /* EN_LOCALSTATEDIR/spool/echonetd */
+    const char *models;  /* NULL: the installed models, or in a build tree that
+                          * was not installed, the source tree's */
+} en_config_dirs;
+
+/* The compiled-in folders (configure's --localstatedir). */
+void en_config_system_dirs(en_config_dirs *dirs);
+
+/* $XDG_STATE_HOME/echonetd, else $HOME/.local/state/echonetd: where
+ * echonetctl keeps a person's secret, database and output when there is no
+ * configuration and the system's state folder cannot be used.  EN_ENOTFOUND
+ * when neither variable holds an absolute path. */
+int en_config_user_state_dir(char *buf, size_t n, en_err *err);
+
+/* Every row's default, the paths under dirs. */
+void en_config_defaults_in(en_config *cfg, const en_config_dirs *dirs);
+
+/* Every row's default, the paths under the compiled-in folders. */
 void en_config_defaults(en_config *cfg);
 
 /* Path of a shipped model file: the installed copy, or in a build tree that
@@ -76,5 +145,30 @@ int en_config_load(en_config *cfg, const char *path, en_err *err);
  * overrides such as --set limits.max_frames=100). */
 int en_config_set(en_config *cfg, const char *section, const char *key,
                   const char *value, en_err *err);
+
+/* A row's value in cfg as the file would write it ("yes", "2048", a path). */
+void en_config_format(const en_config *cfg, const en_config_row *row, char *buf, size_t n);
+
+/* One setting that differs between two configurations. */
+typedef struct en_config_change {
+    const en_config_row *row;
+    const char *old_value, *new_value;   /* as en_config_format writes them */
+} en_config_change;
+
+/* Calls fn for every row whose value differs between old and nw, in table
+ * order. */
+void en_config_diff(const en_config *old, const en_config *nw,
+                    void (*fn)(const en_config_change *c, void *user), void *user);
+
+/* SIGHUP: nw was just loaded, running is what the daemon runs.  Puts every
+ * restart-only setting that changed back to its running value in nw, naming
+ * those in msg ("[daemon] work /a -> /b; ..."; empty when none), so nw is
+ * what the daemon may adopt now.  Returns the EN_RELOAD_BIT()s of the other
+ * changes: with EN_RELOAD_CHECKED set, the daemon must open nw's models,
+ * secret and database before adopting it. */
+unsigned en_config_reload_check(const en_config *running, en_config *nw, char *msg, size_t n);
+
+/* "applies to the next study", ..., for the daemon's reload log. */
+const char *en_config_reload_text(en_config_reload r);
 
 #endif

@@ -1,16 +1,22 @@
 /*
- * config.c - echonetd.conf parsing with libinih (see en_config.h).
+ * config.c - echonetd.conf: the settings table, parsing with libinih,
+ * defaults, and what a reload may change (see en_config.h).
  *
- * A table maps each "section.key" to a typed setter, so the parser, the
- * command-line overrides and the documentation in etc/echonetd.conf all
- * speak about the same list of settings.
+ * Every setting is one row of the table below, as redis's config.c declares
+ * its own: section and key, the field it fills, type and bounds, the default
+ * written as it would be in the file, and when a change reaches a running
+ * daemon.  The parser, the defaults, --set, the daemon's SIGHUP comparison
+ * and test-config (which holds etc/echonetd.conf to the table) all read it,
+ * so adding a setting is adding a row.
  */
 #include "en_util.h"
 #include "en_config.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <ini.h>
-#include <limits.h>
+#include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,56 +26,115 @@
 #define EN_LOCALSTATEDIR "/var"
 #endif
 
-typedef enum { T_PATH, T_INT, T_U32, T_MB, T_BOOL } opt_type;
-
-typedef struct opt {
-    const char *section;
-    const char *key;
-    opt_type type;
-    size_t offset;
-    long long min, max;
-} opt;
+static const char *const precision_names[] = { "auto", "fp32", "bf16", NULL };
 
 #define OFF(m) offsetof(en_config, m)
-static const opt options[] = {
-    { "paths", "output_dir", T_PATH, OFF(output_dir), 0, 0 },
-    { "paths", "database", T_PATH, OFF(database), 0, 0 },
-    { "deid", "secret_file", T_PATH, OFF(secret_file), 0, 0 },
-    { "deid", "keystore_file", T_PATH, OFF(keystore_file), 0, 0 },
-    { "limits", "max_frames", T_U32, OFF(limits.max_frames), 1, 100000 },
-    { "limits", "max_rows", T_U32, OFF(limits.max_rows), 1, 65535 },
-    { "limits", "max_cols", T_U32, OFF(limits.max_cols), 1, 65535 },
-    { "limits", "max_file_mb", T_MB, OFF(limits.max_file_bytes), 1, 1 << 20 },
-    { "limits", "max_pixel_mb", T_MB, OFF(limits.max_pixel_bytes), 1, 1 << 20 },
-    { "video", "size", T_INT, OFF(video_size), 16, 1024 },
-    { "video", "quality", T_INT, OFF(video_quality), 1, 31 },
-    { "models", "segmentation", T_PATH, OFF(seg_weights), 0, 0 },
-    { "models", "ef", T_PATH, OFF(ef_weights), 0, 0 },
-    { "nn", "threads", T_INT, OFF(nn_threads), 0, 1024 },
-    { "nn", "batch", T_INT, OFF(nn_batch), 1, 256 },
-    { "report", "pdf", T_BOOL, OFF(report_pdf), 0, 1 },
-    { "report", "png", T_BOOL, OFF(report_png), 0, 1 },
-    { "report", "overlay_video", T_BOOL, OFF(overlay_video), 0, 1 },
-    { "daemon", "inbox", T_PATH, OFF(inbox_dir), 0, 0 },
-    { "daemon", "work", T_PATH, OFF(work_dir), 0, 0 },
-    { "daemon", "archive", T_PATH, OFF(archive_dir), 0, 0 },
-    { "daemon", "failed", T_PATH, OFF(failed_dir), 0, 0 },
-    { "daemon", "concurrency", T_INT, OFF(concurrency), 0, 256 },
-    { "daemon", "settle_ms", T_INT, OFF(settle_ms), 0, 3600000 },
-    { "daemon", "rescan_ms", T_INT, OFF(rescan_ms), 100, 3600000 },
-    { "daemon", "incomplete_wait_s", T_INT, OFF(incomplete_wait_s), 0, 604800 },
-    { "daemon", "max_attempts", T_INT, OFF(max_attempts), 1, 100 },
-    { "daemon", "study_timeout_s", T_INT, OFF(study_timeout_s), 1, 86400 },
-    { "daemon", "stop_grace_s", T_INT, OFF(stop_grace_s), 0, 3600 },
-    { "daemon", "min_free_mb", T_INT, OFF(min_free_mb), 0, 1 << 30 },
-    { "daemon", "queue_max", T_INT, OFF(queue_max), 1, 1000000 },
-    { "daemon", "delete_after_success", T_BOOL, OFF(delete_after_success), 0, 1 },
+#define ROW(s, k, t, m, lo, hi, names, def, rl) \
+    { s, k, EN_CONF_##t, OFF(m), lo, hi, names, def, EN_RELOAD_##rl }
+#define PATH(s, k, m, def, rl) ROW(s, k, PATH, m, 0, 0, NULL, def, rl)
+#define INT(s, k, m, lo, hi, def, rl) ROW(s, k, INT, m, lo, hi, NULL, def, rl)
+#define U32(s, k, m, lo, hi, def, rl) ROW(s, k, U32, m, lo, hi, NULL, def, rl)
+#define MB(s, k, m, lo, hi, def, rl) ROW(s, k, MB, m, lo, hi, NULL, def, rl)
+#define BOOL(s, k, m, def, rl) ROW(s, k, BOOL, m, 0, 1, NULL, def, rl)
+#define ENUM(s, k, m, names, def, rl) ROW(s, k, ENUM, m, 0, 0, names, def, rl)
+
+/* Reload: each study runs in a new process that reads the file, so study
+ * settings apply to the next study; the daemon reads [daemon] as it runs;
+ * what the daemon opens to prove it works (models, secret, database) is
+ * opened again before a reload is accepted.  The spool folders wait for a
+ * restart: claimed files live in the running work folder under names only
+ * the running daemon knows, and files move between the four by rename. */
+static const en_config_row rows[] = {
+    PATH("paths", "output_dir", output_dir, "@state/output", NOW),
+    PATH("paths", "database", database, "@state/results.db", CHECKED),
+    PATH("deid", "secret_file", secret_file, "@state/site-secret", CHECKED),
+    PATH("deid", "keystore_file", keystore_file, "", STUDY),
+    U32("limits", "max_frames", limits.max_frames, 1, 100000, "2000", STUDY),
+    U32("limits", "max_rows", limits.max_rows, 1, 65535, "2048", STUDY),
+    U32("limits", "max_cols", limits.max_cols, 1, 65535, "2048", STUDY),
+    MB("limits", "max_file_mb", limits.max_file_bytes, 1, 1 << 20, "2048", STUDY),
+    MB("limits", "max_pixel_mb", limits.max_pixel_bytes, 1, 1 << 20, "1024", STUDY),
+    INT("video", "size", video_size, 16, 1024, "112", STUDY),
+    INT("video", "quality", video_quality, 1, 31, "2", STUDY),
+    PATH("models", "segmentation", seg_weights, "@models/" EN_DEFAULT_SEG_MODEL, CHECKED),
+    PATH("models", "ef", ef_weights, "@models/" EN_DEFAULT_EF_MODEL, CHECKED),
+    INT("nn", "threads", nn_threads, 0, 1024, "0", STUDY),
+    INT("nn", "batch", nn_batch, 1, 256, "8", STUDY),
+    /* Checked: the daemon loads the models with it, so a precision the
+     * engine refuses on this machine is refused at reload, not per study. */
+    ENUM("nn", "precision", nn_precision, precision_names, "auto", CHECKED),
+    BOOL("report", "pdf", report_pdf, "yes", STUDY),
+    BOOL("report", "png", report_png, "yes", STUDY),
+    BOOL("report", "overlay_video", overlay_video, "no", STUDY),
+    PATH("daemon", "inbox", inbox_dir, "@spool/inbox", RESTART),
+    PATH("daemon", "work", work_dir, "@spool/work", RESTART),
+    PATH("daemon", "archive", archive_dir, "@spool/archive", RESTART),
+    PATH("daemon", "failed", failed_dir, "@spool/failed", RESTART),
+    INT("daemon", "concurrency", concurrency, 0, 256, "0", NOW),
+    INT("daemon", "settle_ms", settle_ms, 0, 3600000, "2000", NOW),
+    INT("daemon", "rescan_ms", rescan_ms, 100, 3600000, "5000", NOW),
+    INT("daemon", "incomplete_wait_s", incomplete_wait_s, 0, 604800, "600", NOW),
+    INT("daemon", "max_attempts", max_attempts, 1, 100, "3", NOW),
+    INT("daemon", "study_timeout_s", study_timeout_s, 1, 86400, "900", NOW),
+    INT("daemon", "stop_grace_s", stop_grace_s, 0, 3600, "60", NOW),
+    INT("daemon", "min_free_mb", min_free_mb, 0, 1 << 30, "512", NOW),
+    INT("daemon", "queue_max", queue_max, 1, 1000000, "256", NOW),
+    BOOL("daemon", "delete_after_success", delete_after_success, "no", NOW),
 };
+#undef PATH
+#undef INT
+#undef U32
+#undef MB
+#undef BOOL
+#undef ENUM
+#undef ROW
 #undef OFF
 
-/* Every default path lives under the configured state folder. */
-#define STATE_PATH(field, rel) \
-    snprintf(cfg->field, sizeof cfg->field, "%s/%s", EN_LOCALSTATEDIR, rel)
+#define NROWS (sizeof rows / sizeof rows[0])
+
+const en_config_row *en_config_rows(size_t *n)
+{
+    *n = NROWS;
+    return rows;
+}
+
+const char *en_config_reload_text(en_config_reload r)
+{
+    switch (r) {
+    case EN_RELOAD_STUDY: return "applies to the next study";
+    case EN_RELOAD_NOW: return "applies now";
+    case EN_RELOAD_CHECKED: return "checked, applies now";
+    case EN_RELOAD_RESTART: return "applies at the next start";
+    }
+    return "?";
+}
+
+void en_config_system_dirs(en_config_dirs *dirs)
+{
+    dirs->state = EN_LOCALSTATEDIR "/lib/echonetd";
+    dirs->spool = EN_LOCALSTATEDIR "/spool/echonetd";
+    dirs->models = NULL;
+}
+
+int en_config_user_state_dir(char *buf, size_t n, en_err *err)
+{
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    int len;
+
+    /* The XDG base directory spec: a relative value is invalid, ignore it. */
+    if (xdg && xdg[0] == '/')
+        len = snprintf(buf, n, "%s/echonetd", xdg);
+    else if (home && home[0] == '/')
+        len = snprintf(buf, n, "%s/.local/state/echonetd", home);
+    else
+        return en_err_set(err, EN_ENOTFOUND, "no folder for your own site secret and results: "
+                          "neither XDG_STATE_HOME nor HOME is an absolute path (set one, or give "
+                          "a configuration with -c FILE)");
+    if (len < 0 || (size_t)len >= n)
+        return en_err_set(err, EN_EINVAL, "per-user state folder is longer than %zu characters "
+                          "(XDG_STATE_HOME or HOME)", n - 1);
+    return EN_OK;
+}
 
 void en_config_default_model(const char *file, char *buf, size_t n)
 {
@@ -85,82 +150,225 @@ void en_config_default_model(const char *file, char *buf, size_t n)
 #endif
 }
 
+/* A row's default with its folder prefix filled in. */
+static void expand_default(const en_config_row *r, const en_config_dirs *dirs, char *buf, size_t n)
+{
+    if (!strncmp(r->def, "@state/", 7))
+        snprintf(buf, n, "%s/%s", dirs->state, r->def + 7);
+    else if (!strncmp(r->def, "@spool/", 7))
+        snprintf(buf, n, "%s/%s", dirs->spool, r->def + 7);
+    else if (!strncmp(r->def, "@models/", 8) && dirs->models)
+        snprintf(buf, n, "%s/%s", dirs->models, r->def + 8);
+    else if (!strncmp(r->def, "@models/", 8))
+        en_config_default_model(r->def + 8, buf, n);
+    else
+        snprintf(buf, n, "%s", r->def);
+}
+
+static int set_row(en_config *cfg, const en_config_row *r, const char *value, en_err *err);
+
+void en_config_defaults_in(en_config *cfg, const en_config_dirs *dirs)
+{
+    char value[EN_PATH_MAX];
+
+    memset(cfg, 0, sizeof *cfg);
+    /* A limit the DICOM reader has and no row names yet keeps the reader's
+     * own default; the rows then set theirs (test-config checks both agree). */
+    en_dicom_limits_default(&cfg->limits);
+    for (size_t i = 0; i < NROWS; i++) {
+        int rc;
+        expand_default(&rows[i], dirs, value, sizeof value);
+        rc = set_row(cfg, &rows[i], value, NULL);
+        assert(rc == EN_OK);
+        (void)rc;
+    }
+}
+
 void en_config_defaults(en_config *cfg)
 {
-    /* Zero is the default of everything not set below (nn threads and
-     * daemon concurrency: sized for the machine; no key store; archive
-     * rather than delete). */
-    memset(cfg, 0, sizeof *cfg);
-    STATE_PATH(output_dir, "lib/echonetd/output");
-    STATE_PATH(secret_file, "lib/echonetd/site-secret");
-    STATE_PATH(database, "lib/echonetd/results.db");
-    STATE_PATH(inbox_dir, "spool/echonetd/inbox");
-    STATE_PATH(work_dir, "spool/echonetd/work");
-    STATE_PATH(archive_dir, "spool/echonetd/archive");
-    STATE_PATH(failed_dir, "spool/echonetd/failed");
-    en_dicom_limits_default(&cfg->limits);
-    en_config_default_model(EN_DEFAULT_SEG_MODEL, cfg->seg_weights, sizeof cfg->seg_weights);
-    en_config_default_model(EN_DEFAULT_EF_MODEL, cfg->ef_weights, sizeof cfg->ef_weights);
-    cfg->video_size = 112;
-    cfg->video_quality = 2;
-    cfg->nn_batch = 8;
-    cfg->report_pdf = 1;
-    cfg->report_png = 1;
-    cfg->settle_ms = 2000;
-    cfg->rescan_ms = 5000;
-    cfg->incomplete_wait_s = 600;
-    cfg->max_attempts = 3;
-    cfg->study_timeout_s = 900;
-    cfg->stop_grace_s = 60;
-    cfg->min_free_mb = 512;
-    cfg->queue_max = 256;
-}
-#undef STATE_PATH
+    en_config_dirs dirs;
 
-static const opt *find_opt(const char *section, const char *key)
+    en_config_system_dirs(&dirs);
+    en_config_defaults_in(cfg, &dirs);
+}
+
+static const en_config_row *find_row(const char *section, const char *key)
 {
-    for (size_t i = 0; i < sizeof options / sizeof options[0]; i++)
-        if (strcmp(options[i].section, section) == 0 && strcmp(options[i].key, key) == 0)
-            return &options[i];
+    for (size_t i = 0; i < NROWS; i++)
+        if (strcmp(rows[i].section, section) == 0 && strcmp(rows[i].key, key) == 0)
+            return &rows[i];
     return NULL;
+}
+
+static int set_enum(int *field, const en_config_row *r, const char *value, en_err *err)
+{
+    char words[128];
+    size_t used = 0;
+
+    for (int i = 0; r->names[i]; i++) {
+        if (!strcmp(value, r->names[i])) {
+            *field = i;
+            return EN_OK;
+        }
+        used += (size_t)snprintf(words + used, sizeof words - used, "%s%s", i ? ", " : "",
+                                 r->names[i]);
+        if (used >= sizeof words)
+            used = sizeof words - 1;
+    }
+    return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected one of %s", r->section, r->key,
+                      value, words);
+}
+
+static int set_row(en_config *cfg, const en_config_row *r, const char *value, en_err *err)
+{
+    char *field = (char *)cfg + r->offset;
+    long long v;
+
+    switch (r->type) {
+    case EN_CONF_PATH:
+        if (strlen(value) >= EN_PATH_MAX)
+            return en_err_set(err, EN_EINVAL, "[%s] %s: path longer than %d characters",
+                              r->section, r->key, EN_PATH_MAX - 1);
+        strcpy(field, value);
+        return EN_OK;
+    case EN_CONF_BOOL:
+        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
+            *(int *)field = 1;
+        else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
+            *(int *)field = 0;
+        else
+            return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected yes or no",
+                              r->section, r->key, value);
+        return EN_OK;
+    case EN_CONF_ENUM:
+        return set_enum((int *)field, r, value, err);
+    case EN_CONF_INT:
+    case EN_CONF_U32:
+    case EN_CONF_MB:
+        break;
+    }
+    if (en_parse_ll(value, r->min, r->max, &v) != EN_OK)
+        return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected a whole number from %lld "
+                          "to %lld", r->section, r->key, value, r->min, r->max);
+    if (r->type == EN_CONF_INT)
+        *(int *)field = (int)v;
+    else if (r->type == EN_CONF_U32)
+        *(uint32_t *)field = (uint32_t)v;
+    else
+        *(uint64_t *)field = (uint64_t)v << 20;
+    return EN_OK;
 }
 
 int en_config_set(en_config *cfg, const char *section, const char *key,
                   const char *value, en_err *err)
 {
-    const opt *o = find_opt(section, key);
-    char *base = (char *)cfg;
-    long long v;
+    const en_config_row *r = find_row(section, key);
 
-    if (!o)
+    if (!r)
         return en_err_set(err, EN_EINVAL, "unknown setting [%s] %s", section, key);
-    if (o->type == T_PATH) {
-        if (strlen(value) >= EN_PATH_MAX)
-            return en_err_set(err, EN_EINVAL, "[%s] %s: path longer than %d characters",
-                              section, key, EN_PATH_MAX - 1);
-        strcpy(base + o->offset, value);
-        return EN_OK;
+    return set_row(cfg, r, value, err);
+}
+
+void en_config_format(const en_config *cfg, const en_config_row *r, char *buf, size_t n)
+{
+    const char *field = (const char *)cfg + r->offset;
+    int iv;
+
+    switch (r->type) {
+    case EN_CONF_PATH:
+        snprintf(buf, n, "%s", field);
+        return;
+    case EN_CONF_INT:
+        memcpy(&iv, field, sizeof iv);
+        snprintf(buf, n, "%d", iv);
+        return;
+    case EN_CONF_U32: {
+        uint32_t u;
+        memcpy(&u, field, sizeof u);
+        snprintf(buf, n, "%" PRIu32, u);
+        return;
     }
-    if (o->type == T_BOOL) {
-        if (!strcmp(value, "yes") || !strcmp(value, "true") || !strcmp(value, "1"))
-            v = 1;
-        else if (!strcmp(value, "no") || !strcmp(value, "false") || !strcmp(value, "0"))
-            v = 0;
-        else
-            return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected yes or no", section, key, value);
-        *(int *)(base + o->offset) = (int)v;
-        return EN_OK;
+    case EN_CONF_MB: {
+        uint64_t b;
+        memcpy(&b, field, sizeof b);
+        snprintf(buf, n, "%" PRIu64, b >> 20);
+        return;
     }
-    if (en_parse_ll(value, o->min, o->max, &v) != EN_OK)
-        return en_err_set(err, EN_EINVAL, "[%s] %s = '%s': expected a whole number from %lld to %lld",
-                          section, key, value, o->min, o->max);
-    switch (o->type) {
-    case T_INT: *(int *)(base + o->offset) = (int)v; break;
-    case T_U32: *(uint32_t *)(base + o->offset) = (uint32_t)v; break;
-    case T_MB: *(uint64_t *)(base + o->offset) = (uint64_t)v << 20; break;
-    case T_PATH: case T_BOOL: break;
+    case EN_CONF_BOOL:
+        memcpy(&iv, field, sizeof iv);
+        snprintf(buf, n, "%s", iv ? "yes" : "no");
+        return;
+    case EN_CONF_ENUM:
+        memcpy(&iv, field, sizeof iv);
+        snprintf(buf, n, "%s", r->names[iv]);
+        return;
     }
-    return EN_OK;
+}
+
+static size_t field_size(const en_config_row *r)
+{
+    switch (r->type) {
+    case EN_CONF_PATH: return EN_PATH_MAX;
+    case EN_CONF_U32: return sizeof(uint32_t);
+    case EN_CONF_MB: return sizeof(uint64_t);
+    case EN_CONF_INT: case EN_CONF_BOOL: case EN_CONF_ENUM: break;
+    }
+    return sizeof(int);
+}
+
+static int row_differs(const en_config *a, const en_config *b, const en_config_row *r)
+{
+    const char *fa = (const char *)a + r->offset, *fb = (const char *)b + r->offset;
+
+    /* Bytes after a path's terminator are whatever a longer value left. */
+    if (r->type == EN_CONF_PATH)
+        return strcmp(fa, fb) != 0;
+    return memcmp(fa, fb, field_size(r)) != 0;
+}
+
+void en_config_diff(const en_config *old, const en_config *nw,
+                    void (*fn)(const en_config_change *c, void *user), void *user)
+{
+    char ov[EN_PATH_MAX], nv[EN_PATH_MAX];
+
+    for (size_t i = 0; i < NROWS; i++) {
+        en_config_change c = { &rows[i], ov, nv };
+        if (!row_differs(old, nw, &rows[i]))
+            continue;
+        en_config_format(old, &rows[i], ov, sizeof ov);
+        en_config_format(nw, &rows[i], nv, sizeof nv);
+        fn(&c, user);
+    }
+}
+
+unsigned en_config_reload_check(const en_config *running, en_config *nw, char *msg, size_t n)
+{
+    char ov[EN_PATH_MAX], nv[EN_PATH_MAX];
+    size_t used = 0;
+    unsigned changed = 0;
+
+    if (n > 0)
+        msg[0] = '\0';
+    for (size_t i = 0; i < NROWS; i++) {
+        const en_config_row *r = &rows[i];
+        int len;
+
+        if (!row_differs(running, nw, r))
+            continue;
+        if (r->reload != EN_RELOAD_RESTART) {
+            changed |= EN_RELOAD_BIT(r->reload);
+            continue;
+        }
+        en_config_format(running, r, ov, sizeof ov);
+        en_config_format(nw, r, nv, sizeof nv);
+        if (used < n) {
+            len = snprintf(msg + used, n - used, "%s[%s] %s %s -> %s", used ? "; " : "",
+                           r->section, r->key, ov, nv);
+            used = len < 0 ? n : used + (size_t)len;
+        }
+        memcpy((char *)nw + r->offset, (const char *)running + r->offset, field_size(r));
+    }
+    return changed;
 }
 
 typedef struct load_ctx {
