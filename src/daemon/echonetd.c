@@ -129,38 +129,24 @@ static void stop(dm_daemon *d, int signum)
     dm_maybe_exit(d);
 }
 
-#define CHANGED_STR(f, name) do { if (strcmp(old->f, nw->f)) { \
-        dm_log(DM_NOTICE, NULL, "reload: %s changed: %s -> %s", name, old->f, nw->f); n++; } } while (0)
-#define CHANGED_INT(f, name) do { if (old->f != nw->f) { \
-        dm_log(DM_NOTICE, NULL, "reload: %s changed: %d -> %d", name, (int)old->f, (int)nw->f); n++; } } while (0)
+static void log_change(const en_config_change *c, void *user)
+{
+    (*(int *)user)++;
+    dm_log(DM_NOTICE, NULL, "reload: [%s] %s changed: %s -> %s (%s)", c->row->section,
+           c->row->key, c->old_value, c->new_value, en_config_reload_text(c->row->reload));
+}
 
-static int log_changes(const en_config *old, const en_config *nw)
+/* Every changed setting by name, from the settings table (src/config). */
+static void log_changes(const en_config *old, const en_config *nw, const char *restart)
 {
     int n = 0;
-    CHANGED_STR(inbox_dir, "[daemon] inbox");
-    CHANGED_STR(work_dir, "[daemon] work");
-    CHANGED_STR(archive_dir, "[daemon] archive");
-    CHANGED_STR(failed_dir, "[daemon] failed");
-    CHANGED_INT(concurrency, "[daemon] concurrency");
-    CHANGED_INT(settle_ms, "[daemon] settle_ms");
-    CHANGED_INT(rescan_ms, "[daemon] rescan_ms");
-    CHANGED_INT(incomplete_wait_s, "[daemon] incomplete_wait_s");
-    CHANGED_INT(max_attempts, "[daemon] max_attempts");
-    CHANGED_INT(study_timeout_s, "[daemon] study_timeout_s");
-    CHANGED_INT(stop_grace_s, "[daemon] stop_grace_s");
-    CHANGED_INT(min_free_mb, "[daemon] min_free_mb");
-    CHANGED_INT(queue_max, "[daemon] queue_max");
-    CHANGED_INT(delete_after_success, "[daemon] delete_after_success");
-    CHANGED_STR(database, "[paths] database");
-    CHANGED_STR(output_dir, "[paths] output_dir");
-    CHANGED_STR(seg_weights, "[models] segmentation");
-    CHANGED_STR(ef_weights, "[models] ef");
-    CHANGED_STR(secret_file, "[deid] secret_file");
-    if (n == 0 && memcmp(old, nw, sizeof *old))
-        dm_log(DM_NOTICE, NULL, "reload: study settings changed (they apply to the next study)");
+
+    en_config_diff(old, nw, log_change, &n);
+    if (restart[0])
+        dm_log(DM_WARN, NULL, "reload: changed, but applies only at the next start (the running "
+               "value is kept until then): %s", restart);
     else if (n == 0)
         dm_log(DM_NOTICE, NULL, "reload: nothing changed");
-    return n;
 }
 
 static void reload(dm_daemon *d)
@@ -168,15 +154,13 @@ static void reload(dm_daemon *d)
     en_config nw;
     en_err e;
     en_store *db = NULL;
+    char restart[512] = "";
 
     dm_notify("RELOADING=1");
     en_config_defaults(&nw);
     if (en_config_load(&nw, d->conf_path, &e) != EN_OK ||
-        ((strcmp(nw.work_dir, d->cfg.work_dir) || strcmp(nw.database, d->cfg.database) ||
-          strcmp(nw.seg_weights, d->cfg.seg_weights) || strcmp(nw.ef_weights, d->cfg.ef_weights) ||
-          strcmp(nw.secret_file, d->cfg.secret_file) || strcmp(nw.inbox_dir, d->cfg.inbox_dir) ||
-          strcmp(nw.archive_dir, d->cfg.archive_dir) || strcmp(nw.failed_dir, d->cfg.failed_dir)) &&
-         validate(&nw, &e) != EN_OK)) {
+        ((en_config_reload_check(&d->cfg, &nw, restart, sizeof restart) &
+          EN_RELOAD_BIT(EN_RELOAD_CHECKED)) && validate(&nw, &e) != EN_OK)) {
         dm_log(DM_ERR, NULL, "reload refused, keeping the running configuration: %s", e.msg);
         dm_notify("READY=1");
         return;
@@ -191,9 +175,7 @@ static void reload(dm_daemon *d)
         d->db = db;
         d->counts_stale = 1;
     }
-    log_changes(&d->cfg, &nw);
-    /* Jobs already claimed live in the old work folder; a changed work
-     * folder takes effect for new files (docs/operations.md). */
+    log_changes(&d->cfg, &nw, restart);
     dm_intake_stop(d);
     d->cfg = nw;
     d->concurrency = auto_concurrency(&d->cfg);
