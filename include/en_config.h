@@ -65,6 +65,22 @@ typedef struct en_config {
     int min_free_mb;                /* pause intake below this free space */
     int queue_max;                  /* claimed but unfinished files at most */
     int delete_after_success;       /* delete instead of archiving */
+    /* [recv] (echonetd-recv only: the DICOM receiver, docs/dicom-network.md) */
+    char recv_ae_title[EN_PATH_MAX];/* 1..16 characters, checked by the receiver */
+    int recv_port;
+    char recv_allow[EN_PATH_MAX];   /* calling AE titles, blank- or comma-separated */
+    char recv_staging[EN_PATH_MAX]; /* transfers in progress; inbox's file system */
+    int recv_max_associations;      /* at once */
+    int recv_timeout_s;             /* a silent peer is dropped */
+    int recv_max_association_s;     /* new instances refused after this */
+    uint64_t recv_max_association_bytes;
+    uint64_t recv_min_free_bytes;   /* instances refused below this free space */
+    int recv_stop_grace_s;          /* SIGTERM: running associations may finish */
+    int recv_tls;
+    char recv_tls_certificate[EN_PATH_MAX];
+    char recv_tls_private_key[EN_PATH_MAX];
+    char recv_tls_trusted[EN_PATH_MAX];
+    int recv_tls_verify_peer;
 } en_config;
 
 /* The default models: small networks trained by tools/train-phantom on

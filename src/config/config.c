@@ -80,6 +80,25 @@ static const en_config_row rows[] = {
     INT("daemon", "min_free_mb", min_free_mb, 0, 1 << 30, "512", NOW),
     INT("daemon", "queue_max", queue_max, 1, 1000000, "256", NOW),
     BOOL("daemon", "delete_after_success", delete_after_success, "no", NOW),
+    /* Read by echonetd-recv only (the daemon ignores them).  Its SIGHUP
+     * applies the allow-list and limits ("now") to new associations; the
+     * listening socket, its folders and TLS wait for a restart.  AE titles
+     * are short strings stored like paths; the receiver checks them. */
+    PATH("recv", "ae_title", recv_ae_title, "ECHONETD", RESTART),
+    INT("recv", "port", recv_port, 1, 65535, "11112", RESTART),
+    PATH("recv", "allow", recv_allow, "", NOW),
+    PATH("recv", "staging", recv_staging, "@spool/incoming", RESTART),
+    INT("recv", "max_associations", recv_max_associations, 1, 256, "8", NOW),
+    INT("recv", "timeout_s", recv_timeout_s, 1, 3600, "60", RESTART),
+    INT("recv", "max_association_s", recv_max_association_s, 1, 86400, "3600", NOW),
+    MB("recv", "max_association_mb", recv_max_association_bytes, 1, 1 << 24, "16384", NOW),
+    MB("recv", "min_free_mb", recv_min_free_bytes, 0, 1 << 24, "1024", NOW),
+    INT("recv", "stop_grace_s", recv_stop_grace_s, 0, 3600, "30", NOW),
+    BOOL("recv", "tls", recv_tls, "no", RESTART),
+    PATH("recv", "tls_certificate", recv_tls_certificate, "", RESTART),
+    PATH("recv", "tls_private_key", recv_tls_private_key, "", RESTART),
+    PATH("recv", "tls_trusted", recv_tls_trusted, "", RESTART),
+    BOOL("recv", "tls_verify_peer", recv_tls_verify_peer, "yes", RESTART),
 };
 #undef PATH
 #undef INT
