@@ -1,9 +1,9 @@
 /*
  * net_int.h - what the DICOM network module's C and C++ halves share.
  *
- * The DCMTK wrapper (scp.cc) speaks DICOM; everything about files is plain
- * C here (spool.c), so the rules that make an acknowledged instance durable
- * live in one small file that does not depend on DCMTK:
+ * The DCMTK wrappers (listen.cc, scp.cc) speak DICOM; everything about
+ * files is plain C here (spool.c), so the rules that make an acknowledged
+ * instance durable live in one small file that does not depend on DCMTK:
  *
  *   create   a new staging file, O_EXCL, named by the receiver alone
  *            ("r<unix ms>-<seq>-<random>.part"): never from the dataset
@@ -12,6 +12,9 @@
  *            inbox and the staging folder; only then may the caller answer
  *            Success
  *   discard  unlink it
+ *
+ * policy.c decides, in C too, which requests are taken (SOP class, the
+ * association's size and time, free space) and how a refusal is worded.
  *
  * Names: net_ for this module's internals.
  */
@@ -22,6 +25,7 @@
 #include <stdint.h>
 
 #include "en_err.h"
+#include "en_net.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -62,6 +66,56 @@ int64_t net_spool_free_bytes(const net_spool *sp);
 
 /* Copies an AE title without its padding spaces. */
 void net_ae_copy(char *dst, const char *src);
+
+/* ---- policy.c: what is taken -------------------------------------------- */
+
+/* C-STORE statuses (PS3.4 Annex B) the receiver answers with. */
+enum {
+    NET_STATUS_SOP_CLASS = 0x0122,   /* Refused: SOP class not supported */
+    NET_STATUS_RESOURCES = 0xA700,   /* Refused: out of resources */
+    NET_STATUS_NOT_WHOLE = 0xC000    /* Error: cannot understand */
+};
+
+/* Kinds of refusal: an association logs each kind once. */
+typedef enum net_refusal {
+    NET_ADMITTED = 0,
+    NET_REFUSE_CLASS,       /* a SOP class echonetd does not use */
+    NET_REFUSE_CONTEXT,     /* request and presentation context disagree */
+    NET_REFUSE_SIZE,        /* association past max_association_bytes */
+    NET_REFUSE_TIME,        /* association past max_association_s */
+    NET_REFUSE_DISK,        /* spool below min_free_bytes */
+    NET_REFUSE_TOO_LARGE,   /* instance past max_instance_bytes */
+    NET_REFUSE_NOT_WHOLE,   /* the received stream is not whole DICOM */
+    NET_REFUSE_WRITE        /* the receiver could not write or move it */
+} net_refusal;
+
+/* One C-STORE request, as much as the decision needs (no instance UID). */
+typedef struct net_request {
+    const char *sop_class;       /* Affected SOP Class UID */
+    const char *context_class;   /* its presentation context's abstract syntax */
+    const char *class_name;      /* DCMTK's dictionary name, for messages */
+    uint64_t assoc_bytes;        /* stored so far on this association */
+    double assoc_ms;             /* the association's age */
+    int64_t free_bytes;          /* on the spool's file system; -1 unknown */
+} net_request;
+
+typedef struct net_verdict {
+    uint16_t status;             /* 0: admitted */
+    net_refusal kind;
+    int prio;                    /* EN_NET_* for the log line */
+    const char *comment;         /* ErrorComment for the peer (64 characters) */
+    char why[1400];              /* the log line's reason */
+} net_verdict;
+
+#define NET_MAX_SYNTAXES 16
+
+int net_sop_usable(const char *uid);
+
+/* The transfer syntaxes accepted (those this build decodes), uncompressed
+ * first.  Returns how many were written to out. */
+int net_syntaxes(const char **out, int max);
+
+net_verdict net_admit(const en_net_scp_config *cfg, const net_request *r);
 
 #ifdef __cplusplus
 }

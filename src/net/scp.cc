@@ -1,167 +1,42 @@
 /*
- * scp.cc - the receiver (en_net.h): a thin wrapper that lets DCMTK speak
- * DICOM and decides only what echonetd must decide itself.
+ * scp.cc - one association of the receiver (en_net.h), in the thread
+ * listen.cc gave it: a DcmThreadSCP that negotiates, checks AE titles,
+ * answers C-ECHO and stores C-STORE data sets into the inbox.
  *
- * DCMTK does the protocol: ASC_receiveAssociation reads each association
- * request (and does the TLS handshake through dcmtls), a DcmThreadSCP
- * negotiates it against the presentation contexts configured below and
- * runs its DIMSE loop in a thread of its own, and DIMSE_receiveDataSetInFile
- * streams each C-STORE data set to a file exactly as received.  We add:
- *
- * - the accept loop (not DcmSCPPool, whose loop cannot call back): it
- *   counts running associations, refuses past max_associations, calls the
- *   service's tick about once a second, cuts associations still running at
- *   twice their time budget, and on stop lets running ones finish for a
- *   grace period before cutting them (shutdown of the socket, so a blocked
- *   read returns at once);
- * - AE title checks and one log line per refusal (refuseAssociation);
- * - the C-STORE handler: which SOP classes we take, the per-association
- *   size and time budgets and the free-space floor (decided before the data
- *   set is read, refused data sets are drained with DIMSE_ignoreDataSet),
+ * DCMTK does the protocol (negotiation, DIMSE, DIMSE_receiveDataSetInFile
+ * streaming each data set to a file exactly as received).  We decide:
+ * - negotiation: every storage SOP class, the transfer syntaxes echonetd
+ *   reads, in the peer's order of preference;
+ * - AE titles, with one log line per refused association
+ *   (refuseAssociation);
+ * - per C-STORE, policy.c's verdict before the data set is read (a refused
+ *   one is drained with DIMSE_ignoreDataSet, so the association goes on);
  *   a capped output stream (past max_instance_bytes it reports a write
- *   failure, so DIMSE drains the rest and we answer A700), then spool.c's
- *   durable hand-over to the inbox before the Success response is sent.
+ *   failure, DIMSE drains the rest and we answer A700); then spool.c's
+ *   durable hand-over to the inbox, and only then Success.
  *
  * Nothing identifying is logged: the C-STORE command carries the SOP
- * Instance UID, and it never reaches a message.  DCMTK's own loggers are
- * switched off (at debug level they dump whole commands).
+ * Instance UID, and it never reaches a message.
  */
-#include "dcmtk/config/osconfig.h"
+#include "scp_int.h"
 
 #include "dcmtk/dcmdata/dcostrmf.h"
 #include "dcmtk/dcmdata/dctk.h"
-#include "dcmtk/dcmnet/dcmtrans.h"
 #include "dcmtk/dcmnet/dimse.h"
 #include "dcmtk/dcmnet/diutil.h"
 #include "dcmtk/dcmnet/dul.h"
 #include "dcmtk/dcmnet/scpthrd.h"
-#include "dcmtk/dcmtls/tlslayer.h"
-#include "dcmtk/oflog/oflog.h"
 
 extern "C" {
-#include "en_dicom.h"
-#include "en_net.h"
 #include "en_util.h"
-#include "net_int.h"
 }
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/stat.h>
 #include <unistd.h>
-
-#include <atomic>
-#include <list>
-#include <mutex>
-#include <new>
-#include <set>
-#include <string>
-#include <thread>
-
-#define NET_MAX_PDU 65536u
-#define NET_MIB (1024.0 * 1024.0)
-
-/* The SOP classes an echo study is made of (issue 12): echonetd's reader
- * takes the image ones; SR is accepted so a routed study arrives whole. */
-static const char *const net_usable[] = {
-    UID_UltrasoundImageStorage,
-    UID_UltrasoundMultiframeImageStorage,
-    UID_EnhancedUSVolumeStorage,
-    UID_SecondaryCaptureImageStorage,
-    UID_MultiframeSingleBitSecondaryCaptureImageStorage,
-    UID_MultiframeGrayscaleByteSecondaryCaptureImageStorage,
-    UID_MultiframeGrayscaleWordSecondaryCaptureImageStorage,
-    UID_MultiframeTrueColorSecondaryCaptureImageStorage,
-    UID_BasicTextSRStorage,
-    UID_EnhancedSRStorage,
-    UID_ComprehensiveSRStorage,
-    UID_Comprehensive3DSRStorage,
-    UID_ExtensibleSRStorage,
-};
-
-/* The transfer syntaxes accepted: those echonetd's reader decodes (JPEG
- * 2000 only when the build has OpenJPEG). */
-static const char *const net_syntaxes[] = {
-    UID_LittleEndianExplicitTransferSyntax,
-    UID_LittleEndianImplicitTransferSyntax,
-    UID_DeflatedExplicitVRLittleEndianTransferSyntax,
-    UID_BigEndianExplicitTransferSyntax,
-    UID_JPEGLSLosslessTransferSyntax,
-    UID_JPEGProcess14SV1TransferSyntax,
-    UID_JPEGProcess14TransferSyntax,
-    UID_RLELosslessTransferSyntax,
-    UID_JPEG2000LosslessOnlyTransferSyntax,
-    UID_JPEGProcess1TransferSyntax,
-    UID_JPEGProcess2_4TransferSyntax,
-    UID_JPEGLSLossyTransferSyntax,
-    UID_JPEG2000TransferSyntax,
-};
-
-static bool net_is_usable(const char *uid)
-{
-    for (const char *u : net_usable)
-        if (strcmp(uid, u) == 0)
-            return true;
-    return false;
-}
-
-struct net_worker;
-
-struct en_net_scp {
-    en_net_scp_config cfg;        /* allow-list and limits: under mu */
-    std::mutex mu;
-    en_net_log_fn log;
-    void *user;
-    net_spool spool;
-    T_ASC_Network *net;
-    DcmTLSTransportLayer *tls;
-    DcmSharedSCPConfig shared;
-    int port;
-    const char *ts[sizeof net_syntaxes / sizeof net_syntaxes[0]];   /* decodable ones */
-    int nts;
-    std::list<net_worker *> workers;   /* under mu */
-    en_net_scp_stats stats;            /* under mu */
-};
-
-/* One association: its thread, and what the accept loop needs to cut it. */
-struct net_worker {
-    en_net_scp *srv;
-    T_ASC_Association *assoc;     /* under mu: NULL once destroyed */
-    std::mutex mu;
-    std::thread th;
-    std::atomic<bool> done{false};
-    double t0;                    /* en_mono_ms at accept */
-    std::atomic<bool> cut{false};
-};
-
-static void net_vlog(en_net_scp *s, int prio, en_net_event ev, const char *peer,
-                     const char *fmt, va_list ap)
-{
-    char msg[768];
-
-    if (!s->log)
-        return;
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    for (char *c = msg; *c; c++)     /* DCMTK's condition texts span lines */
-        if (*c == '\n' || *c == '\r')
-            *c = ' ';
-    s->log(s->user, prio, ev, peer ? peer : "", msg);
-}
-
-static void net_log(en_net_scp *s, int prio, en_net_event ev, const char *peer,
-                    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-static void net_log(en_net_scp *s, int prio, en_net_event ev, const char *peer,
-                    const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    net_vlog(s, prio, ev, peer, fmt, ap);
-    va_end(ap);
-}
 
 /* Our name for a SOP class: DCMTK's dictionary name, never an instance. */
 static const char *net_class_name(const char *uid)
@@ -232,7 +107,7 @@ private:
     NetCapConsumer consumer_;
 };
 
-/* ---- one association ---------------------------------------------------- */
+/* ---- one association --------------------------------------------------------- */
 
 class NetSCP : public DcmThreadSCP {
 public:
@@ -395,15 +270,20 @@ private:
     uint64_t bytes_;
     const char *end_;
     char endbuf_[160];
-    std::set<std::string> said_;   /* refusal reasons already logged */
+    unsigned said_ = 0;            /* net_refusal kinds already logged */
 
     /* One line per kind of refusal per association: a peer pushing fifty
-     * CT images hears fifty statuses but the journal gets one line. */
-    void refusedOnce(int prio, en_net_event ev, const char *why)
+     * CT images hears fifty statuses, the journal gets one line, and the
+     * association's summary line has the count. */
+    void refused(net_refusal kind, int prio, const char *why)
     {
-        if (said_.insert(why).second)
-            net_log(srv_, prio, ev, peer_, "association from AE '%s' (%s): instance refused: "
-                    "%s", peer_, host_, why);
+        const unsigned bit = 1u << kind;
+
+        if (!(said_ & bit))
+            net_log(srv_, prio, kind == NET_REFUSE_WRITE ? EN_NET_EV_ERROR : EN_NET_EV_REFUSED,
+                    peer_, "association from AE '%s' (%s): instance refused: %s", peer_, host_,
+                    why);
+        said_ |= bit;
         refused_++;
         std::lock_guard<std::mutex> l(srv_->mu);
         srv_->stats.refused++;
@@ -428,65 +308,53 @@ private:
     }
 
     /* Refused before reading: drain the data set, answer with the status. */
-    OFCondition refuse(T_DIMSE_C_StoreRQ &req, T_ASC_PresentationContextID pid, Uint16 status,
-                       const char *comment, int prio, const char *why)
+    OFCondition refuse(T_DIMSE_C_StoreRQ &req, T_ASC_PresentationContextID pid,
+                       const net_verdict &v)
     {
         DIC_UL bytes = 0, pdvs = 0;
         OFCondition c = DIMSE_ignoreDataSet(w_->assoc, getConfig().getDIMSEBlockingMode(),
                                             (int)getConfig().getDIMSETimeout(), &bytes, &pdvs);
-        refusedOnce(prio, EN_NET_EV_REFUSED, why);
+        refused(v.kind, v.prio, v.why);
         if (c.bad())
             return c;
-        return respond(req, pid, status, comment);
+        return respond(req, pid, v.status, v.comment);
+    }
+
+    /* A refusal decided here rather than by policy.c (the receiver's own
+     * failures): the same verdict shape. */
+    static net_verdict verdict(uint16_t status, net_refusal kind, int prio, const char *comment,
+                               const char *why)
+    {
+        net_verdict v;
+        v.status = status;
+        v.kind = kind;
+        v.prio = prio;
+        v.comment = comment;
+        snprintf(v.why, sizeof v.why, "%s", why);
+        return v;
     }
 
     OFCondition store(T_DIMSE_C_StoreRQ &req, const DcmPresentationContextInfo &pc)
     {
-        const T_ASC_PresentationContextID pid = pc.presentationContextID;
-        const char *cls = req.AffectedSOPClassUID;
-        char why[1400];
-        int64_t free_b;
+        net_request r;
 
         if (req.DataSetType == DIMSE_DATASET_NULL)
             return DIMSE_BADMESSAGE;
-        if (!net_is_usable(cls)) {
-            snprintf(why, sizeof why, "%s (%s) is not a SOP class echonetd uses",
-                     net_class_name(cls), cls);
-            return refuse(req, pid, STATUS_STORE_Refused_SOPClassNotSupported,
-                          "SOP class not used by echonetd", EN_NET_NOTICE, why);
-        }
-        if (pc.abstractSyntax != cls) {
-            snprintf(why, sizeof why, "the request's SOP class %s differs from its "
-                     "presentation context's", net_class_name(cls));
-            return refuse(req, pid, STATUS_STORE_Refused_SOPClassNotSupported,
-                          "SOP class differs from presentation context", EN_NET_NOTICE, why);
-        }
-        if (bytes_ >= cfg_.max_association_bytes) {
-            snprintf(why, sizeof why, "the association has sent %.0f MiB, its budget "
-                     "([recv] max_association_mb): send the rest on a new association",
-                     (double)bytes_ / NET_MIB);
-            return refuse(req, pid, STATUS_STORE_Refused_OutOfResources,
-                          "association size limit reached", EN_NET_WARN, why);
-        }
-        if (en_mono_ms() - w_->t0 >= cfg_.max_association_s * 1000.0) {
-            snprintf(why, sizeof why, "the association is older than %d s "
-                     "([recv] max_association_s): send the rest on a new association",
-                     cfg_.max_association_s);
-            return refuse(req, pid, STATUS_STORE_Refused_OutOfResources,
-                          "association time limit reached", EN_NET_WARN, why);
-        }
-        free_b = net_spool_free_bytes(&srv_->spool);
-        if (free_b >= 0 && (uint64_t)free_b < cfg_.min_free_bytes) {
-            snprintf(why, sizeof why, "only %.0f MiB free in %s ([recv] min_free_mb)",
-                     (double)free_b / NET_MIB, srv_->spool.staging);
-            return refuse(req, pid, STATUS_STORE_Refused_OutOfResources,
-                          "receiver short of disk space", EN_NET_WARN, why);
-        }
-        return receive(req, pid);
+        r.sop_class = req.AffectedSOPClassUID;
+        r.context_class = pc.abstractSyntax.c_str();
+        r.class_name = net_class_name(req.AffectedSOPClassUID);
+        r.assoc_bytes = bytes_;
+        r.assoc_ms = en_mono_ms() - w_->t0;
+        r.free_bytes = net_spool_free_bytes(&srv_->spool);
+        const net_verdict v = net_admit(&cfg_, &r);
+        if (v.status != 0)
+            return refuse(req, pc.presentationContextID, v);
+        return receive(req, pc.presentationContextID);
     }
 
     OFCondition receive(T_DIMSE_C_StoreRQ &req, T_ASC_PresentationContextID pid)
     {
+        const char *cls = net_class_name(req.AffectedSOPClassUID);
         net_file f;
         en_err e;
         char path[sizeof srv_->spool.staging + sizeof f.name + 2], why[1400];
@@ -497,8 +365,8 @@ private:
         int rc;
 
         if (net_spool_create(&srv_->spool, &f, &e) != EN_OK)
-            return refuse(req, pid, STATUS_STORE_Refused_OutOfResources,
-                          "receiver cannot write its staging file", EN_NET_ERR, e.msg);
+            return refuse(req, pid, verdict(NET_STATUS_RESOURCES, NET_REFUSE_WRITE, EN_NET_ERR,
+                                            "receiver cannot write its staging file", e.msg));
         /* DCMTK writes the File Meta Information exactly as storescp does;
          * the data set follows through our capped stream. */
         net_spool_path(&srv_->spool, &f, path, sizeof path);
@@ -508,8 +376,8 @@ private:
             net_spool_discard(&srv_->spool, &f);
             snprintf(why, sizeof why, "cannot write the file meta header in %s: %s",
                      srv_->spool.staging, c.bad() ? c.text() : strerror(errno));
-            return refuse(req, pid, STATUS_STORE_Refused_OutOfResources,
-                          "receiver cannot write its staging file", EN_NET_ERR, why);
+            return refuse(req, pid, verdict(NET_STATUS_RESOURCES, NET_REFUSE_WRITE, EN_NET_ERR,
+                                            "receiver cannot write its staging file", why));
         }
         NetCapStream out(f.fd, (uint64_t)start, cfg_.max_instance_bytes);
         c = DIMSE_receiveDataSetInFile(w_->assoc, getConfig().getDIMSEBlockingMode(),
@@ -517,27 +385,28 @@ private:
                                        NULL);
         const NetCapConsumer &cc = out.consumer();
         if (c.bad()) {
+            /* OUTOFRESOURCES: our stream refused a write and DIMSE drained
+             * the rest of the data set; the association goes on. */
             const bool drained = c.module() == OFM_dcmnet && c.code() == DIMSEC_OUTOFRESOURCES;
             net_spool_discard(&srv_->spool, &f);
             if (drained && cc.over()) {
                 snprintf(why, sizeof why, "an instance of %s is larger than %.0f MiB ([limits] "
-                         "max_file_mb)", net_class_name(req.AffectedSOPClassUID),
-                         (double)cfg_.max_instance_bytes / NET_MIB);
-                refusedOnce(EN_NET_WARN, EN_NET_EV_REFUSED, why);
-                return respond(req, pid, STATUS_STORE_Refused_OutOfResources,
+                         "max_file_mb)", cls, (double)cfg_.max_instance_bytes / NET_MIB);
+                refused(NET_REFUSE_TOO_LARGE, EN_NET_WARN, why);
+                return respond(req, pid, NET_STATUS_RESOURCES,
                                "instance larger than the receiver's limit");
             }
             if (drained && cc.error()) {
                 snprintf(why, sizeof why, "writing in %s failed: %s", srv_->spool.staging,
                          strerror(cc.error()));
-                refusedOnce(EN_NET_ERR, EN_NET_EV_ERROR, why);
-                return respond(req, pid, STATUS_STORE_Refused_OutOfResources,
+                refused(NET_REFUSE_WRITE, EN_NET_ERR, why);
+                return respond(req, pid, NET_STATUS_RESOURCES,
                                "receiver cannot write its staging file");
             }
             net_log(srv_, EN_NET_WARN, EN_NET_EV_CUT, peer_, "association from AE '%s' (%s): "
                     "transfer of an instance of %s cut after %.1f MiB (%s): nothing of it kept",
-                    peer_, host_, net_class_name(req.AffectedSOPClassUID),
-                    (double)cc.written() / NET_MIB, w_->cut ? "cut by the receiver" : c.text());
+                    peer_, host_, cls, (double)cc.written() / NET_MIB,
+                    w_->cut ? "cut by the receiver" : c.text());
             cut_++;
             std::lock_guard<std::mutex> l(srv_->mu);
             srv_->stats.refused++;
@@ -555,13 +424,11 @@ private:
         if (rc != EN_OK) {
             net_spool_discard(&srv_->spool, &f);
             if (rc == EN_EFORMAT) {
-                refusedOnce(EN_NET_NOTICE, EN_NET_EV_REFUSED, e.msg);
-                return respond(req, pid, STATUS_STORE_Error_CannotUnderstand,
-                               "data set is not whole DICOM");
+                refused(NET_REFUSE_NOT_WHOLE, EN_NET_NOTICE, e.msg);
+                return respond(req, pid, NET_STATUS_NOT_WHOLE, "data set is not whole DICOM");
             }
-            refusedOnce(EN_NET_ERR, EN_NET_EV_ERROR, e.msg);
-            return respond(req, pid, STATUS_STORE_Refused_OutOfResources,
-                           "receiver cannot store the instance");
+            refused(NET_REFUSE_WRITE, EN_NET_ERR, e.msg);
+            return respond(req, pid, NET_STATUS_RESOURCES, "receiver cannot store the instance");
         }
         stored_++;
         bytes_ += cc.written();
@@ -571,170 +438,15 @@ private:
             srv_->stats.bytes += cc.written();
         }
         net_log(srv_, EN_NET_DEBUG, EN_NET_EV_STORED, peer_, "association from AE '%s': an "
-                "instance of %s (%.1f MiB) is in the inbox", peer_,
-                net_class_name(req.AffectedSOPClassUID), (double)cc.written() / NET_MIB);
+                "instance of %s (%.1f MiB) is in the inbox", peer_, cls,
+                (double)cc.written() / NET_MIB);
         return respond(req, pid, STATUS_Success, NULL);
     }
 };
 
-/* ---- set-up --------------------------------------------------------------- */
-
-static std::once_flag net_once;
-
-static void net_init_once(void)
-{
-    /* DCMTK's loggers would print commands (with UIDs) at debug level. */
-    OFLog::configure(OFLogger::OFF_LOG_LEVEL);
-    dcmDisableGethostbyaddr.set(OFTrue);    /* no reverse DNS per association */
-}
-
-static int net_contexts(en_net_scp *s, en_err *err)
-{
-    DcmSCPConfig &c = *s->shared;
-
-    s->nts = 0;
-    for (const char *t : net_syntaxes)
-        if (en_dicom_syntax_supported(t))
-            s->ts[s->nts++] = t;
-    if (s->nts == 0)
-        return en_err_set(err, EN_EUNSUPPORTED, "receiver: no transfer syntax is decodable");
-    c.setAETitle(s->cfg.ae_title);
-    c.setRespondWithCalledAETitle(OFFalse);
-    c.setMaxReceivePDULength(NET_MAX_PDU);
-    c.setDIMSEBlockingMode(DIMSE_NONBLOCKING);
-    c.setDIMSETimeout((Uint32)s->cfg.timeout_s);
-    c.setACSETimeout((Uint32)(s->cfg.timeout_s < 30 ? s->cfg.timeout_s : 30));
-    c.setHostLookupEnabled(OFFalse);
-    c.setProgressNotificationMode(OFFalse);
-    /* Sockets are made in the accept thread, which must come back to its
-     * tick within the watchdog period: a peer stalling in its association
-     * request or TLS handshake holds it for the ACSE timeout at most.  Each
-     * association thread then sets timeout_s on its own socket (the DIMSE
-     * timeout alone only bounds the wait for the next PDU, not a peer that
-     * stops in the middle of one). */
-    dcmSocketReceiveTimeout.set((Sint32)s->shared->getACSETimeout());
-    dcmSocketSendTimeout.set((Sint32)s->shared->getACSETimeout());
-    return EN_OK;
-}
-
-static int net_tls(en_net_scp *s, en_err *err)
-{
-    const en_net_tls *t = &s->cfg.tls;
-    struct stat st;
-    OFCondition r;
-
-    if (!t->certificate[0] || !t->private_key[0])
-        return en_err_set(err, EN_EINVAL, "receiver: [recv] tls = yes needs tls_certificate "
-                          "and tls_private_key");
-    s->tls = new DcmTLSTransportLayer(NET_ACCEPTOR, NULL, OFTrue);
-    if (s->tls->setPrivateKeyFile(t->private_key, DCF_Filetype_PEM).bad())
-        return en_err_set(err, EN_EINVAL, "receiver: [recv] tls_private_key = %s: cannot load "
-                          "a PEM private key from it (unencrypted, readable by echonetd)",
-                          t->private_key);
-    if (s->tls->setCertificateFile(t->certificate, DCF_Filetype_PEM).bad())
-        return en_err_set(err, EN_EINVAL, "receiver: [recv] tls_certificate = %s: cannot load "
-                          "a PEM certificate from it", t->certificate);
-    if (!s->tls->checkPrivateKeyMatchesCertificate())
-        return en_err_set(err, EN_EINVAL, "receiver: [recv] tls_private_key %s does not belong "
-                          "to tls_certificate %s", t->private_key, t->certificate);
-    if (t->trusted[0]) {
-        if (stat(t->trusted, &st) != 0)
-            return en_err_set(err, EN_ENOTFOUND, "receiver: [recv] tls_trusted = %s: %s",
-                              t->trusted, strerror(errno));
-        r = S_ISDIR(st.st_mode) ? s->tls->addTrustedCertificateDir(t->trusted, DCF_Filetype_PEM)
-                                : s->tls->addTrustedCertificateFile(t->trusted, DCF_Filetype_PEM);
-        if (r.bad())
-            return en_err_set(err, EN_EINVAL, "receiver: [recv] tls_trusted = %s: no PEM "
-                              "certificate could be loaded (%s)", t->trusted, r.text());
-    } else if (t->verify_peer) {
-        return en_err_set(err, EN_EINVAL, "receiver: [recv] tls_verify_peer = yes needs "
-                          "tls_trusted (the peers' certificates or their CA)");
-    }
-    if ((r = s->tls->setTLSProfile(TSP_Profile_BCP195_ND)).bad() ||
-        (r = s->tls->activateCipherSuites()).bad())
-        return en_err_set(err, EN_EINVAL, "receiver: TLS profile BCP 195: %s", r.text());
-    s->tls->setCertificateVerification(t->verify_peer ? DCV_requireCertificate
-                                                      : DCV_ignoreCertificate);
-    if ((r = ASC_setTransportLayer(s->net, s->tls, 0)).bad())
-        return en_err_set(err, EN_EINVAL, "receiver: enabling TLS: %s", r.text());
-    return EN_OK;
-}
-
-static int net_listen(en_net_scp *s, en_err *err)
-{
-    struct sockaddr_storage sa;
-    socklen_t len = sizeof sa;
-    OFCondition r = ASC_initializeNetwork(NET_ACCEPTOR, s->cfg.port,
-                                          (int)s->shared->getACSETimeout(), &s->net);
-
-    if (r.bad()) {
-        s->net = NULL;
-        return en_err_set(err, EN_EIO, "receiver: cannot listen on port %d: %s (is another "
-                          "DICOM receiver using it? ports below 1024 need "
-                          "CAP_NET_BIND_SERVICE)", s->cfg.port, r.text());
-    }
-    s->port = s->cfg.port;
-    if (getsockname(DUL_networkSocket(s->net->network), (struct sockaddr *)&sa, &len) == 0) {
-        if (sa.ss_family == AF_INET)
-            s->port = ntohs(((struct sockaddr_in *)&sa)->sin_port);
-    }
-    return EN_OK;
-}
-
-extern "C" int en_net_scp_open(en_net_scp **out, const en_net_scp_config *cfg,
-                               en_net_log_fn log, void *user, en_err *err)
-{
-    en_net_scp *s = NULL;
-    int rc, removed = 0;
-
-    *out = NULL;
-    if ((rc = en_net_check_ae(cfg->ae_title, "[recv] ae_title", err)))
-        return rc;
-    if (cfg->port < 0 || cfg->port > 65535 || cfg->max_associations < 1 || cfg->timeout_s < 1 ||
-        cfg->max_association_s < 1)
-        return en_err_set(err, EN_EINVAL, "receiver: port, max_associations, timeout_s or "
-                          "max_association_s out of range");
-    std::call_once(net_once, net_init_once);
-    try {
-        s = new en_net_scp();
-        s->cfg = *cfg;
-        s->log = log;
-        s->user = user;
-        s->net = NULL;
-        s->tls = NULL;
-        s->spool.staging_fd = s->spool.inbox_fd = -1;
-        memset(&s->stats, 0, sizeof s->stats);
-        if ((rc = net_spool_open(&s->spool, cfg->staging_dir, cfg->inbox_dir, &removed, err)) ||
-            (rc = net_contexts(s, err)) || (rc = net_listen(s, err)) ||
-            (cfg->tls.enabled && (rc = net_tls(s, err)))) {
-            en_net_scp_close(s);
-            return rc;
-        }
-    } catch (const std::bad_alloc &) {
-        en_net_scp_close(s);
-        return en_err_set(err, EN_ENOMEM, "receiver: out of memory while starting");
-    }
-    if (removed)
-        net_log(s, EN_NET_NOTICE, EN_NET_EV_CUT, "", "removed %d unfinished transfer(s) left in "
-                "%s by an earlier run: never acknowledged, the peers send them again", removed,
-                cfg->staging_dir);
-    *out = s;
-    return EN_OK;
-}
-
-/* ---- the accept loop -------------------------------------------------------- */
-
-/* DcmTransportConnection keeps its socket protected; a pointer to the
- * inherited member, taken in a derived class, is the standard way to read
- * it without changing DCMTK.  Only used to shut the socket down. */
-struct NetSocketOf : DcmTransportConnection {
-    static DcmNativeSocketType of(DcmTransportConnection *c)
-    {
-        return (c->*(&NetSocketOf::getSocket))();
-    }
-};
-
-/* The association's socket: timeout_s for every read and write. */
+/* timeout_s for every read and write on the association's socket: the
+ * DIMSE timeout alone only bounds the wait for the next PDU, not a peer
+ * that stops in the middle of one. */
 static void net_socket_timeouts(T_ASC_Association *a, int seconds)
 {
     DcmTransportConnection *tc = a->DULassociation ? DUL_getTransportConnection(a->DULassociation)
@@ -743,11 +455,11 @@ static void net_socket_timeouts(T_ASC_Association *a, int seconds)
 
     if (!tc)
         return;
-    setsockopt(NetSocketOf::of(tc), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(NetSocketOf::of(tc), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    setsockopt(net_socket(tc), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(net_socket(tc), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
 }
 
-static void net_worker_main(net_worker *w)
+void net_run_association(net_worker *w)
 {
     net_socket_timeouts(w->assoc, w->srv->cfg.timeout_s);
     try {
@@ -762,235 +474,4 @@ static void net_worker_main(net_worker *w)
                 "the association was dropped");
     }
     w->done = true;
-}
-
-/* Shuts the connection under a running association down (from the accept
- * thread): its blocked read returns, DCMTK ends the association, and
- * whatever was half received is discarded by the handler. */
-static void net_cut(net_worker *w)
-{
-    std::lock_guard<std::mutex> l(w->mu);
-    if (w->cut || !w->assoc || !w->assoc->DULassociation)
-        return;
-    DcmTransportConnection *tc = DUL_getTransportConnection(w->assoc->DULassociation);
-    w->cut = true;
-    if (tc)
-        shutdown(NetSocketOf::of(tc), SHUT_RDWR);
-}
-
-/* Joins finished workers; cuts those past twice their time budget. */
-static int net_reap(en_net_scp *s, bool cut_all)
-{
-    std::list<net_worker *> done;
-    int running = 0;
-    double now = en_mono_ms(), hard = 2000.0 * s->cfg.max_association_s;
-
-    {
-        std::lock_guard<std::mutex> l(s->mu);
-        for (auto it = s->workers.begin(); it != s->workers.end();) {
-            if ((*it)->done) {
-                done.push_back(*it);
-                it = s->workers.erase(it);
-                continue;
-            }
-            running++;
-            if (cut_all || now - (*it)->t0 > hard) {
-                if (!(*it)->cut && !cut_all) {
-                    char ae[EN_NET_AE_MAX] = "";
-                    {
-                        std::lock_guard<std::mutex> wl((*it)->mu);
-                        if ((*it)->assoc && (*it)->assoc->params)
-                            net_ae_copy(ae, (*it)->assoc->params->DULparams.callingAPTitle);
-                    }
-                    net_log(s, EN_NET_WARN, EN_NET_EV_CUT, ae, "association from AE '%s' cut: "
-                            "still running after %d s, twice [recv] max_association_s", ae,
-                            2 * s->cfg.max_association_s);
-                }
-                net_cut(*it);
-            }
-            ++it;
-        }
-        s->stats.active = running;
-    }
-    for (net_worker *w : done) {
-        w->th.join();
-        delete w;
-    }
-    return running;
-}
-
-static void net_reject_busy(en_net_scp *s, T_ASC_Association *a, int running)
-{
-    T_ASC_RejectParameters rej;
-    char ae[EN_NET_AE_MAX] = "";
-
-    if (a->params)
-        net_ae_copy(ae, a->params->DULparams.callingAPTitle);
-    net_log(s, EN_NET_WARN, EN_NET_EV_REFUSED, ae, "association from AE '%s' (%s) refused for "
-            "now: %d associations already running ([recv] max_associations); the peer may "
-            "retry", ae, a->params ? a->params->DULparams.callingPresentationAddress : "?",
-            running);
-    rej.result = ASC_RESULT_REJECTEDTRANSIENT;
-    rej.source = ASC_SOURCE_SERVICEPROVIDER_PRESENTATION_RELATED;
-    rej.reason = ASC_REASON_SP_PRES_LOCALLIMITEXCEEDED;
-    ASC_rejectAssociation(a, &rej);
-    {
-        std::lock_guard<std::mutex> l(s->mu);
-        s->stats.refused_assoc++;
-    }
-}
-
-static bool net_start_worker(en_net_scp *s, T_ASC_Association *a)
-{
-    net_worker *w = NULL;
-
-    try {
-        w = new net_worker();
-        w->srv = s;
-        w->assoc = a;
-        w->t0 = en_mono_ms();
-        std::lock_guard<std::mutex> l(s->mu);
-        w->th = std::thread(net_worker_main, w);
-        s->workers.push_back(w);
-        s->stats.active++;
-        return true;
-    } catch (const std::exception &) {
-        delete w;
-        net_log(s, EN_NET_ERR, EN_NET_EV_ERROR, "", "cannot start a thread for an association "
-                "(out of memory or threads): it was dropped");
-        return false;
-    }
-}
-
-extern "C" int en_net_scp_serve(en_net_scp *s, int (*tick)(void *user), void *tick_user,
-                                int grace_s, en_err *err)
-{
-    const bool secure = s->tls != NULL;
-    int rc = EN_OK, failures = 0;
-
-    for (;;) {
-        if (tick && tick(tick_user))
-            break;
-        net_reap(s, false);
-        T_ASC_Association *a = NULL;
-        OFCondition r = ASC_receiveAssociation(s->net, &a, NET_MAX_PDU, NULL, NULL,
-                                               secure ? OFTrue : OFFalse, DUL_NOBLOCK, 1);
-        if (r == DUL_NOASSOCIATIONREQUEST) {
-            ASC_destroyAssociation(&a);
-            failures = 0;
-            continue;
-        }
-        if (r.bad()) {
-            /* A port scan, a peer speaking something else, a failed TLS
-             * handshake: nothing was accepted. */
-            net_log(s, EN_NET_NOTICE, EN_NET_EV_REFUSED, "", "a connection was dropped before "
-                    "any association: %s", r.text());
-            if (a) {
-                ASC_dropAssociation(a);
-                ASC_destroyAssociation(&a);
-            }
-            if (++failures > 1000) {   /* the listening socket itself is broken */
-                rc = en_err_set(err, EN_EIO, "receiver: accepting connections keeps failing "
-                                "(%s)", r.text());
-                break;
-            }
-            continue;
-        }
-        failures = 0;
-        int max, running = net_reap(s, false);   /* now, not before the wait */
-        {
-            std::lock_guard<std::mutex> l(s->mu);
-            max = s->cfg.max_associations;
-        }
-        if (running >= max || !net_start_worker(s, a)) {
-            if (running >= max)
-                net_reject_busy(s, a, running);
-            ASC_dropAssociation(a);
-            ASC_destroyAssociation(&a);
-        }
-    }
-    /* Stop: no new connection is even accepted, running ones may finish. */
-    ASC_dropNetwork(&s->net);
-    s->net = NULL;
-    for (double t0 = en_mono_ms(); net_reap(s, false) > 0;) {
-        if (en_mono_ms() - t0 >= grace_s * 1000.0) {
-            int n = net_reap(s, true);
-            if (n > 0)
-                net_log(s, EN_NET_NOTICE, EN_NET_EV_CUT, "", "stopping: %d association(s) "
-                        "still running after %d s were cut; their unacknowledged instances "
-                        "will be sent again by the peers", n, grace_s);
-            break;
-        }
-        if (tick)
-            tick(tick_user);    /* keeps the watchdog fed; the answer is known */
-        usleep(100 * 1000);
-    }
-    for (;;) {
-        std::list<net_worker *> left;
-        {
-            std::lock_guard<std::mutex> l(s->mu);
-            left.swap(s->workers);
-            s->stats.active = 0;
-        }
-        if (left.empty())
-            break;
-        for (net_worker *w : left) {
-            w->th.join();
-            delete w;
-        }
-    }
-    return rc;
-}
-
-extern "C" int en_net_scp_reconfigure(en_net_scp *s, const en_net_scp_config *cfg,
-                                      int *restart_needed, en_err *err)
-{
-    const en_net_scp_config *o = &s->cfg;
-    int rc;
-
-    if ((rc = en_net_check_ae(cfg->ae_title, "[recv] ae_title", err)))
-        return rc;
-    if (cfg->max_associations < 1 || cfg->timeout_s < 1 || cfg->max_association_s < 1)
-        return en_err_set(err, EN_EINVAL, "receiver: max_associations, timeout_s or "
-                          "max_association_s out of range");
-    std::lock_guard<std::mutex> l(s->mu);
-    *restart_needed = strcmp(o->ae_title, cfg->ae_title) != 0 || o->port != cfg->port ||
-                      strcmp(o->staging_dir, cfg->staging_dir) != 0 ||
-                      strcmp(o->inbox_dir, cfg->inbox_dir) != 0 ||
-                      o->tls.enabled != cfg->tls.enabled ||
-                      o->tls.verify_peer != cfg->tls.verify_peer ||
-                      strcmp(o->tls.certificate, cfg->tls.certificate) != 0 ||
-                      strcmp(o->tls.private_key, cfg->tls.private_key) != 0 ||
-                      strcmp(o->tls.trusted, cfg->tls.trusted) != 0 ||
-                      o->timeout_s != cfg->timeout_s;
-    s->cfg.nallow = cfg->nallow;
-    memcpy(s->cfg.allow, cfg->allow, sizeof s->cfg.allow);
-    s->cfg.max_instance_bytes = cfg->max_instance_bytes;
-    s->cfg.max_association_bytes = cfg->max_association_bytes;
-    s->cfg.max_association_s = cfg->max_association_s;
-    s->cfg.max_associations = cfg->max_associations;
-    s->cfg.min_free_bytes = cfg->min_free_bytes;
-    return EN_OK;
-}
-
-extern "C" void en_net_scp_stats_get(en_net_scp *s, en_net_scp_stats *out)
-{
-    std::lock_guard<std::mutex> l(s->mu);
-    *out = s->stats;
-}
-
-extern "C" int en_net_scp_port(const en_net_scp *s)
-{
-    return s->port;
-}
-
-extern "C" void en_net_scp_close(en_net_scp *s)
-{
-    if (!s)
-        return;
-    if (s->net)
-        ASC_dropNetwork(&s->net);
-    delete s->tls;
-    net_spool_close(&s->spool);
-    delete s;
 }
