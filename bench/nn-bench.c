@@ -6,7 +6,8 @@
  *
  *   nn-bench seg WEIGHTS FRAMES THREADS BATCH REPS
  *   nn-bench ef WEIGHTS CLIPS THREADS REPS
- * Prints one line of JSON.
+ * EN_NN_PRECISION=auto|fp32|bf16 chooses the products' precision (default
+ * auto).  Prints one line of JSON.
  */
 #include "en_nn.h"
 
@@ -48,7 +49,7 @@ static long peak_rss_kb(void)
 
 int main(int argc, char **argv)
 {
-    en_nn_opts o = { 0, 0, 0 };
+    en_nn_opts o;
     en_nn_model *m;
     en_err err;
     double t0, load_s, best = 1e30, total = 0;
@@ -59,6 +60,12 @@ int main(int argc, char **argv)
         (!strcmp(argv[1], "seg") && argc < 7)) {
         fprintf(stderr, "usage: nn-bench seg WEIGHTS FRAMES THREADS BATCH REPS\n"
                         "       nn-bench ef WEIGHTS CLIPS THREADS REPS\n");
+        return 2;
+    }
+    memset(&o, 0, sizeof o);
+    if (getenv("EN_NN_PRECISION") && en_nn_prec_parse(getenv("EN_NN_PRECISION"),
+                                                      &o.precision) != EN_OK) {
+        fprintf(stderr, "nn-bench: EN_NN_PRECISION must be auto, fp32 or bf16\n");
         return 2;
     }
     seg = strcmp(argv[1], "seg") == 0;
@@ -103,10 +110,12 @@ int main(int argc, char **argv)
     }
     printf("{\"engine\":\"echonetd\",\"task\":\"%s\",\"threads\":%d,\"batch\":%d,"
            "\"n\":%d,\"reps\":%d,\"ms_best\":%.2f,\"ms_mean\":%.2f,\"load_s\":%.3f,"
-           "\"rss_loaded_mb\":%.1f,\"peak_rss_mb\":%.1f,\"blas_core\":\"%s\"}\n",
+           "\"rss_loaded_mb\":%.1f,\"peak_rss_mb\":%.1f,\"blas_core\":\"%s\","
+           "\"precision\":\"%s\",\"kernel\":\"%s\"}\n",
            argv[1], en_nn_model_info(m)->threads, en_nn_model_info(m)->batch, n, reps,
            best * 1e3, total / reps * 1e3, load_s, rss_loaded / 1024.0, peak_rss_kb() / 1024.0,
-           en_nn_model_info(m)->blas_core);
+           en_nn_model_info(m)->blas_core, en_nn_prec_name(en_nn_model_info(m)->precision),
+           en_nn_model_info(m)->kernel);
     en_nn_model_free(m);
     return 0;
 }

@@ -28,12 +28,32 @@ typedef enum en_nn_arch {
     EN_NN_ARCH_R2PLUS1D_18 = 2           /* ejection fraction per clip */
 } en_nn_arch;
 
+/* Arithmetic of the convolutions' matrix products ([nn] precision).
+ * FP32: OpenBLAS sgemm, the parity path (torchvision to float rounding).
+ * BF16: operands rounded to bfloat16, products accumulated in fp32, on the
+ * CPU's AMX-BF16 tiles or AVX512-BF16 dot products (docs/engine.md);
+ * accuracy against fp32 is gated by tests (EF within 1 point, masks).
+ * AUTO: BF16 where the CPU runs it faster than fp32, else FP32.
+ * The values are those of en_config's [nn] precision (EN_PRECISION_*): the
+ * engine does not depend on the configuration module. */
+typedef enum en_nn_prec {
+    EN_NN_PREC_AUTO = 0,
+    EN_NN_PREC_FP32 = 1,
+    EN_NN_PREC_BF16 = 2
+} en_nn_prec;
+
+/* "auto", "fp32", "bf16" -> *out; EN_EINVAL for anything else. */
+int en_nn_prec_parse(const char *s, en_nn_prec *out);
+const char *en_nn_prec_name(en_nn_prec p);
+
 /* Run-time options.  Zero-initialise, then set what you need. */
 typedef struct en_nn_opts {
     int threads;       /* worker threads, 0 = all online cores */
     int batch;         /* segmentation frames per pass, 0 = 8 */
     int skip_hash;     /* 1 = do not verify content_sha256 at load (it is
                           still recorded); default verifies */
+    en_nn_prec precision;   /* 0 = auto; bf16 on a CPU without it
+                                    fails the load (EN_EUNSUPPORTED) */
 } en_nn_opts;
 
 /* What the weights file says about itself (its __metadata__). */
@@ -52,6 +72,9 @@ typedef struct en_nn_info {
     size_t nparams;            /* float parameters in the file */
     const char *blas_core;     /* OpenBLAS kernel set in use ("Haswell",
                                   "Cooperlake", ...): speed depends on it */
+    en_nn_prec precision; /* effective: FP32 or BF16, never AUTO */
+    const char *kernel;        /* matrix kernels: "fp32" (OpenBLAS),
+                                  "amx" or "avx512bf16" */
 } en_nn_info;
 
 /* Loads and checks a weights file (every tensor's name, dtype and shape), folds

@@ -11,6 +11,8 @@
  *   test-nn-driver frames MODEL OUT NFRAMES ROWS COLS CHANNELS START
  *     8-bit frames from synthetic_pixel() through en_nn_segment_frames (OUT:
  *     logits, OUT.sizes: int32 LV sizes) or en_nn_ef_frames (OUT: the EF)
+ * The products run in fp32 (the parity path) unless EN_NN_PRECISION says
+ * auto or bf16 (the accuracy tests of the fast path).
  * Exit 0 on success, 1 with the engine's message on stderr on failure.
  */
 #include "en_nn.h"
@@ -84,11 +86,18 @@ static int run_frames(en_nn_model *m, char **argv, en_err *err)
 
 int main(int argc, char **argv)
 {
-    en_nn_opts o = { 0, 0, 0 };
+    en_nn_opts o;
     en_nn_model *m = NULL;
     en_err err;
     int rc;
 
+    memset(&o, 0, sizeof o);
+    o.precision = EN_NN_PREC_FP32;
+    if (getenv("EN_NN_PRECISION") && en_nn_prec_parse(getenv("EN_NN_PRECISION"),
+                                                      &o.precision) != EN_OK) {
+        fprintf(stderr, "test-nn-driver: EN_NN_PRECISION must be auto, fp32 or bf16\n");
+        return 2;
+    }
     if (argc < 3) {
         fprintf(stderr, "usage: test-nn-driver load|info|seg|ef MODEL ...\n");
         return 2;
@@ -109,11 +118,11 @@ int main(int argc, char **argv)
         const en_nn_info *i = en_nn_model_info(m);
         printf("arch=%s\nmean=%g,%g,%g\nstd=%g,%g,%g\nclip_frames=%d\nclip_period=%d\n"
                "origin=%s\nsha256=%s\nhash_verified=%d\nthreads=%d\nbatch=%d\nnparams=%zu\n"
-               "blas_core=%s\n",
+               "blas_core=%s\nprecision=%s\nkernel=%s\n",
                i->arch_name, i->mean[0], i->mean[1], i->mean[2], i->std[0], i->std[1],
                i->std[2], i->clip_frames, i->clip_period, i->origin,
                i->sha256 ? i->sha256 : "", i->hash_verified, i->threads, i->batch, i->nparams,
-               i->blas_core ? i->blas_core : "");
+               i->blas_core ? i->blas_core : "", en_nn_prec_name(i->precision), i->kernel);
     } else if (strcmp(argv[1], "seg") == 0 && argc >= 8) {
         size_t n = strtoul(argv[5], NULL, 10);
         int h = atoi(argv[6]), w = atoi(argv[7]);

@@ -4,7 +4,11 @@
  * residual, ReLU; the tap-dropping and 1x1 fast paths; one thread and a
  * pool) against a naive loop, pooling and bilinear resizing against
  * hand-computed PyTorch values, and the JSON header parser against hostile
- * input.
+ * input.  Every convolution case also runs on each bf16 kernel tier this
+ * CPU offers (AVX512-BF16, AMX), against the direct loop on the same
+ * bf16-rounded weights and inputs (only the fp32 summation order may
+ * differ), and the bf16 packing and product against a plain loop at sizes
+ * that leave partial panels everywhere.
  */
 #include "nn_int.h"
 #include "tst.h"
@@ -87,6 +91,158 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
     nn_tensor_free(&res);
 }
 
+static float bf16_round(float f)
+{
+    return nn_bf16_float(nn_bf16(f));
+}
+
+/* The same case with the products on kernel tier kern: against the direct
+ * loop over the bf16-rounded operands (tight: only the order of the fp32
+ * sums differs).  bf16 never takes the Winograd path (conv_bf16.c). */
+static void run_conv_case_bf16(const conv_case *cc, nn_pool *pool, int residual, int relu,
+                               nn_kern kern)
+{
+    nn_conv c, cr;
+    nn_tensor x = { 0 }, xr = { 0 }, y = { 0 }, ref = { 0 }, res = { 0 };
+    size_t kk = (size_t)cc->k[0] * cc->k[1] * cc->k[2], nw;
+    en_err err;
+    double maxd = 0, maxv = 0;
+
+    memset(&c, 0, sizeof c);
+    c.cin = cc->cin;
+    c.cout = cc->cout;
+    memcpy(c.k, cc->k, sizeof c.k);
+    memcpy(c.s, cc->s, sizeof c.s);
+    memcpy(c.p, cc->p, sizeof c.p);
+    memcpy(c.d, cc->d, sizeof c.d);
+    nw = (size_t)c.cout * c.cin * kk;
+    c.w = malloc(nw * sizeof *c.w);
+    c.b = malloc((size_t)c.cout * sizeof *c.b);
+    for (size_t i = 0; i < nw; i++)
+        c.w[i] = frand();
+    for (int i = 0; i < c.cout; i++)
+        c.b[i] = frand();
+    cr = c;
+    cr.w = malloc(nw * sizeof *cr.w);
+    nn_tensor_reshape(&x, cc->cin, cc->b, cc->t, cc->h, cc->w, NULL);
+    fill(&x);
+    nn_tensor_reshape(&xr, cc->cin, cc->b, cc->t, cc->h, cc->w, NULL);
+    for (size_t i = 0; i < nn_tensor_numel(&x); i++)
+        xr.data[i] = bf16_round(x.data[i]);
+    CHECKF(nn_conv_set_kernel(&c, kern, &err) == EN_OK, "%s", err.msg);
+    for (size_t i = 0; i < nw; i++)
+        cr.w[i] = bf16_round(c.w[i]);
+    nn_conv_reference(&cr, &xr, &ref);
+    if (residual) {
+        nn_tensor_reshape(&res, ref.shape[0], ref.shape[1], ref.shape[2], ref.shape[3],
+                          ref.shape[4], NULL);
+        fill(&res);
+        nn_add(&ref, &res);
+    }
+    if (relu)
+        nn_relu(&ref);
+    CHECKF(nn_conv_forward(pool, &c, &x, &y, residual ? &res : NULL, relu, &err) == EN_OK,
+           "%s", err.msg);
+    for (int i = 0; i < NN_DIMS; i++)
+        CHECK(y.shape[i] == ref.shape[i]);
+    CHECK(!c.wino);
+    for (size_t i = 0; i < nn_tensor_numel(&ref); i++) {
+        double dd = fabs((double)y.data[i] - ref.data[i]);
+        if (dd > maxd) maxd = dd;
+        if (fabs(ref.data[i]) > maxv) maxv = fabs(ref.data[i]);
+    }
+    CHECKF(maxd <= 1e-4 * (maxv > 1 ? maxv : 1),
+           "%s conv cin %d cout %d k %dx%dx%d s %d,%d p %d,%d d %d,%d on %dx%dx%dx%d: max diff %g "
+           "(max %g)", nn_kern_name(kern), cc->cin, cc->cout, cc->k[0], cc->k[1], cc->k[2],
+           cc->s[0], cc->s[1], cc->p[0], cc->p[1], cc->d[0], cc->d[1], cc->b, cc->t, cc->h,
+           cc->w, maxd, maxv);
+    free(cr.w);
+    nn_conv_free(&c);
+    nn_tensor_free(&x);
+    nn_tensor_free(&xr);
+    nn_tensor_free(&y);
+    nn_tensor_free(&ref);
+    nn_tensor_free(&res);
+}
+
+/* The packing and the product alone: m x k by k x n for sizes that leave a
+ * partial panel of rows, a partial block of K (with zero columns in the
+ * map) and a partial panel of columns; rows read through column ranges;
+ * bias, residual and ReLU; a row range starting at a later panel. */
+static void test_gemm_bf16(nn_kern kern)
+{
+    static const int sizes[][3] = { { 1, 2, 1 }, { 37, 70, 45 }, { 64, 96, 64 },
+                                    { 70, 134, 100 }, { 8, 4, 33 }, { 300, 1100, 70 } };
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int m = sizes[si][0], k = sizes[si][1], n = sizes[si][2];
+        const int ks = nn_kstep(kern), kp = (k + ks - 1) / ks * ks + ks;
+        const int mp = nn_mpanel(kern), m0 = m > mp ? mp : 0;
+        float *w = malloc((size_t)m * k * sizeof *w), *bsrc = malloc((size_t)k * n * sizeof *bsrc);
+        float *c = calloc((size_t)m * n, sizeof *c), *resv = malloc((size_t)m * n * sizeof *resv);
+        float *bias = malloc((size_t)m * sizeof *bias);
+        int32_t *kmap = malloc((size_t)kp * sizeof *kmap), *lo = malloc((size_t)kp * sizeof *lo);
+        int32_t *hi = malloc((size_t)kp * sizeof *hi);
+        const float **rows = malloc((size_t)kp * sizeof *rows);
+        uint16_t *bp = malloc(nn_bpack_elems(kp, n) * sizeof *bp);
+        nn_pack pk;
+        en_err err;
+        int bad = 0;
+
+        for (int i = 0; i < m * k; i++)
+            w[i] = frand();
+        for (int i = 0; i < k * n; i++)
+            bsrc[i] = frand() * 100.0f;
+        for (int i = 0; i < m * n; i++)
+            resv[i] = frand();
+        for (int i = 0; i < m; i++)
+            bias[i] = frand();
+        /* packed column j: source column j - j / 5 (every fifth a zero
+         * column), -1 past the end */
+        for (int j = 0, src = 0; j < kp; j++) {
+            kmap[j] = j % 5 == 4 || src >= k ? -1 : src++;
+            rows[j] = kmap[j] >= 0 ? bsrc + (size_t)kmap[j] * n : NULL;
+            lo[j] = j % 3 == 0 ? 3 : 0;
+            hi[j] = j % 7 == 1 ? n - 5 : n;
+        }
+        CHECKF(nn_pack_a(kern, w, k, m, kmap, kp, &pk, &err) == EN_OK, "%s", err.msg);
+        nn_bpack(bp, rows, lo, hi, kp, n);
+        {
+            nn_gemm_out o = { c + (size_t)m0 * n, n, bias + m0, resv + (size_t)m0 * n, n, 1 };
+            float *work = NULL;
+            CHECK(posix_memalign((void **)&work, 64, nn_gemm_work(&pk, n) * sizeof *work + 64) == 0);
+            nn_gemm_bf16(&pk, m0, m, bp, n, &o, work);
+            free(work);
+        }
+        for (int r = 0; r < m; r++)
+            for (int j = 0; j < n; j++) {
+                double want = 0;
+                if (r >= m0) {
+                    for (int q = 0; q < kp; q++)
+                        if (kmap[q] >= 0 && j >= lo[q] && j < hi[q])
+                            want += (double)bf16_round(w[(size_t)r * k + kmap[q]]) *
+                                    bf16_round(bsrc[(size_t)kmap[q] * n + j]);
+                    want += bias[r] + resv[(size_t)r * n + j];
+                    want = want > 0 ? want : 0;
+                }
+                if (fabs(c[(size_t)r * n + j] - want) > 1e-3 * (1 + fabs(want)) && !bad++)
+                    CHECKF(0, "%s gemm %dx%dx%d: C[%d][%d] = %g, want %g", nn_kern_name(kern),
+                           m, k, n, r, j, c[(size_t)r * n + j], want);
+            }
+        nn_pack_free(&pk);
+        free(w); free(bsrc); free(c); free(resv); free(bias);
+        free(kmap); free(lo); free(hi); free(rows); free(bp);
+    }
+}
+
+static const conv_case bf16_extra[] = {
+    /* several AMX K blocks, rows and columns past one panel */
+    { 40, 70, 2, 1, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
+    { 37, 40, 1, 1, 12, 12, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}, {1, 1, 1}, 0 },
+    { 33, 45, 1, 6, 6, 6, {3, 1, 1}, {1, 1, 1}, {1, 0, 0}, {1, 1, 1}, 0 },
+    { 36, 40, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12}, 0 },
+    { 48, 64, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 2, 2}, {1, 2, 2}, 0 },
+};
+
 static void test_conv(nn_pool *pool)
 {
     static const conv_case cases[] = {
@@ -141,6 +297,22 @@ static void test_conv(nn_pool *pool)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_conv_case(&cases[i], NULL, 0, 0);
         run_conv_case(&cases[i], pool, (int)(i & 1), 1);
+    }
+    for (nn_kern kern = NN_KERN_AVX512BF16; kern <= NN_KERN_AMX; kern++) {
+        if (!nn_kern_usable(kern)) {
+            fprintf(stderr, "note: this CPU has no %s kernel: its tests are left out\n",
+                    nn_kern_name(kern));
+            continue;
+        }
+        test_gemm_bf16(kern);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+            run_conv_case_bf16(&cases[i], NULL, 0, 0, kern);
+            run_conv_case_bf16(&cases[i], pool, (int)(i & 1), 1, kern);
+        }
+        for (size_t i = 0; i < sizeof bf16_extra / sizeof bf16_extra[0]; i++) {
+            run_conv_case_bf16(&bf16_extra[i], NULL, 1, 1, kern);
+            run_conv_case_bf16(&bf16_extra[i], pool, 0, 0, kern);
+        }
     }
 }
 

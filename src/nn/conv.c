@@ -36,6 +36,8 @@
 /* Winograd is taken when its products are under this share of the other
  * path's (the transforms cost the rest; measured) */
 #define NN_WINO_GAIN 0.75
+/* bf16 products go tap by tap when that skips this much (measured) */
+#define NN_BF16_SPARSE 0.35
 
 void nn_conv_free(nn_conv *c)
 {
@@ -43,6 +45,7 @@ void nn_conv_free(nn_conv *c)
     free(c->b);
     free(c->wr);
     free(c->wu);
+    nn_conv_bf16_free(c);
     memset(c, 0, sizeof *c);
 }
 
@@ -107,12 +110,15 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
             sparse *= sum;
         }
         /* the per-tap gathers and scatters cost about what the skipped
-         * products of a dense im2col would below ~85 % (measured) */
-        if (sparse < 0.85 * dense)
+         * products of a dense im2col would below ~85 % (measured); with
+         * bf16 products, which are cheaper against the memory passes, below
+         * NN_BF16_SPARSE */
+        if (sparse < (c->kern == NN_KERN_FP32 ? 0.85 : NN_BF16_SPARSE) * dense)
             c->sparse = 1;
         /* Winograd: 36 products per 4x4 tile against the live products of
-         * the tap-by-tap or dense path (per input and output channel) */
-        if (nn_conv_wino_eligible(c, in, out) &&
+         * the tap-by-tap or dense path (per input and output channel); fp32
+         * only (conv_bf16.c says why) */
+        if (c->kern == NN_KERN_FP32 && nn_conv_wino_eligible(c, in, out) &&
             36.0 * (double)nn_conv_wino_tiles(c, out) * (double)out[0] <
             NN_WINO_GAIN * (c->sparse ? sparse : dense)) {
             int rc = nn_conv_wino_weights(c, err);
@@ -125,7 +131,11 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
     c->tshift = !c->sparse && !c->wino && c->k[1] == 1 && c->k[2] == 1 && c->p[1] == 0 &&
         c->p[2] == 0 && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 && c->ntap[0] > 1;
     kred = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-    if (!all && !c->sparse && !c->tshift && !c->wino && kred > 1) {
+    if (c->kern != NN_KERN_FP32) {
+        int rc = nn_conv_bf16_plan(c, all, err);
+        if (rc != EN_OK)
+            return rc;
+    } else if (!all && !c->sparse && !c->tshift && !c->wino && kred > 1) {
         /* several but not all taps live, through im2col: the live taps'
          * blocks side by side (tap-by-tap paths and a single live tap read
          * their blocks in place) */
@@ -227,6 +237,7 @@ static void im2col_tile(const conv_job *j, int64_t j0, int64_t ncol,
 }
 
 static void conv_tile(void *arg, int task, int thread);
+static size_t implicit_need(const conv_job *j);
 
 /* EN_NN_PROFILE=1: one line per convolution on stderr (docs/performance.md). */
 static int nn_profile(void)
@@ -330,7 +341,12 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             j.pointwise = 0;
 
     /* j.K == 0: every tap reads padding only, the output is the bias */
-    {
+    if (c->kern != NN_KERN_FP32) {
+        /* a tile is one chunk of packed columns (conv_bf16.c) */
+        nn_conv_bf16_dense(c, &j.pk, &j.kq);
+        j.chunk = nn_conv_bf16_chunk(j.pk);
+        target = j.chunk;
+    } else {
         int64_t rows = j.pointwise || c->tshift ? c->cout : (j.K > c->cout ? j.K : c->cout);
         target = (int64_t)NN_TILE_BYTES / (int64_t)(rows * sizeof(float));
         if (target < NN_TILE_MIN_COLS)
@@ -343,14 +359,22 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     ntiles = (j.ncols + j.nb - 1) / j.nb;
     if (ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
-    if (!j.pointwise && !c->tshift && j.K > 0) {
-        /* make sure every thread's scratch exists before going parallel */
-        size_t need = (size_t)j.K * (size_t)j.nb +
+    if (!j.pointwise && !c->tshift && j.K > 0)
+        j.need = (size_t)j.K * (size_t)j.nb +
             ((size_t)j.nb + 2) * sizeof(seg) / sizeof(float) + 16;
-        for (int t = 0; t < nth; t++)
-            if (!nn_pool_scratch(pool, t, need))
-                return en_err_set(err, EN_ENOMEM, "nn: out of memory for im2col");
+    if (c->kern != NN_KERN_FP32 && j.K > 0) {
+        j.implicit = !j.pointwise && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1;
+        if (j.implicit) {
+            j.maxp = 16 / out[2] + 2;
+            j.need = implicit_need(&j);
+        }
+        j.need_panels = nn_conv_bf16_panels(j.pk, j.chunk);
     }
+    /* make sure every thread's buffers exist before going parallel */
+    for (int t = 0; t < nth; t++)
+        if ((j.need && !nn_pool_scratch(pool, t, j.need)) ||
+            (j.need_panels && !nn_pool_panels(pool, t, j.need_panels)))
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for im2col");
     if (nn_profile()) {
         struct timespec t0, t1;
         double ms, flop = 2.0 * (double)c->cout * (double)j.K * (double)j.ncols;
@@ -363,11 +387,137 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
                 c->k[1], c->k[2], c->s[0], c->s[1], c->d[0], c->d[1],
                 c->ntap[0] * c->ntap[1] * c->ntap[2], (long long)in[0], (long long)in[1],
                 (long long)in[2], (long long)j.ncols, (long long)j.K,
-                j.pointwise ? "1x1   " : c->tshift ? "tshift" : "im2col", ms, flop / ms * 1e-6);
+                j.pointwise ? "1x1   " : j.implicit ? "implct" : c->tshift ? "tshift" : "im2col",
+                ms, flop / ms * 1e-6);
+        if (c->kern != NN_KERN_FP32)
+            fprintf(stderr, "nn-profile   (%s, packed K %d)\n", nn_kern_name(c->kern), j.pk->k);
         return EN_OK;
     }
     nn_pool_run(pool, (int)ntiles, conv_tile, &j);
     return EN_OK;
+}
+
+/* Scratch floats of the implicit im2col: channel pointers, taps, pieces and
+ * their index, for a tile of nb columns. */
+static size_t implicit_need(const conv_job *j)
+{
+    const size_t ntaps = (size_t)j->c->ntap[0] * j->c->ntap[1] * j->c->ntap[2];
+    const size_t nh = ((size_t)j->nb + 15) / 16, k = (size_t)j->pk->k;
+    return (k * sizeof(float *) + k * sizeof(int32_t) + (ntaps * nh + 1) * sizeof(int32_t) +
+            ntaps * nh * (size_t)j->maxp * sizeof(nn_piece)) / sizeof(float) + 64;
+}
+
+/* The pieces (gemm_int.h) of every live tap for output columns [j0, j0+n)
+ * of a stride-1 convolution: per output row in the tile, the columns whose
+ * input lies inside the input, and where. */
+static void implicit_pieces(const conv_job *j, int64_t j0, int64_t n, nn_piece *pieces,
+                            int32_t *start)
+{
+    const nn_conv *c = j->c;
+    const nn_tensor *x = j->x;
+    const int64_t To = j->out[0], Ho = j->out[1], Wo = j->out[2];
+    const int64_t Ti = j->in[0], Hi = j->in[1], Wi = j->in[2];
+    const int64_t nh = (n + 15) / 16;
+    const int ntaps = c->ntap[0] * c->ntap[1] * c->ntap[2];
+    int32_t e = 0;
+
+    for (int lt = 0; lt < ntaps; lt++) {
+        const int64_t offt = (int64_t)c->tap[0][lt / (c->ntap[1] * c->ntap[2])] * c->d[0] - c->p[0];
+        const int64_t offy = (int64_t)c->tap[1][lt / c->ntap[2] % c->ntap[1]] * c->d[1] - c->p[1];
+        const int64_t offx = (int64_t)c->tap[2][lt % c->ntap[2]] * c->d[2] - c->p[2];
+        int32_t *st = start + (int64_t)lt * nh;
+        int64_t h = 0, col = j0;
+        st[0] = e;
+        while (col < j0 + n) {
+            int64_t ox = col % Wo, rest = col / Wo;
+            int64_t oy = rest % Ho, ot = (rest / Ho) % To, b = rest / (Ho * To);
+            int64_t len = Wo - ox < j0 + n - col ? Wo - ox : j0 + n - col;
+            int64_t it = ot + offt, iy = oy + offy;
+            int64_t v0 = ox > -offx ? ox : -offx, v1 = ox + len < Wi - offx ? ox + len : Wi - offx;
+            int64_t l0 = col - j0 + (v0 - ox), l1 = col - j0 + (v1 - ox);
+            int64_t off = b * x->stride[NN_B] + it * x->stride[NN_T] + iy * x->stride[NN_H] +
+                          ox + offx - (col - j0);
+            col += len;
+            if (it < 0 || it >= Ti || iy < 0 || iy >= Hi || v1 <= v0)
+                continue;
+            for (int64_t hh = l0 / 16; hh <= (l1 - 1) / 16; hh++) {
+                const int64_t a = l0 > hh * 16 ? l0 - hh * 16 : 0;
+                const int64_t z = l1 < hh * 16 + 16 ? l1 - hh * 16 : 16;
+                const uint32_t mask = ((1u << z) - 1u) & ~((1u << a) - 1u);
+                while (h < hh)
+                    st[++h] = e;
+                if (e > st[hh] && pieces[e - 1].off == off) {
+                    pieces[e - 1].mask |= mask;
+                } else {
+                    pieces[e].off = off;
+                    pieces[e].mask = mask;
+                    e++;
+                }
+            }
+        }
+        while (h < nh - 1)
+            st[++h] = e;
+    }
+    start[(int64_t)ntaps * nh] = e;
+}
+
+/* Columns [j0, j0+n) of a stride-1 convolution in bf16, the right-hand
+ * matrix packed straight from the input: no im2col copy, the padding as
+ * zeros. */
+static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const nn_gemm_out *o,
+                               int thread)
+{
+    const nn_conv *c = j->c;
+    const nn_pack *pk = j->pk;
+    const int64_t nh = (j->nb + 15) / 16;
+    const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
+    float *scr = nn_pool_scratch(j->pool, thread, j->need);
+    const float **chan = (const float **)(void *)scr;
+    nn_piece *pieces = (nn_piece *)(void *)(chan + pk->k);
+    int32_t *tap = (int32_t *)(void *)(pieces + ntaps * (size_t)nh * (size_t)j->maxp);
+    int32_t *start = tap + pk->k;
+    nn_bf16_buf b;
+
+    for (int r = 0; r < pk->k; r++) {
+        const int32_t q = j->kq[r];
+        chan[r] = q >= 0 ? j->x->data + (q % c->cin) * j->x->stride[NN_C] : NULL;
+        tap[r] = q >= 0 ? q / c->cin : 0;
+    }
+    implicit_pieces(j, j0, n, pieces, start);
+    nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), pk, j->chunk, &b);
+    nn_bpack_pieces(b.bp, chan, tap, pieces, start, (n + 15) / 16, pk->k, n);
+    nn_gemm_bf16(pk, 0, c->cout, b.bp, n, o, b.work);
+}
+
+/* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the
+ * input, 1x1 ones from its channels, strided ones from an im2col tile; the
+ * epilogue is part of the product. */
+static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
+{
+    const nn_conv *c = j->c;
+    const nn_tensor *res = j->res;
+    nn_tensor *y = j->y;
+    nn_gemm_out o = { y->data + j0, y->stride[NN_C], c->b, res ? res->data + j0 : NULL,
+                      res ? res->stride[NN_C] : 0, j->relu };
+    const float *src;
+    int64_t ld;
+
+    if (j->implicit) {
+        implicit_tile_bf16(j, j0, n, &o, thread);
+        return;
+    }
+    if (j->pointwise) {
+        src = j->x->data + j0;
+        ld = j->x->stride[NN_C];
+    } else {
+        float *cols = nn_pool_scratch(j->pool, thread, j->need);
+        seg *segs = (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb);
+        im2col_tile(j, j0, n, cols, segs);
+        src = cols;
+        ld = n;
+    }
+    nn_conv_bf16_product(j->pk, j->kq, 0, c->cout, src, ld, n, &o,
+                         nn_pool_panels(j->pool, thread, j->need_panels), j->chunk);
 }
 
 static void conv_tile(void *arg, int task, int thread)
@@ -383,6 +533,10 @@ static void conv_tile(void *arg, int task, int thread)
 
     if (n <= 0)
         return;
+    if (c->kern != NN_KERN_FP32 && j->K > 0) {
+        conv_tile_bf16(j, j0, n, thread);
+        return;
+    }
     if (c->tshift) {
         nn_conv_tshift_tile(j, j0, n);
     } else if (j->K > 0) {
@@ -390,10 +544,8 @@ static void conv_tile(void *arg, int task, int thread)
             B = j->x->data + j0;
             ldb = j->x->stride[NN_C];
         } else {
-            size_t need = (size_t)j->K * (size_t)j->nb +
-                ((size_t)j->nb + 2) * sizeof(seg) / sizeof(float) + 16;
             /* allocated before the parallel region: this only looks it up */
-            float *cols = nn_pool_scratch(j->pool, thread, need);
+            float *cols = nn_pool_scratch(j->pool, thread, j->need);
             seg *segs = (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb);
             im2col_tile(j, j0, n, cols, segs);
             B = cols;

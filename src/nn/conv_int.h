@@ -22,6 +22,15 @@ typedef struct conv_job {
     int64_t ncols, nb;    /* output columns, columns per tile */
     int pointwise;        /* no im2col: the input is the matrix */
     int64_t in[3], out[3];
+    size_t need;          /* scratch floats per thread */
+    /* bf16 products: the packed weights, columns per packed chunk, panel
+     * buffer per thread */
+    const nn_pack *pk;
+    const int32_t *kq;
+    int64_t chunk;
+    size_t need_panels;
+    int implicit;         /* stride 1, not 1x1: packed from the input */
+    int64_t maxp;         /* pieces per tap and half-panel, at most */
 } conv_job;
 
 /* Output range [lo, hi) along one axis where tap j reads inside the input
@@ -55,5 +64,33 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err);
 int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
                  const nn_tensor *res, int relu, const int64_t in[3], const int64_t out[3],
                  en_err *err);
+
+/* bf16 products (conv_bf16.c). */
+void nn_conv_bf16_free(nn_conv *c);
+/* Packed columns of one tap (cin padded to the tier's K step). */
+int nn_conv_bf16_kchan(const nn_conv *c);
+/* After a new plan (c->ntap, c->sparse, c->wino): packs what the chosen path
+ * reads; all: every tap is live. */
+int nn_conv_bf16_plan(nn_conv *c, int all, en_err *err);
+/* The packed matrix and column map of the dense paths (im2col, 1x1,
+ * temporal). */
+void nn_conv_bf16_dense(const nn_conv *c, const nn_pack **pk, const int32_t **kq);
+/* Columns per packed chunk, and the panel buffer (bf16 values) a
+ * product of pk needs with that chunk: row pointers, packed panels and
+ * the kernel's work, as nn_conv_bf16_buf finds them. */
+int64_t nn_conv_bf16_chunk(const nn_pack *pk);
+size_t nn_conv_bf16_panels(const nn_pack *pk, int64_t chunk);
+typedef struct nn_bf16_buf {
+    const float **rows;
+    uint16_t *bp;
+    float *work;
+} nn_bf16_buf;
+void nn_conv_bf16_buf(uint16_t *panels, const nn_pack *pk, int64_t chunk, nn_bf16_buf *b);
+/* o's rows [m0, m1), columns [0, n) = pk x B, where row q of B is
+ * src + q * ld (q from the map kq), packed chunk columns at a time into
+ * panels (nn_conv_bf16_panels values).  o's pointers address row m0. */
+void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
+                          const float *src, int64_t ld, int64_t n, const nn_gemm_out *o,
+                          uint16_t *panels, int64_t chunk);
 
 #endif

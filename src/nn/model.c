@@ -114,6 +114,22 @@ static int read_metadata(en_nn_model *m, const char *path, en_err *err)
     return EN_OK;
 }
 
+int en_nn_prec_parse(const char *s, en_nn_prec *out)
+{
+    static const char *const names[] = { "auto", "fp32", "bf16" };
+    for (int i = 0; i < 3; i++)
+        if (s && strcmp(s, names[i]) == 0) {
+            *out = (en_nn_prec)i;
+            return EN_OK;
+        }
+    return EN_EINVAL;
+}
+
+const char *en_nn_prec_name(en_nn_prec p)
+{
+    return p == EN_NN_PREC_FP32 ? "fp32" : p == EN_NN_PREC_BF16 ? "bf16" : "auto";
+}
+
 int en_nn_model_load(const char *path, en_nn_model **out, en_err *err)
 {
     return en_nn_model_load_opts(path, NULL, out, err);
@@ -122,18 +138,23 @@ int en_nn_model_load(const char *path, en_nn_model **out, en_err *err)
 int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
                           en_nn_model **out, en_err *err)
 {
-    en_nn_opts o = { 0, 0, 0 };
+    en_nn_opts o;
     en_nn_model *m;
     nn_st st;
+    nn_kern kern;
     int rc;
 
     *out = NULL;
+    memset(&o, 0, sizeof o);
     if (opts)
         o = *opts;
     if (o.threads < 0 || o.threads > 1024 || o.batch < 0 || o.batch > 4096)
         return en_err_set(err, EN_EINVAL, "nn: threads must be 0..1024 and batch 0..4096");
+    if ((rc = nn_kern_choose(o.precision, &kern, err)) != EN_OK)
+        return en_err_prefix(err, "weights file %s", path);
     if ((rc = nn_st_open(path, &st, err)) != EN_OK)
         return rc;
+    st.kern = kern;
     if (!(m = calloc(1, sizeof *m))) {
         nn_st_close(&st);
         return en_err_set(err, EN_ENOMEM, "out of memory");
@@ -173,6 +194,8 @@ int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
     /* One threading mechanism: our pool; OpenBLAS stays single-threaded. */
     openblas_set_num_threads(1);
     m->info.blas_core = openblas_get_corename();
+    m->info.precision = kern == NN_KERN_FP32 ? EN_NN_PREC_FP32 : EN_NN_PREC_BF16;
+    m->info.kernel = nn_kern_name(kern);
     m->info.threads = o.threads ? o.threads : online_cores();
     m->info.batch = o.batch ? o.batch : NN_DEFAULT_BATCH;
     if ((rc = nn_pool_create(m->info.threads, &m->pool, err)) != EN_OK) {

@@ -17,6 +17,7 @@
 
 #include "en_err.h"
 #include "en_nn.h"
+#include "gemm_int.h"
 
 /* ---- tensors (tensor.c) ------------------------------------------------ */
 
@@ -56,6 +57,10 @@ int nn_pool_size(const nn_pool *p);
 void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg);
 /* A per-thread scratch buffer of at least n floats (reused). */
 float *nn_pool_scratch(nn_pool *p, int thread, size_t n);
+/* A second per-thread buffer, of at least n bf16 values: packed panels of
+ * the right-hand matrix, while the first may hold what they are packed
+ * from. */
+uint16_t *nn_pool_panels(nn_pool *p, int thread, size_t n);
 
 /* ---- operators (conv.c, ops.c) ----------------------------------------- */
 
@@ -82,6 +87,19 @@ typedef struct nn_conv {
      * the transformed weights [36][cout][cin], made on first use. */
     int wino;
     float *wu;
+    /* bf16 products (kern != NN_KERN_FP32, conv_bf16.c): the weights packed
+     * for the kernel tier.  Each packed matrix comes with its column map:
+     * entry j is q = (live tap ordinal) * cin + input channel, or -1 for a
+     * zero column (channel groups padded to the tier's K step); q is also
+     * the row of the right-hand matrix (im2col row, or channel). */
+    nn_kern kern;
+    nn_pack pk_full;              /* all taps, packed at load */
+    int32_t *kq_full;
+    nn_pack pk_live;              /* the live taps when not all are */
+    int32_t *kq_live;
+    nn_pack *pk_tap;              /* tap-by-tap path: one per live tap */
+    int npk_tap;
+    int32_t *kq_chan;             /* one tap's map (q = channel) */
 } nn_conv;
 
 typedef struct nn_linear {
@@ -91,6 +109,10 @@ typedef struct nn_linear {
 } nn_linear;
 
 void nn_conv_free(nn_conv *c);
+/* Prepares a convolution's weights for kernel tier k (conv_bf16.c): for
+ * bf16 tiers packs the whole weight matrix.  Called once, after the
+ * weights are set (nn_w_conv does it at load). */
+int nn_conv_set_kernel(nn_conv *c, nn_kern k, en_err *err);
 /* Output size along one axis. */
 int64_t nn_conv_out(const nn_conv *c, int axis, int64_t in);
 /* y = [relu](conv(x) + bias [+ res]); y reshaped here.  res may be NULL
@@ -142,6 +164,8 @@ typedef struct nn_st {
     size_t nt;
     char **meta_keys, **meta_vals;
     size_t nmeta;
+    nn_kern kern;            /* the kernel tier layers are prepared for
+                                (set by the loader before building) */
 } nn_st;
 
 int nn_st_open(const char *path, nn_st *st, en_err *err);
@@ -161,7 +185,8 @@ int nn_w_get(nn_st *st, const char *name, int ndim, const int64_t *want,
              int64_t *got, const float **data, en_err *err);
 /* Builds a convolution from `conv`.weight ([cout][cin][kh][kw] when ndim is
  * 4, [cout][cin][kt][kh][kw] when 5; plus `conv`.bias when has_bias) and
- * folds BatchNorm `bn` (eval mode, eps 1e-5) into it; bn may be NULL.  cin
+ * folds BatchNorm `bn` (eval mode, eps 1e-5) into it; bn may be NULL; then
+ * prepares it for st->kern.  cin
  * must match (< 0: any); cout is read from the file, or checked when want_cout
  * > 0.  k/s/p/d are T,H,W. */
 int nn_w_conv(nn_st *st, const char *conv, const char *bn, int has_bias,

@@ -23,9 +23,11 @@ struct nn_pool {
     nn_task_fn fn;
     void *arg;
     int ntasks, next, active;
-    /* per-thread scratch */
+    /* per-thread scratch, and packed bf16 panels */
     float **scratch;
     size_t *scratch_n;
+    uint16_t **panels;
+    size_t *panels_n;
 };
 
 typedef struct worker_arg {
@@ -91,8 +93,11 @@ int nn_pool_create(int nthreads, nn_pool **out, en_err *err)
     p->tid = calloc((size_t)nthreads, sizeof *p->tid);
     p->scratch = calloc((size_t)nthreads, sizeof *p->scratch);
     p->scratch_n = calloc((size_t)nthreads, sizeof *p->scratch_n);
-    if (!p->tid || !p->scratch || !p->scratch_n) {
-        free(p->tid); free(p->scratch); free(p->scratch_n); free(p);
+    p->panels = calloc((size_t)nthreads, sizeof *p->panels);
+    p->panels_n = calloc((size_t)nthreads, sizeof *p->panels_n);
+    if (!p->tid || !p->scratch || !p->scratch_n || !p->panels || !p->panels_n) {
+        free(p->tid); free(p->scratch); free(p->scratch_n);
+        free(p->panels); free(p->panels_n); free(p);
         return en_err_set(err, EN_ENOMEM, "nn: out of memory");
     }
     pthread_mutex_init(&p->mu, NULL);
@@ -121,13 +126,17 @@ void nn_pool_free(nn_pool *p)
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++)
         pthread_join(p->tid[i], NULL);
-    for (int i = 0; i < p->n; i++)
+    for (int i = 0; i < p->n; i++) {
         free(p->scratch[i]);
+        free(p->panels[i]);
+    }
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
     free(p->scratch);
     free(p->scratch_n);
+    free(p->panels);
+    free(p->panels_n);
     free(p->tid);
     free(p);
 }
@@ -173,6 +182,24 @@ float *nn_pool_scratch(nn_pool *p, int thread, size_t n)
     if (n > *cap) {
         float *q = NULL;
         if (posix_memalign((void **)&q, 64, n * sizeof(float)) != 0)
+            return NULL;
+        free(*slot);
+        *slot = q;
+        *cap = n;
+    }
+    return *slot;
+}
+
+uint16_t *nn_pool_panels(nn_pool *p, int thread, size_t n)
+{
+    static _Thread_local uint16_t *solo;     /* pool-less callers (tests) */
+    static _Thread_local size_t solo_n;
+    uint16_t **slot = p ? &p->panels[thread] : &solo;
+    size_t *cap = p ? &p->panels_n[thread] : &solo_n;
+
+    if (n > *cap) {
+        uint16_t *q = NULL;
+        if (posix_memalign((void **)&q, 64, n * sizeof *q) != 0)
             return NULL;
         free(*slot);
         *slot = q;

@@ -134,6 +134,10 @@ int nn_w_conv(nn_st *st, const char *conv, const char *bn, int has_bias,
         c->b[o] = (float)shift;
     }
     nn_st_release(st, w, (size_t)c->cout * per * sizeof *w);
+    if ((rc = nn_conv_set_kernel(c, st->kern, err)) != EN_OK) {
+        nn_conv_free(c);
+        return en_err_prefix(err, "layer %s", conv);
+    }
     return EN_OK;
 }
 

@@ -1,0 +1,204 @@
+/*
+ * conv_bf16.c - what the convolution paths share when their products run in
+ * bf16 (docs/engine.md, "Precision"): the packed weights each path reads,
+ * and one routine that packs a right-hand matrix given as rows of floats,
+ * a chunk of columns at a time, and multiplies it.
+ *
+ * Weights are packed when the model is loaded (the whole tap-major matrix),
+ * so a study's first frame does not pay for it; the selections of taps
+ * that depend on the input size (dead taps, tap by tap) are packed by the
+ * plan the first time a size is seen, as the fp32 path builds its reduced
+ * copy.  The fp32 weights stay: they are what a new plan packs from.
+ *
+ * No Winograd in bf16: F(4x4,3x3)'s transforms amplify the operands'
+ * rounding (2^-9) about fifteen-fold (emulated over 64 channels: 3 %
+ * median error of the largest output against 0.2 % for direct bf16
+ * products), which the accuracy gates would not tolerate; the 3x3
+ * convolutions take the direct paths.
+ *
+ * The right-hand matrix is never stored in fp32 for its own sake: its rows
+ * are read where they are (the input channels of a 1x1 convolution, the
+ * frame-shifted channels of a temporal one, an im2col tile, a tap's
+ * gathered rectangle) and rounded into packed panels of a chunk of
+ * columns that stays in the L2 cache while the kernel walks it.
+ */
+#include "conv_int.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* Bytes of packed right-hand panels per chunk of columns: the weights are
+ * read once per chunk (from L3 or memory), so chunks are large; the
+ * kernels block them for the caches (gemm_amx.c). */
+#define NN_BF16_CHUNK_BYTES (4u << 20)
+
+/* Column map for ntaps taps of cin channels: q = t * cin + ci, channel
+ * groups padded to pairs, the whole to the tier's K step. */
+static int kmap_build(int ntaps, int cin, nn_kern kern, int32_t **out, int *k, en_err *err)
+{
+    const int ks = nn_kstep(kern), cp = (cin + 1) / 2 * 2;
+    const int64_t raw = (int64_t)ntaps * cp, kk = (raw + ks - 1) / ks * ks;
+    int32_t *m;
+
+    if (kk > (1 << 28))
+        return en_err_set(err, EN_ELIMIT, "nn: convolution too large to pack");
+    if (!(m = malloc((size_t)kk * sizeof *m)))
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
+    for (int64_t j = 0; j < kk; j++) {
+        int64_t t = j / cp, ci = j % cp;
+        m[j] = j < raw && ci < cin ? (int32_t)(t * cin + ci) : -1;
+    }
+    *out = m;
+    *k = (int)kk;
+    return EN_OK;
+}
+
+/* Packs the live taps (in the plan's order, all when all) of c's weights
+ * through map kq (k columns). */
+static int pack_live(const nn_conv *c, const int32_t *kq, int k, int all, nn_pack *out,
+                     en_err *err)
+{
+    const int64_t lda = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+    int32_t *src;
+    int rc;
+
+    if (all)
+        return nn_pack_a(c->kern, c->w, lda, c->cout, kq, k, out, err);
+    if (!(src = malloc((size_t)k * sizeof *src)))
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
+    for (int j = 0; j < k; j++)
+        src[j] = kq[j] < 0 ? -1 : (int32_t)(nn_conv_tap_block(c, (size_t)(kq[j] / c->cin)) +
+                                            (size_t)(kq[j] % c->cin));
+    rc = nn_pack_a(c->kern, c->w, lda, c->cout, src, k, out, err);
+    free(src);
+    return rc;
+}
+
+static void free_taps(nn_conv *c)
+{
+    for (int i = 0; i < c->npk_tap; i++)
+        nn_pack_free(&c->pk_tap[i]);
+    free(c->pk_tap);
+    c->pk_tap = NULL;
+    c->npk_tap = 0;
+}
+
+void nn_conv_bf16_free(nn_conv *c)
+{
+    nn_pack_free(&c->pk_full);
+    nn_pack_free(&c->pk_live);
+    free(c->kq_full);
+    free(c->kq_live);
+    free(c->kq_chan);
+    free_taps(c);
+    c->kq_full = c->kq_live = c->kq_chan = NULL;
+}
+
+int nn_conv_bf16_kchan(const nn_conv *c)
+{
+    const int ks = nn_kstep(c->kern), cp = (c->cin + 1) / 2 * 2;
+    return (cp + ks - 1) / ks * ks;
+}
+
+int nn_conv_set_kernel(nn_conv *c, nn_kern k, en_err *err)
+{
+    const int ntaps = c->k[0] * c->k[1] * c->k[2];
+    int kk, rc;
+
+    nn_conv_bf16_free(c);
+    c->kern = k;
+    if (k == NN_KERN_FP32)
+        return EN_OK;
+    if ((rc = kmap_build(ntaps, c->cin, k, &c->kq_full, &kk, err)) != EN_OK ||
+        (rc = nn_pack_a(k, c->w, (int64_t)c->cin * ntaps, c->cout, c->kq_full, kk, &c->pk_full,
+                        err)) != EN_OK ||
+        (rc = kmap_build(1, c->cin, k, &c->kq_chan, &kk, err)) != EN_OK)
+        return rc;
+    return EN_OK;
+}
+
+int nn_conv_bf16_plan(nn_conv *c, int all, en_err *err)
+{
+    int kk, rc;
+
+    nn_pack_free(&c->pk_live);
+    free(c->kq_live);
+    c->kq_live = NULL;
+    free_taps(c);
+    if (c->sparse) {
+        const int n = c->ntap[0] * c->ntap[1] * c->ntap[2];
+        if (!(c->pk_tap = calloc((size_t)n, sizeof *c->pk_tap)))
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
+        c->npk_tap = n;
+        for (int t = 0; t < n; t++) {
+            const int64_t lda = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+            if ((rc = nn_pack_a(c->kern, c->w + nn_conv_tap_block(c, (size_t)t), lda, c->cout,
+                                c->kq_chan, nn_conv_bf16_kchan(c), &c->pk_tap[t], err)) != EN_OK)
+                return rc;
+        }
+        return EN_OK;
+    }
+    if (all)
+        return EN_OK;
+    if ((rc = kmap_build(c->ntap[0] * c->ntap[1] * c->ntap[2], c->cin, c->kern, &c->kq_live,
+                         &kk, err)) != EN_OK)
+        return rc;
+    return pack_live(c, c->kq_live, kk, 0, &c->pk_live, err);
+}
+
+void nn_conv_bf16_dense(const nn_conv *c, const nn_pack **pk, const int32_t **kq)
+{
+    if (c->pk_live.data) {
+        *pk = &c->pk_live;
+        *kq = c->kq_live;
+    } else {
+        *pk = &c->pk_full;
+        *kq = c->kq_full;
+    }
+}
+
+int64_t nn_conv_bf16_chunk(const nn_pack *pk)
+{
+    int64_t n = (int64_t)NN_BF16_CHUNK_BYTES / (2 * (int64_t)pk->k);
+    n = n / NN_NB * NN_NB;
+    return n < NN_NB ? NN_NB : n;
+}
+
+/* The panel buffer: row pointers, the packed panels, the product's work. */
+static size_t ptrs_elems(const nn_pack *pk)
+{
+    return ((size_t)pk->k * sizeof(float *) + 63) / 64 * 64 / sizeof(uint16_t);
+}
+
+size_t nn_conv_bf16_panels(const nn_pack *pk, int64_t chunk)
+{
+    size_t bp = (nn_bpack_elems(pk->k, chunk) + 31) / 32 * 32;
+    return ptrs_elems(pk) + bp + nn_gemm_work(pk, chunk) * 2;
+}
+
+void nn_conv_bf16_buf(uint16_t *panels, const nn_pack *pk, int64_t chunk, nn_bf16_buf *b)
+{
+    b->rows = (const float **)(void *)panels;
+    b->bp = panels + ptrs_elems(pk);
+    b->work = (float *)(void *)(b->bp + (nn_bpack_elems(pk->k, chunk) + 31) / 32 * 32);
+}
+
+void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
+                          const float *src, int64_t ld, int64_t n, const nn_gemm_out *o,
+                          uint16_t *panels, int64_t chunk)
+{
+    nn_bf16_buf b;
+
+    nn_conv_bf16_buf(panels, pk, chunk, &b);
+    for (int64_t j0 = 0; j0 < n; j0 += chunk) {
+        const int64_t nc = n - j0 < chunk ? n - j0 : chunk;
+        nn_gemm_out oc = *o;
+        for (int r = 0; r < pk->k; r++)
+            b.rows[r] = kq[r] >= 0 ? src + (int64_t)kq[r] * ld + j0 : NULL;
+        nn_bpack(b.bp, b.rows, NULL, NULL, pk->k, nc);
+        oc.c += j0;
+        if (oc.res)
+            oc.res += j0;
+        nn_gemm_bf16(pk, m0, m1, b.bp, nc, &oc, b.work);
+    }
+}

@@ -1,0 +1,115 @@
+/*
+ * gemm_amx.c - the AMX-BF16 tier: C blocks of 32x32 in four tile registers,
+ * each tdpbf16ps adding a 16x32 (A) by 32x16 (B) bf16 product into a 16x16
+ * fp32 tile, 16 K-steps of 32 in one instruction.
+ *
+ * Eight tile registers: four C tiles (2x2), two A tiles (the panel's rows
+ * 0-15 and 16-31), two B tiles (columns 0-15 and 16-31 of the 32-column
+ * panel).  Per step of 32 along K: four tile loads (4 KB), four products.
+ * The packed B panel's rows are 128 bytes (32 columns' pairs), so a B tile
+ * is a 64-byte-wide, 128-byte-stride view of it: the k-pairs format of the
+ * AVX512-BF16 tier serves both.  After the whole K the four C tiles go to
+ * a 4 KB block and through the shared epilogue (gemm_avx512.c).
+ *
+ * Blocking (nn_gemm_amx) keeps the operands of the products in the caches:
+ * with both A and B streaming from L2 a 2x2 tile block would wait on
+ * memory, not on the tile unit.
+ *
+ * The tile configuration is loaded at the start of each call and the
+ * tiles released at its end, so no thread keeps the 8 KB tile state (or
+ * a stale configuration across a fork) between products.
+ */
+#include "gemm_int.h"
+
+#ifdef NN_X86_KERNELS
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+#include <immintrin.h>
+#include <string.h>
+
+typedef struct tile_config {
+    uint8_t palette;
+    uint8_t start_row;
+    uint8_t reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} tile_config;
+
+static void tiles_configure(void)
+{
+    tile_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.palette = 1;
+    for (int t = 0; t < 8; t++) {
+        cfg.rows[t] = 16;
+        cfg.colsb[t] = 64;
+    }
+    _tile_loadconfig(&cfg);
+}
+
+/* c[32][32] (+)= A panel slice (kb blocks of 32x32) x B micro-panel slice
+ * (kb blocks of 16 k-pairs x 32 columns); first: start from zero, else
+ * from the partial sums in c. */
+static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb, float *c,
+                               int first)
+{
+    if (first) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    } else {
+        _tile_loadd(0, c, 128);
+        _tile_loadd(1, c + 16, 128);
+        _tile_loadd(2, c + 16 * 32, 128);
+        _tile_loadd(3, c + 16 * 32 + 16, 128);
+    }
+    for (int64_t k = 0; k < kb; k++, a += 1024, b += 1024) {
+        _tile_loadd(4, a, 64);
+        _tile_loadd(6, b, 128);
+        _tile_loadd(7, b + 32, 128);
+        _tile_dpbf16ps(0, 4, 6);
+        _tile_dpbf16ps(1, 4, 7);
+        _tile_loadd(5, a + 512, 64);
+        _tile_dpbf16ps(2, 5, 6);
+        _tile_dpbf16ps(3, 5, 7);
+    }
+    _tile_stored(0, c, 128);
+    _tile_stored(1, c + 16, 128);
+    _tile_stored(2, c + 16 * 32, 128);
+    _tile_stored(3, c + 16 * 32 + 16, 128);
+}
+
+/* Rows in blocks of NN_AMX_MC, K in blocks of NN_AMX_KC, then the B
+ * micro-panels, then the 32-row panels of the block: a micro-panel's K
+ * slice stays in L1 across the block's panels, the block's A slice in L2
+ * across the micro-panels.  With K in several blocks, the partial sums of
+ * the row block live in work, 4 KB per 32x32 block. */
+void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+                 const nn_gemm_out *o, float *work)
+{
+    const int64_t K = a->k, np = (n + NN_NB - 1) / NN_NB;
+    float blk[32 * 32] __attribute__((aligned(64)));
+
+    tiles_configure();
+    for (int ic = m0; ic < m1; ic += NN_AMX_MC) {
+        const int mend = m1 - ic < NN_AMX_MC ? m1 : ic + NN_AMX_MC;
+        for (int64_t k0 = 0; k0 < K; k0 += NN_AMX_KC) {
+            const int64_t kb = (K - k0 < NN_AMX_KC ? K - k0 : NN_AMX_KC) / 32;
+            const int first = k0 == 0, last = k0 + NN_AMX_KC >= K;
+            for (int64_t jp = 0; jp < np; jp++) {
+                const uint16_t *bp = b + jp * NN_NB * K + k0 * 32;
+                const int cols = n - jp * NN_NB < NN_NB ? (int)(n - jp * NN_NB) : NN_NB;
+                for (int ir = ic; ir < mend; ir += 32) {
+                    const int rows = mend - ir < 32 ? mend - ir : 32;
+                    float *c = first && last ? blk : work + (((ir - ic) / 32) * np + jp) * 1024;
+                    block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, kb, c, first);
+                    if (last)
+                        nn_gemm_epilogue_avx512(c, 32, rows, ir - m0, jp * NN_NB, cols, o);
+                }
+            }
+        }
+    }
+    _tile_release();
+}
+
+#endif

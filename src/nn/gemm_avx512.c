@@ -1,0 +1,268 @@
+/*
+ * gemm_avx512.c - the AVX512-BF16 tier: packing the right-hand matrix into
+ * bf16 k-pairs (shared with the AMX tier), the vdpbf16ps micro-kernel, and
+ * the epilogue both tiers finish a block of C with.
+ *
+ * Compiled for AVX512-BF16 by a target pragma, so only this file's code
+ * uses those instructions, and only after cpu.c found them usable.
+ *
+ * Micro-kernel: C[8 x 32] over the whole K in 16 zmm accumulators.  For
+ * each pair of rows (k, k+1), two 64-byte loads of B (32 columns' pairs)
+ * and eight broadcast pairs of A (embedded {1to16} broadcasts), 16
+ * vdpbf16ps.  A's 8-row panel (k x 16 bytes) stays in L1 while the panel's
+ * loop walks the packed B columns out of L2; the tile of B columns a
+ * caller packs is sized for that (conv.c).  The accumulated block goes
+ * through the epilogue once: no partial sums of C are ever stored.
+ */
+#include "gemm_int.h"
+
+#ifdef NN_X86_KERNELS
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
+#include <immintrin.h>
+#include <string.h>
+#include <time.h>
+
+/* Interleaves two rows of 32 bf16 into 32 (row0, row1) pairs: output
+ * element 2j is row0[j], 2j+1 is row1[j] (permutex2var indices >= 32 read
+ * the second operand). */
+static __m512i pair_index(int half)
+{
+    int16_t idx[32];
+    for (int j = 0; j < 16; j++) {
+        idx[2 * j] = (int16_t)(half * 16 + j);
+        idx[2 * j + 1] = (int16_t)(32 + half * 16 + j);
+    }
+    return _mm512_loadu_si512(idx);
+}
+
+static inline __mmask32 col_mask(int64_t j0, int64_t nc, const int32_t *lo,
+                                 const int32_t *hi, int r)
+{
+    int64_t a = 0, b = nc;
+    if (lo) {
+        if (lo[r] - j0 > a)
+            a = lo[r] - j0;
+        if (hi[r] - j0 < b)
+            b = hi[r] - j0;
+    }
+    if (b <= a)
+        return 0;
+    return (__mmask32)(((b >= 32 ? 0xffffffffu : (1u << b) - 1u)) & ~((1u << a) - 1u));
+}
+
+/* Two rows' 32 columns (v[0..1]: row 0, v[2..3]: row 1) as 32 pairs */
+static inline void store_pairs(uint16_t *pd, const __m512 v[4], __m512i i0, __m512i i1)
+{
+    __m512i x0 = (__m512i)_mm512_cvtne2ps_pbh(v[1], v[0]);
+    __m512i x1 = (__m512i)_mm512_cvtne2ps_pbh(v[3], v[2]);
+    _mm512_storeu_si512(pd, _mm512_permutex2var_epi16(x0, i0, x1));
+    _mm512_storeu_si512(pd + 32, _mm512_permutex2var_epi16(x0, i1, x1));
+}
+
+/* Panels in groups of NN_PACK_GROUP: per group, pairs of rows outside,
+ * the group's panels inside, so each row is read 1 KB at a time and the
+ * group's panels (NN_NB * k values apart, the same L1 sets when k is a
+ * power of two) are few enough to stay in L1 between two pairs of rows. */
+#define NN_PACK_GROUP 8
+
+void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
+                     const int32_t *hi, int k, int64_t n)
+{
+    const __m512i i0 = pair_index(0), i1 = pair_index(1);
+    const int64_t pstride = (int64_t)NN_NB * k, gcols = (int64_t)NN_PACK_GROUP * NN_NB;
+
+    for (int64_t g0 = 0; g0 < n; g0 += gcols) {
+        const int64_t g1 = n - g0 < gcols ? n : g0 + gcols;
+        for (int r = 0; r < k; r += 2) {
+            uint16_t *pd = dst + (g0 / NN_NB) * pstride + (int64_t)r * NN_NB;
+            for (int64_t j0 = g0; j0 < g1; j0 += NN_NB, pd += pstride) {
+                const int64_t nc = n - j0 < NN_NB ? n - j0 : NN_NB;
+                __m512 v[4];
+                for (int q = 0; q < 2; q++) {
+                    const float *src = rows[r + q];
+                    __mmask32 m = src ? col_mask(j0, nc, lo, hi, r + q) : 0;
+                    if (m == 0xffffffffu) {
+                        v[2 * q] = _mm512_loadu_ps(src + j0);
+                        v[2 * q + 1] = _mm512_loadu_ps(src + j0 + 16);
+                    } else if (m) {
+                        v[2 * q] = _mm512_maskz_loadu_ps((__mmask16)m, src + j0);
+                        v[2 * q + 1] = _mm512_maskz_loadu_ps((__mmask16)(m >> 16), src + j0 + 16);
+                    } else {
+                        v[2 * q] = v[2 * q + 1] = _mm512_setzero_ps();
+                    }
+                }
+                store_pairs(pd, v, i0, i1);
+            }
+        }
+    }
+}
+
+void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
+                            const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                            int64_t n)
+{
+    const __m512i i0 = pair_index(0), i1 = pair_index(1);
+    const int64_t pstride = (int64_t)NN_NB * k, ghalves = 2 * NN_PACK_GROUP;
+
+    for (int64_t g0 = 0; g0 < nh; g0 += ghalves) {
+        const int64_t g1 = nh - g0 < ghalves ? nh : g0 + ghalves;
+        for (int r = 0; r < k; r += 2) {
+            uint16_t *pd = dst + (g0 / 2) * pstride + (int64_t)r * NN_NB;
+            for (int64_t hh = g0; hh < g1; hh += 2, pd += pstride) {
+                __m512 v[4];
+                for (int q = 0; q < 2; q++) {
+                    const float *src = chan[r + q];
+                    for (int h = 0; h < 2; h++) {
+                        __m512 acc = _mm512_setzero_ps();
+                        if (src && hh + h < nh) {
+                            const int64_t s0 = (int64_t)tap[r + q] * nh + hh + h;
+                            const float *at = src + (hh + h) * 16;
+                            for (int32_t e = start[s0]; e < start[s0 + 1]; e++)
+                                acc = _mm512_mask_loadu_ps(acc, (__mmask16)pieces[e].mask,
+                                                           at + pieces[e].off);
+                        }
+                        v[2 * q + h] = acc;
+                    }
+                }
+                store_pairs(pd, v, i0, i1);
+            }
+        }
+    }
+    (void)n;
+}
+
+/* C rows [r0, r0+rows), columns [j0, j0+cols) from a block (stride ldb)
+ * through bias, residual and ReLU (max with 0 also maps NaN to 0, as the
+ * fp32 epilogue does). */
+void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0, int64_t j0,
+                             int cols, const nn_gemm_out *o)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    for (int r = 0; r < rows; r++) {
+        const int64_t row = r0 + r;
+        const __m512 bias = _mm512_set1_ps(o->bias ? o->bias[row] : 0.0f);
+        float *c = o->c + row * o->ldc + j0;
+        const float *res = o->res ? o->res + row * o->ldr + j0 : NULL;
+        for (int j = 0; j < cols; j += 16) {
+            const __mmask16 m = cols - j >= 16 ? 0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+            __m512 v = _mm512_add_ps(_mm512_loadu_ps(blk + r * ldb + j), bias);
+            if (res)
+                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + j));
+            if (o->relu)
+                v = _mm512_max_ps(v, zero);
+            _mm512_mask_storeu_ps(c + j, m, v);
+        }
+    }
+}
+
+/* C[8][32] = A panel x B panel over kp pairs. */
+static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b, float *blk)
+{
+    __m512 c[8][2];
+    const uint32_t *ap = (const uint32_t *)(const void *)a;
+
+    for (int m = 0; m < 8; m++)
+        c[m][0] = c[m][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kp; k++, ap += 8, b += 64) {
+        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
+        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 32);
+#pragma GCC unroll 8
+        for (int m = 0; m < 8; m++) {
+            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[m]);
+            c[m][0] = _mm512_dpbf16_ps(c[m][0], av, b0);
+            c[m][1] = _mm512_dpbf16_ps(c[m][1], av, b1);
+        }
+    }
+    for (int m = 0; m < 8; m++) {
+        _mm512_storeu_ps(blk + m * 32, c[m][0]);
+        _mm512_storeu_ps(blk + m * 32 + 16, c[m][1]);
+    }
+}
+
+void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+                    const nn_gemm_out *o)
+{
+    const int64_t kp = a->k / 2;
+    float blk[8 * 32] __attribute__((aligned(64)));
+
+    for (int mp = m0; mp < m1; mp += 8) {
+        const uint16_t *ap = a->data + (int64_t)mp * a->k;
+        const int rows = m1 - mp < 8 ? m1 - mp : 8;
+        for (int64_t j0 = 0; j0 < n; j0 += NN_NB) {
+            const int cols = n - j0 < NN_NB ? (int)(n - j0) : NN_NB;
+            kernel_8x32(kp, ap, b + j0 * a->k, blk);
+            nn_gemm_epilogue_avx512(blk, 32, rows, mp - m0, j0, cols, o);
+        }
+    }
+}
+
+/* Products per second of vdpbf16ps against vfmadd231ps, each in 12
+ * independent chains (enough to hide either latency), best of 5 short
+ * alternating runs. */
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+#define NN_PROBE_ITERS 2000
+
+static double probe_bf16(void)
+{
+    __m512 acc[12];
+    __m512bh x = (__m512bh)_mm512_set1_epi32(0x3f803f80), y = x;
+    double t;
+    for (int i = 0; i < 12; i++)
+        acc[i] = _mm512_setzero_ps();
+    t = now_s();
+    for (int it = 0; it < NN_PROBE_ITERS; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) {
+            acc[i] = _mm512_dpbf16_ps(acc[i], x, y);
+            __asm__ volatile("" : "+v"(acc[i]));
+        }
+    }
+    t = now_s() - t;
+    for (int i = 1; i < 12; i++)
+        acc[0] = _mm512_add_ps(acc[0], acc[i]);
+    __asm__ volatile("" : : "v"(acc[0]));
+    return t;
+}
+
+static double probe_fma(void)
+{
+    __m512 acc[12], x = _mm512_set1_ps(1.0f), y = x;
+    double t;
+    for (int i = 0; i < 12; i++)
+        acc[i] = _mm512_setzero_ps();
+    t = now_s();
+    for (int it = 0; it < NN_PROBE_ITERS; it++) {
+#pragma GCC unroll 12
+        for (int i = 0; i < 12; i++) {
+            acc[i] = _mm512_fmadd_ps(x, y, acc[i]);
+            __asm__ volatile("" : "+v"(acc[i]));
+        }
+    }
+    t = now_s() - t;
+    for (int i = 1; i < 12; i++)
+        acc[0] = _mm512_add_ps(acc[0], acc[i]);
+    __asm__ volatile("" : : "v"(acc[0]));
+    return t;
+}
+
+double nn_avx512_bf16_gain(void)
+{
+    double tb = 1e30, tf = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double b = probe_bf16(), f = probe_fma();
+        if (b < tb)
+            tb = b;
+        if (f < tf)
+            tf = f;
+    }
+    /* one vdpbf16ps is 32 products, one vfmadd231ps 16 */
+    return tb > 0 ? 2.0 * tf / tb : 0.0;
+}
+
+#endif

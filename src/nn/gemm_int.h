@@ -1,0 +1,173 @@
+/*
+ * gemm_int.h - the engine's own bf16 matrix products, and the CPU features
+ * that choose them (cpu.c, gemm.c, gemm_avx512.c, gemm_amx.c).
+ *
+ * The fp32 path multiplies with OpenBLAS's cblas_sgemm, exact to float
+ * rounding (the parity path).  The bf16 path rounds both operands to
+ * bfloat16 (8 significant bits) and accumulates in fp32, on one of two
+ * kernel tiers picked at run time from the CPU:
+ *
+ *   AVX512-BF16  vdpbf16ps: 16 lanes x 2 products per instruction
+ *   AMX-BF16     tdpbf16ps: a 16x16 fp32 tile += 16x32 x 32x16 per
+ *                instruction (Sapphire Rapids and later)
+ *
+ * Both tiers read the right-hand matrix in one packed format, "k-pairs":
+ * columns in panels of NN_NB, and within a panel, for each pair of rows
+ * (k, k+1), the NN_NB columns' (B[k][j], B[k+1][j]) bf16 pairs, 64 bytes
+ * per 16 columns: a vdpbf16ps operand and an AMX B-tile row alike.  The
+ * weights (left-hand matrix) are packed once, in the tier's own layout.
+ * The compiled code for both tiers lives in translation units with GCC
+ * target attributes, so the rest of the engine builds for baseline x86-64
+ * and nothing runs an instruction the CPU lacks.
+ */
+#ifndef EN_NN_GEMM_INT_H
+#define EN_NN_GEMM_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "en_err.h"
+
+/* The bf16 tiers exist for x86-64 built by GCC or Clang (target pragmas,
+ * cpuid); elsewhere cpu.c offers fp32 only and they are never called. */
+#if defined(__x86_64__) && defined(__GNUC__)
+#define NN_X86_KERNELS 1
+#endif
+
+/* Kernel tiers, from slowest to fastest where all are present. */
+typedef enum nn_kern {
+    NN_KERN_FP32 = 0,        /* OpenBLAS sgemm (exact parity) */
+    NN_KERN_AVX512BF16 = 1,  /* own vdpbf16ps micro-kernel */
+    NN_KERN_AMX = 2          /* own AMX-BF16 tile kernel */
+} nn_kern;
+
+/* Columns per panel of a packed right-hand matrix. */
+#define NN_NB 32
+
+/* ---- CPU features (cpu.c) --------------------------------------------- */
+
+typedef struct nn_cpu {
+    int avx512;         /* AVX-512 F/BW/VL/DQ with the OS saving ZMM state */
+    int avx512bf16;     /* and AVX512-BF16 */
+    int amx;            /* AMX-TILE + AMX-BF16, OS support and permission */
+    double bf16_gain;   /* vdpbf16ps products per fp32 FMA product, measured
+                           (0 when not measured) */
+} nn_cpu;
+
+/* Detects once (cpuid, XCR0, Linux's AMX permission request). */
+const nn_cpu *nn_cpu_get(void);
+/* Whether tier k can run here. */
+int nn_kern_usable(nn_kern k);
+/* The tier for a precision (EN_NN_PREC_*): EN_EUNSUPPORTED when bf16 is
+ * asked for on a CPU without it.  EN_NN_KERNEL=fp32|avx512bf16|amx forces
+ * a tier (for benchmarks and tests); it cannot force one the CPU lacks. */
+int nn_kern_choose(int precision, nn_kern *out, en_err *err);
+const char *nn_kern_name(nn_kern k);
+
+/* ---- packed weights (gemm.c) ------------------------------------------- */
+
+/* A left-hand matrix in bf16, packed for one tier: m rows, k columns (k is
+ * the packed, padded count: a multiple of nn_kstep). */
+typedef struct nn_pack {
+    uint16_t *data;
+    int m, k;
+    nn_kern kern;
+} nn_pack;
+
+/* K granularity of a tier's packed matrices: 2 (pairs) or 32 (AMX). */
+int nn_kstep(nn_kern k);
+/* Rows per panel of a tier's packed matrices (8 or 32). */
+int nn_mpanel(nn_kern k);
+/* Packs rows of w (m x lda, fp32) for tier kern: packed column j takes
+ * source column kmap[j], or zero when kmap[j] < 0; k must be a multiple of
+ * nn_kstep(kern). */
+int nn_pack_a(nn_kern kern, const float *w, int64_t lda, int m, const int32_t *kmap,
+              int k, nn_pack *out, en_err *err);
+void nn_pack_free(nn_pack *p);
+
+/* bf16 elements of a packed right-hand matrix of k rows and n columns. */
+size_t nn_bpack_elems(int k, int64_t n);
+
+/* Packs a right-hand matrix of k rows (a multiple of 2) and n columns:
+ * row r is rows[r][0..n), NULL for a row of zeros; with lo/hi (both
+ * non-NULL), only columns [lo[r], hi[r]) of row r are read, the others
+ * are zero (rows[r] itself may point outside the data there). */
+void nn_bpack(uint16_t *dst, const float *const *rows, const int32_t *lo,
+              const int32_t *hi, int k, int64_t n);
+
+/* The right-hand matrix of a stride-1 convolution, read where it is (an
+ * implicit im2col): row r of B is input channel chan[r] (NULL: zeros) seen
+ * through tap tap[r]; for each tap and each 16-column half-panel hh of the
+ * tile, pieces[start[tap * nh + hh] .. start[tap * nh + hh + 1]) say which
+ * columns read where: column L (of the tile) in a piece's mask reads
+ * chan[r][off + L]; columns in no piece are zero (padding). */
+typedef struct nn_piece {
+    int64_t off;
+    uint32_t mask;          /* bits of the half-panel's 16 columns */
+} nn_piece;
+
+void nn_bpack_pieces(uint16_t *dst, const float *const *chan, const int32_t *tap,
+                     const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                     int64_t n);
+
+/* Where a product goes: C[r][j] = (A x B)[r][j] (+ bias[r]) (+ res[r][j])
+ * (ReLU); bias/res NULL when absent. */
+typedef struct nn_gemm_out {
+    float *c;
+    int64_t ldc;
+    const float *bias;
+    const float *res;
+    int64_t ldr;
+    int relu;
+} nn_gemm_out;
+
+/* C rows [m0, m1) (m0 a multiple of nn_mpanel) and columns [0, n) =
+ * A x B, B packed by nn_bpack with a->k rows and n columns.  o's pointers
+ * (c, bias, res) address row m0.  work: nn_gemm_work(a, n) floats of the
+ * caller's (partial sums when K is cut into blocks), 64-byte aligned. */
+void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+                  const nn_gemm_out *o, float *work);
+size_t nn_gemm_work(const nn_pack *a, int64_t n);
+
+/* fp32 to bf16, round to nearest even (NaN stays NaN). */
+static inline uint16_t nn_bf16(float f)
+{
+    union { float f; uint32_t u; } v = { f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((v.u >> 16) | 0x40u);
+    return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
+}
+
+static inline float nn_bf16_float(uint16_t h)
+{
+    union { uint32_t u; float f; } v = { (uint32_t)h << 16 };
+    return v.f;
+}
+
+/* ---- tier entry points (gemm_avx512.c, gemm_amx.c; NN_X86_KERNELS) ----- */
+
+void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
+                     const int32_t *hi, int k, int64_t n);
+void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
+                            const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                            int64_t n);
+void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+                    const nn_gemm_out *o);
+void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+                 const nn_gemm_out *o, float *work);
+/* AMX blocking: K in blocks of NN_AMX_KC (an A slice of a 32-row panel,
+ * 16 KB, and a B micro-panel of 32 columns, 16 KB, fit L1 together), rows
+ * in blocks of NN_AMX_MC (a 128 KB block of A stays in L2 across the
+ * columns).  Chosen among KC 128..1024, MC 128..512 and both loop orders on
+ * the networks' shapes (docs/performance.md). */
+#define NN_AMX_KC 256
+#define NN_AMX_MC 256
+/* Rows [r0, r0+rows) of o (relative to o's pointers), columns [j0,
+ * j0+cols), from a block of the product (row stride ldb) through o's bias,
+ * residual and ReLU. */
+void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0, int64_t j0,
+                             int cols, const nn_gemm_out *o);
+/* vdpbf16ps products per vfmadd231ps product at full rate, measured */
+double nn_avx512_bf16_gain(void);
+
+#endif
