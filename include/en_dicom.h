@@ -68,6 +68,12 @@ typedef struct en_dicom_info {
     en_fps_source fps_source;
     int nregions;                   /* usable regions copied below */
     en_us_region regions[EN_DICOM_MAX_REGIONS];
+    /* The view the machine names, from View Code Sequence (0054,0220)'s
+     * first item, else View Name (0008,2127) as the meaning; "" when the
+     * file names none.  A code for a view, never anything about a person. */
+    char view_scheme[17];           /* CodingSchemeDesignator: "SCT", "SRT" */
+    char view_value[17];            /* CodeValue: "399214001", "G-A19C" */
+    char view_meaning[65];          /* CodeMeaning: "Apical four chamber" */
     int nwarnings;
     char warnings[EN_DICOM_MAX_WARNINGS][160];
 } en_dicom_info;

@@ -630,6 +630,7 @@ static int dcm_read(dcm_ctx *c, en_dicom_identity *id)
         return rc;
     dcm_read_fps(c->ds, c->info);
     dcm_read_regions(c->ds, c->info);
+    dcm_read_view(c->ds, c->info);
     if (id)
         dcm_read_identity(c->ds, id);
     return dcm_decode(c);

@@ -257,6 +257,29 @@ void dcm_read_regions(DcmItem *ds, en_dicom_info *info)
         dcm_warn(info, "%lu ultrasound region(s) without RegionLocation ignored", skipped);
 }
 
+/* ---- view -------------------------------------------------------------- */
+
+/* The code is copied as written; which view it means is the study
+ * module's business (en_view_from_code), not the reader's. */
+void dcm_read_view(DcmItem *ds, en_dicom_info *info)
+{
+    DcmSequenceOfItems *seq = NULL;
+    DcmItem *it;
+    OFString s;
+
+    if (ds->findAndGetSequence(DCM_ViewCodeSequence, seq).good() && seq && seq->card() > 0 &&
+        (it = seq->getItem(0)) != NULL) {
+        if (dcm_get_str(it, DCM_CodingSchemeDesignator, 0, s))
+            dcm_copy_str(info->view_scheme, sizeof info->view_scheme, s.c_str());
+        if (dcm_get_str(it, DCM_CodeValue, 0, s))
+            dcm_copy_str(info->view_value, sizeof info->view_value, s.c_str());
+        if (dcm_get_str(it, DCM_CodeMeaning, 0, s))
+            dcm_copy_str(info->view_meaning, sizeof info->view_meaning, s.c_str());
+    }
+    if (!info->view_value[0] && !info->view_meaning[0] && dcm_get_str(ds, DCM_ViewName, 0, s))
+        dcm_copy_str(info->view_meaning, sizeof info->view_meaning, s.c_str());
+}
+
 /* ---- identity ---------------------------------------------------------- */
 
 static void id_field(DcmItem *ds, const DcmTagKey &tag, char *dst, size_t cap)

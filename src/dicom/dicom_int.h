@@ -62,6 +62,7 @@ unsigned long dcm_vm(DcmItem *item, const DcmTagKey &tag);
 
 void dcm_read_fps(DcmItem *ds, en_dicom_info *info);
 void dcm_read_regions(DcmItem *ds, en_dicom_info *info);
+void dcm_read_view(DcmItem *ds, en_dicom_info *info);
 void dcm_read_identity(DcmItem *ds, en_dicom_identity *id);
 
 #endif
