@@ -23,6 +23,9 @@ void en_json_string(en_json *j, const char *key, const char *value); /* NULL -> 
 void en_json_int(en_json *j, const char *key, long long value);
 void en_json_double(en_json *j, const char *key, double value);     /* non-finite -> null */
 void en_json_bool(en_json *j, const char *key, int value);
+/* A value that is already JSON text (valid by construction, e.g. a column
+ * the database checks with json_valid), written as it is. */
+void en_json_raw(en_json *j, const char *key, const char *json);
 void en_json_finish(en_json *j);  /* final newline */
 
 #endif

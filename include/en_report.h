@@ -3,10 +3,14 @@
  * segmentation-overlay video.
  *
  * The report is what a reader sees of a study: the EF (mean of the beat
- * EFs) with its class and the beat spread, the per-beat table, the LV size
- * curve with systoles, ED and ES marked, the ED and ES key frames with the
+ * EFs) with its class and the beat spread, the LV size curve with
+ * systoles, ED and ES marked, the ED and ES key frames with the
  * segmentation outline, the quality flags, the model identities and a note
- * that it is not a diagnosis.
+ * that it is not a diagnosis.  A page about one video (no clips given)
+ * also has the per-beat table.  A study page (clips given) shows the
+ * study's EF over the beats of its used clips, the key frames of the used
+ * clips, the first used clip's curve, and a table of every instance of
+ * the study with its view evidence, verdict and reasons.
  *
  * The input is self-contained: plain numbers, strings and arrays, filled by
  * the caller from the pipeline, so this module depends on no other module's
@@ -81,6 +85,24 @@ typedef struct en_report_keyframe {
     const uint8_t *mask;
 } en_report_keyframe;
 
+/* One instance of a study: a row of the clip table. */
+typedef struct en_report_clip {
+    const char *label;      /* short name: "2 (9c0d11b7)" */
+    const char *view;       /* the view evidence: "DICOM: apical four-chamber" */
+    int frames;             /* source frames; <= 0 not known */
+    int beats;              /* beats with an EF */
+    double ef;              /* the clip's mean EF; NaN when none */
+    const char *verdict;    /* "used", "left out", "not analysed", "failed" */
+    const char *reasons;    /* why, in words */
+    int used;               /* counted in the study's EF */
+} en_report_clip;
+
+/* The key frames of one used clip. */
+typedef struct en_report_keyclip {
+    const char *label;      /* as in the clip table */
+    en_report_keyframe ed, es;
+} en_report_keyclip;
+
 typedef struct en_report_input {
     const char *pseudonym;     /* required */
     time_t processed;          /* when the results were made; printed in UTC;
@@ -112,6 +134,16 @@ typedef struct en_report_input {
     int n_models;
 
     en_report_keyframe ed, es;
+
+    /* A study page when n_clips > 0: ef_mean/ef_sd/ef_class are the study's,
+     * summary_note says what they rest on, lv_size/systoles/beats are of
+     * the clip curve_label names (the first used one), ed/es unused. */
+    const en_report_clip *clips;
+    int n_clips;
+    const en_report_keyclip *keyclips;
+    int n_keyclips;
+    const char *summary_note;   /* "mean of 12 beats from 3 used clips of 7; ..." */
+    const char *curve_label;    /* "clip 2 (9c0d11b7)" */
 } en_report_input;
 
 /* Sets the defaults: everything empty, NaN EF, thresholds 50, 40, 35,

@@ -43,12 +43,12 @@ def make(n, tag):
 
 
 def check_db(expect_done, label):
-    rows = sp.sql("SELECT id, status, video_frames FROM studies")
+    rows = sp.sql("SELECT id, status, video_frames FROM clips")
     st = [r[1] for r in rows]
     rep.check(len(rows) == expect_done and all(s == "done" for s in st),
               "%s: %d studies (%d expected), statuses %s" % (label, len(rows), expect_done, sorted(set(st))))
-    half = sp.sql("SELECT s.id FROM studies s WHERE status='done' AND video_frames <> "
-                  "(SELECT count(*) FROM frames f WHERE f.study_id = s.id)")
+    half = sp.sql("SELECT c.id FROM clips c WHERE status='done' AND video_frames <> "
+                  "(SELECT count(*) FROM frames f WHERE f.clip_id = c.id)")
     rep.check(not half, "%s: half results %s" % (label, half))
 
 

@@ -100,7 +100,8 @@ out = os.path.join(state, "output")
 rep.check(os.path.isdir(out) and mode(out) == 0o700, "output folder missing or not 0700")
 rep.check(NOTE not in err(r), "process repeated the note: %r" % err(r))
 if r.returncode == 0:
-    res = json.loads(r.stdout.decode().strip().splitlines()[-1])
+    res = [x for x in map(json.loads, r.stdout.decode().strip().splitlines())
+           if x.get("kind") == "clip"][-1]
     rep.check(os.path.dirname(res["video"]) == out, "video not in %s: %s" % (out, res["video"]))
     rep.check(os.path.isfile(res["video"]), "no video %s" % res["video"])
     rep.check(os.path.isfile(os.path.join(state, "results.db")), "no database in the state folder")

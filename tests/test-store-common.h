@@ -64,7 +64,13 @@ __attribute__((unused)) static void ts_model(en_store_model *m, char digit, cons
     snprintf(m->metadata_json, sizeof m->metadata_json, "{\"mean\":[32.5,32.6,32.9]}");
 }
 
-/* A study whose frames and beats follow from (nframes, nbeats, ef0):
+/* A duplicate key (keyed-hash shaped, 16 hex digits) made from n. */
+__attribute__((unused)) static void ts_key(en_store_result *r, unsigned n)
+{
+    snprintf(r->dedup_key, sizeof r->dedup_key, "%016x", n);
+}
+
+/* A clip whose frames and beats follow from (nframes, nbeats, ef0):
  * frame i has size 1000 + 7 * i, systoles at 32, 52, 72, ...; beat k has
  * EF ef0 + k.  beats/frames must hold nbeats/nframes entries. */
 __attribute__((unused)) static void ts_result(en_store_result *r, const char *pseudonym, int nframes, int nbeats,
@@ -119,6 +125,13 @@ __attribute__((unused)) static void ts_result(en_store_result *r, const char *ps
     r->threshold_reduced = 50;
     r->threshold_low = 40;
     r->threshold_very_low = 35;
+    snprintf(r->verdict, sizeof r->verdict, "usable");
+    snprintf(r->verdict_codes, sizeof r->verdict_codes, "%s", "");
+    snprintf(r->verdict_text, sizeof r->verdict_text, "usable: looks apical four-chamber");
+    snprintf(r->sop_class, sizeof r->sop_class, "1.2.840.10008.5.1.4.1.1.3.1");
+    snprintf(r->modality, sizeof r->modality, "US");
+    snprintf(r->regions, sizeof r->regions, "2d");
+    snprintf(r->video_file, sizeof r->video_file, "%s-clip.avi", pseudonym);
     r->ms.read = 10; r->ms.sector = 20; r->ms.video = 30; r->ms.segment = 400;
     r->ms.ef = 900; r->ms.analysis = 1; r->ms.total = 1361;
 }
@@ -130,6 +143,7 @@ __attribute__((unused)) static char *ts_dump(const char *db_path)
     static const char *const tables[] = {
         "SELECT * FROM models ORDER BY 1",
         "SELECT * FROM studies ORDER BY 1",
+        "SELECT * FROM clips ORDER BY 1",
         "SELECT * FROM beats ORDER BY 1, 2",
         "SELECT * FROM frames ORDER BY 1, 2",
         "SELECT * FROM events ORDER BY 1",

@@ -1,10 +1,11 @@
 /*
- * test-store-query.c - what echonetctl list/show/export will rely on:
- * each filter (dates, status, class, flags) and paging selects exactly the
- * right studies in the right order; show finds one study or says it does
- * not exist; the CSV exports equal golden text in upstream's shapes
- * (size.csv and the clip predictions, EF rounded as Python's "{:.4f}");
- * a full disk while exporting is an error; dates parse strictly.
+ * test-store-query.c - what echonetctl list/show/export and status rely
+ * on: each filter (dates, status, class, flags) and paging selects exactly
+ * the right clips in the right order; a clip is shown by its id or said not
+ * to exist; the CSV exports equal golden text in upstream's shapes
+ * (size.csv and the clip predictions, EF rounded as Python's "{:.4f}",
+ * Filename naming the clip's AVI); a full disk while exporting is an error;
+ * dates parse strictly.  Studies as wholes: test-store-study.c.
  */
 #include "store_int.h"
 #include "test-store-common.h"
@@ -26,6 +27,7 @@ static void add_done(const char *pseudonym, int64_t received, double ef, const c
     en_err e;
 
     ts_result(&r, pseudonym, 60, 2, ef, b, f);
+    snprintf(r.video_file, sizeof r.video_file, "%s.avi", pseudonym);
     r.received_ms = received;
     r.finished_ms = received + 60000;
     snprintf(r.ef_class, sizeof r.ef_class, "%s", cls);
@@ -55,10 +57,10 @@ static void fixture(void)
 typedef struct seen {
     char order[16];   /* last digit of each pseudonym, in order */
     int n;
-    en_store_study last;
+    en_store_clip last;
 } seen;
 
-static int collect(const en_store_study *s, void *ud)
+static int collect(const en_store_clip *s, void *ud)
 {
     seen *x = ud;
     if (x->n < 15)
@@ -173,7 +175,7 @@ static void test_paging(void)
     LIST_IS(&f, "21");
 }
 
-static int stop_after_one(const en_store_study *s, void *ud)
+static int stop_after_one(const en_store_clip *s, void *ud)
 {
     (void)s;
     (*(int *)ud)++;
@@ -207,18 +209,20 @@ static void test_list_contents(void)
 
 static void test_show(void)
 {
-    en_store_study s;
+    en_store_clip s;
     en_err e;
+    int64_t id = ts_sql_int(ts_path("query.db"), "SELECT c.id FROM clips c JOIN studies s "
+                            "ON s.id = c.study_id WHERE s.pseudonym = '0000000000000004'");
 
-    CHECK(en_store_show(st, "00000000000000ff", &s, &e) == EN_ENOTFOUND);
-    CHECKF(strstr(e.msg, "00000000000000ff") != NULL, "message: %s", e.msg);
+    CHECK(en_store_clip_show(st, 999999, &s, &e) == EN_ENOTFOUND);
+    CHECKF(strstr(e.msg, "999999") != NULL, "message: %s", e.msg);
     CHECK(s.r.beats == NULL && s.events == NULL);
-    CHECK(en_store_show(st, "", &s, &e) == EN_EINVAL);
 
-    CHECK(en_store_show(st, "0000000000000004", &s, &e) == EN_OK);
+    CHECK(en_store_clip_show(st, id, &s, &e) == EN_OK);
     CHECK(s.nevents == 3 && s.events[2].kind == EN_STORE_EV_FAILED);
     CHECK(s.r.nbeats == 0 && s.r.nframes == 0);
-    en_store_study_free(&s);
+    CHECK(strcmp(s.r.pseudonym, "0000000000000004") == 0);
+    en_store_clip_free(&s);
 }
 
 /* ---- exports ------------------------------------------------------------------- */
@@ -235,6 +239,7 @@ static void add_small(void)
 
     en_store_result_init(&r);
     snprintf(r.pseudonym, sizeof r.pseudonym, "abcdefabcdefabcd");
+    snprintf(r.video_file, sizeof r.video_file, "abcdefabcdefabcd-00000000000000ab.avi");
     r.received_ms = T0 + 3 * DAY;
     r.video_frames = 6;
     r.beats = b;
@@ -259,18 +264,20 @@ static char *export(en_store_export_format fmt, const en_store_filter *f)
 
 static void test_exports_golden(void)
 {
+#define F "abcdefabcdefabcd-00000000000000ab.avi"
     static const char size_csv[] =
         "Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall\n"
-        "abcdefabcdefabcd.avi,0,500,0,0,0\n"
-        "abcdefabcdefabcd.avi,1,420,0,0,0\n"
-        "abcdefabcdefabcd.avi,2,300,0,0,1\n"
-        "abcdefabcdefabcd.avi,3,350,0,0,0\n"
-        "abcdefabcdefabcd.avi,4,480,0,0,0\n"
-        "abcdefabcdefabcd.avi,5,510,0,0,1\n";
+        F ",0,500,0,0,0\n"
+        F ",1,420,0,0,0\n"
+        F ",2,300,0,0,1\n"
+        F ",3,350,0,0,0\n"
+        F ",4,480,0,0,0\n"
+        F ",5,510,0,0,1\n";
     /* Python: "{:.4f}".format(57.12345) == "57.1234" (the double is below). */
     static const char clips_csv[] =
-        "abcdefabcdefabcd.avi,0,57.1234\n"
-        "abcdefabcdefabcd.avi,0,40.0000\n";
+        F ",0,57.1234\n"
+        F ",0,40.0000\n";
+#undef F
     en_store_filter f;
     char *got;
 
@@ -292,10 +299,14 @@ static void test_exports_golden(void)
     CHECK(strstr(got, "\"received\":\"2024-05-04T00:00:00.000Z\"") != NULL);
     CHECK(strstr(got, "\"below_50\":true,\"below_40\":false") != NULL);
     CHECK(strstr(got, "\"segmentation\":null") != NULL);
+    CHECK(strstr(got, "\"clips\":[{\"clip_id\":") != NULL);
+    CHECK(strstr(got, "\"video_file\":\"abcdefabcdefabcd-00000000000000ab.avi\"") != NULL);
+    CHECK(strstr(got, "\"result\":{\"version\":0,") != NULL);
     CHECK(got[strlen(got) - 1] == '\n');
     free(got);
 
-    /* Several studies: blocks in the filter's order, one header. */
+    /* Several studies: blocks in the filter's order, one header; the
+     * status filter keeps studies with a clip done. */
     memset(&f, 0, sizeof f);
     f.status_mask = 1u << EN_STORE_DONE;
     f.oldest_first = 1;
@@ -303,7 +314,7 @@ static void test_exports_golden(void)
     {
         int lines = 0;
         const char *p1 = strstr(got, "0000000000000001.avi,0,"), *p2 = strstr(got, "0000000000000002.avi,0,"),
-                   *p3 = strstr(got, "0000000000000003.avi,0,"), *p6 = strstr(got, "abcdefabcdefabcd.avi,0,");
+                   *p3 = strstr(got, "0000000000000003.avi,0,"), *p6 = strstr(got, "abcdefabcdefabcd-00000000000000ab.avi,0,");
         for (const char *p = got; *p; p++)
             lines += *p == '\n';
         CHECKF(lines == 1 + 3 * 60 + 6, "%d lines", lines);

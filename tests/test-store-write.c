@@ -1,11 +1,12 @@
 /*
- * test-store-write.c - a study's result is stored whole or not at all, and
- * re-processing replaces it.  Every field round-trips; a write that fails
- * at any one of its statements (a CHECK violation, or an injected fault at
- * each position in turn) leaves the file byte-for-byte as it was, with the
- * previous result intact; identifiers that look like DICOM values are
- * refused; models are shared, not duplicated, and cannot be deleted while
- * a study uses them.
+ * test-store-write.c - a clip's result is stored whole or not at all,
+ * re-processing the same instance replaces it, and another instance of the
+ * study is another clip that replaces nothing.  Every field round-trips; a
+ * write that fails at any one of its statements (a CHECK violation, or an
+ * injected fault at each position in turn) leaves the file byte-for-byte
+ * as it was, with the previous result intact; identifiers that look like
+ * DICOM values are refused; models are shared, not duplicated, and cannot
+ * be deleted while a clip uses them.
  */
 #include "store_int.h"
 #include "test-store-common.h"
@@ -14,11 +15,11 @@
 static const char *db;
 static en_store *st;
 
-static en_store_study show(const char *pseudonym)
+static en_store_clip show(int64_t id)
 {
-    en_store_study s;
+    en_store_clip s;
     en_err e;
-    CHECKF(en_store_show(st, pseudonym, &s, &e) == EN_OK, "%s", e.msg);
+    CHECKF(en_store_clip_show(st, id, &s, &e) == EN_OK, "%s", e.msg);
     return s;
 }
 
@@ -32,12 +33,17 @@ static void test_round_trip(void)
     en_store_beat beats[3];
     en_store_frame frames[130];
     en_store_result r;
-    en_store_study s;
+    en_store_clip s;
     int64_t id = 0;
     en_err e;
 
     ts_result(&r, "1111111111111111", 130, 3, 41.25, beats, frames);
-    snprintf(r.dedup_key, sizeof r.dedup_key, "%064x", 17);
+    ts_key(&r, 17);
+    snprintf(r.view_dicom, sizeof r.view_dicom, "a4c");
+    snprintf(r.view_code, sizeof r.view_code, "SCT:399214001");
+    snprintf(r.verdict_codes, sizeof r.verdict_codes, "no_rv,lv_round");
+    snprintf(r.verdict, sizeof r.verdict, "unusable");
+    snprintf(r.evidence_json, sizeof r.evidence_json, "{\"elongation\":1.2}");
     snprintf(r.job, sizeof r.job, "job-000017");
     snprintf(r.flags_text, sizeof r.flags_text, "beat_spread,fps_guessed");
     r.flags = (1u << 5) | (1u << 6);
@@ -48,8 +54,17 @@ static void test_round_trip(void)
     CHECKF(en_store_write_result(st, &r, &id, &e) == EN_OK, "%s", e.msg);
     CHECK(id > 0);
 
-    s = show("1111111111111111");
-    CHECK(s.id == id);
+    s = show(id);
+    CHECK(s.id == id && s.r.clip_id == id && s.study_id > 0);
+    CHECK(strcmp(s.r.pseudonym, "1111111111111111") == 0);
+    CHECK(strcmp(s.r.view_dicom, "a4c") == 0 && strcmp(s.r.view_code, "SCT:399214001") == 0);
+    CHECK(strcmp(s.r.verdict, "unusable") == 0 && strcmp(s.r.verdict_codes, "no_rv,lv_round") == 0);
+    CHECK(strcmp(s.r.verdict_text, r.verdict_text) == 0);
+    CHECK(strcmp(s.r.evidence_json, "{\"elongation\":1.2}") == 0);
+    CHECK(strcmp(s.r.sop_class, r.sop_class) == 0 && strcmp(s.r.modality, "US") == 0);
+    CHECK(strcmp(s.r.regions, "2d") == 0 && strcmp(s.r.video_file, r.video_file) == 0);
+    CHECK(ts_sql_int(db, "SELECT result_stale FROM studies WHERE pseudonym = "
+                         "'1111111111111111'") == 1);
     CHECK(s.status == EN_STORE_DONE);
     CHECK(s.beat_count == 3);
     CHECK(s.last_error[0] == '\0');
@@ -89,29 +104,34 @@ static void test_round_trip(void)
     for (int i = 0; i < s.r.nframes && i < 130; i++)
         CHECK(s.r.frames[i].lv_size == frames[i].lv_size &&
               s.r.frames[i].systole == frames[i].systole);
-    CHECK(s.nevents == 1 && s.events[0].kind == EN_STORE_EV_DONE);
+    CHECK(s.nevents == 1 && s.events[0].kind == EN_STORE_EV_DONE && s.events[0].clip_id == id);
     CHECK(s.nevents == 1 && strstr(s.events[0].message, "stored: EF 42.2") != NULL);
-    en_store_study_free(&s);
+    en_store_clip_free(&s);
     CHECK(s.r.beats == NULL && s.events == NULL);
 }
 
 static void test_unknowns_stored_as_null(void)
 {
     en_store_result r;
-    en_store_study s;
+    en_store_clip s;
+    int64_t id;
     en_err e;
 
     en_store_result_init(&r);
     snprintf(r.pseudonym, sizeof r.pseudonym, "2222222222222222");
-    CHECKF(en_store_write_result(st, &r, NULL, &e) == EN_OK, "%s", e.msg);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM studies WHERE pseudonym = '2222222222222222' "
-                         "AND ef_mean IS NULL AND fps IS NULL AND src_rows IS NULL "
-                         "AND seg_model IS NULL AND ms_total IS NULL AND dedup_key IS NULL") == 1);
-    s = show("2222222222222222");
+    CHECKF(en_store_write_result(st, &r, &id, &e) == EN_OK, "%s", e.msg);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM clips c JOIN studies s ON s.id = c.study_id "
+                         "WHERE s.pseudonym = '2222222222222222' "
+                         "AND c.ef_mean IS NULL AND c.fps IS NULL AND c.src_rows IS NULL "
+                         "AND c.seg_model IS NULL AND c.ms_total IS NULL AND c.dedup_key IS NULL "
+                         "AND c.verdict IS NULL AND c.view_dicom IS NULL AND c.video_file IS NULL "
+                         "AND c.evidence_json IS NULL") == 1);
+    s = show(id);
     CHECK(isnan(s.r.ef_mean) && isnan(s.r.fps) && s.r.src_rows == EN_STORE_NONE);
     CHECK(s.r.seg_model.sha256[0] == '\0' && s.r.nbeats == 0 && s.r.nframes == 0);
+    CHECK(s.r.verdict[0] == '\0' && s.r.evidence_json[0] == '\0');
     CHECK(s.nevents == 1 && strstr(s.events[0].message, "no EF") != NULL);
-    en_store_study_free(&s);
+    en_store_clip_free(&s);
 }
 
 static void test_reprocessing_replaces(void)
@@ -119,41 +139,63 @@ static void test_reprocessing_replaces(void)
     en_store_beat b1[3], b2[2];
     en_store_frame f1[100], f2[120];
     en_store_result r;
-    en_store_study s;
-    int64_t id1 = 0, id2 = 0;
+    en_store_clip s;
+    int64_t id1 = 0, id2 = 0, id3 = 0;
     en_err e;
 
     ts_result(&r, "3333333333333333", 100, 2, 60, b1, f1);
+    ts_key(&r, 3);
     CHECK(en_store_write_result(st, &r, &id1, &e) == EN_OK);
     ts_result(&r, "3333333333333333", 120, 2, 30, b2, f2);
+    ts_key(&r, 3);
     b2[0].ef = 31.5;
     CHECK(en_store_write_result(st, &r, &id2, &e) == EN_OK);
     CHECK(id1 == id2);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM studies WHERE pseudonym = '3333333333333333'") == 1);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM beats b JOIN studies s ON s.id = b.study_id "
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM clips c JOIN studies s ON s.id = c.study_id "
+                         "WHERE s.pseudonym = '3333333333333333'") == 1);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM beats b JOIN clips c ON c.id = b.clip_id "
+                         "JOIN studies s ON s.id = c.study_id "
                          "WHERE s.pseudonym = '3333333333333333'") == 2);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM frames f JOIN studies s ON s.id = f.study_id "
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM frames f JOIN clips c ON c.id = f.clip_id "
+                         "JOIN studies s ON s.id = c.study_id "
                          "WHERE s.pseudonym = '3333333333333333'") == 120);
-    s = show("3333333333333333");
+    s = show(id1);
     CHECK(s.r.nbeats == 2 && s.r.beats[0].ef == 31.5 && s.r.beats[1].ef == 31);
     CHECK(s.r.nframes == 120 && s.r.frames[119].lv_size == 1000 + 7 * 119);
     CHECK(strcmp(s.r.ef_class, "reduced") == 0);
     CHECK(s.nevents == 2 && strstr(s.events[1].message, "replaced") != NULL);
-    en_store_study_free(&s);
+    en_store_clip_free(&s);
 
-    /* Known by its duplicate key under a new pseudonym (site secret
-     * changed): still the same study, renamed, not a second one. */
-    ts_result(&r, "4444444444444444", 100, 1, 60, b1, f1);
-    snprintf(r.dedup_key, sizeof r.dedup_key, "%064x", 4);
-    CHECK(en_store_write_result(st, &r, &id1, &e) == EN_OK);
-    ts_result(&r, "4444444444444445", 100, 1, 61, b1, f1);
-    snprintf(r.dedup_key, sizeof r.dedup_key, "%064x", 4);
+    /* Another instance of the same study: a second clip; the first one's
+     * result is untouched.  Re-writing by clip id finds the same row. */
+    ts_result(&r, "3333333333333333", 100, 3, 45, b1, f1);
+    ts_key(&r, 0x33);
+    CHECK(en_store_write_result(st, &r, &id3, &e) == EN_OK);
+    CHECK(id3 != id1);
+    CHECK(ts_sql_int(db, "SELECT count(DISTINCT study_id) FROM clips c WHERE c.id IN (SELECT c.id "
+                         "FROM clips c JOIN studies s ON s.id = c.study_id "
+                         "WHERE s.pseudonym = '3333333333333333')") == 1);
+    s = show(id1);
+    CHECK(s.r.nbeats == 2 && s.r.beats[0].ef == 31.5 && s.r.nframes == 120);
+    en_store_clip_free(&s);
+    ts_result(&r, "3333333333333333", 100, 1, 77, b1, f1);
+    r.clip_id = id3;
     CHECK(en_store_write_result(st, &r, &id2, &e) == EN_OK);
-    CHECK(id1 == id2);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM studies WHERE dedup_key = "
-                         "'0000000000000000000000000000000000000000000000000000000000000004' "
-                         "AND pseudonym = '4444444444444445'") == 1);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM studies WHERE pseudonym = '4444444444444444'") == 0);
+    CHECK(id2 == id3);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM clips c JOIN studies s ON s.id = c.study_id "
+                         "WHERE s.pseudonym = '3333333333333333'") == 2);
+
+    /* Without a duplicate key or a clip id, each write is a new clip: such
+     * an instance cannot be recognised again. */
+    ts_result(&r, "4444444444444444", 100, 1, 60, b1, f1);
+    CHECK(en_store_write_result(st, &r, &id1, &e) == EN_OK);
+    CHECK(en_store_write_result(st, &r, &id2, &e) == EN_OK);
+    CHECK(id1 != id2);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM studies WHERE pseudonym = '4444444444444444'") == 1);
+
+    /* A clip id that does not exist is refused, nothing is created. */
+    r.clip_id = 999999;
+    CHECK(en_store_write_result(st, &r, NULL, &e) == EN_ENOTFOUND);
 }
 
 static void test_key_conflict_refused(void)
@@ -162,17 +204,23 @@ static void test_key_conflict_refused(void)
     en_store_frame f[60];
     en_store_result r;
     char *before, *after;
+    int64_t id;
     en_err e;
 
     ts_result(&r, "5555555555555555", 60, 1, 60, b, f);
-    snprintf(r.dedup_key, sizeof r.dedup_key, "%064x", 5);
-    CHECK(en_store_write_result(st, &r, NULL, &e) == EN_OK);
+    ts_key(&r, 5);
+    CHECK(en_store_write_result(st, &r, &id, &e) == EN_OK);
     before = ts_dump(db);
-    /* The key of 5555..., the pseudonym of 3333...: two studies. */
+    /* The key of a clip of 5555..., the pseudonym of 3333...: refused (a
+     * changed site secret would look like this). */
     ts_result(&r, "3333333333333333", 60, 1, 60, b, f);
-    snprintf(r.dedup_key, sizeof r.dedup_key, "%064x", 5);
+    ts_key(&r, 5);
     CHECK(en_store_write_result(st, &r, NULL, &e) == EN_EINVAL);
     CHECKF(strstr(e.msg, "another study") != NULL, "message: %s", e.msg);
+    /* ... and so is a clip id of another study. */
+    ts_result(&r, "3333333333333333", 60, 1, 60, b, f);
+    r.clip_id = id;
+    CHECK(en_store_write_result(st, &r, NULL, &e) == EN_EINVAL);
     after = ts_dump(db);
     CHECK(strcmp(before, after) == 0);
     free(before);
@@ -185,15 +233,18 @@ static void test_check_violation_rolls_back(void)
     en_store_beat b[3];
     en_store_frame f[100];
     en_store_result r;
-    en_store_study s;
+    en_store_clip s;
     char *before, *after;
+    int64_t id;
     en_err e;
 
     ts_result(&r, "6666666666666666", 100, 2, 70, b, f);
-    CHECK(en_store_write_result(st, &r, NULL, &e) == EN_OK);
+    ts_key(&r, 6);
+    CHECK(en_store_write_result(st, &r, &id, &e) == EN_OK);
     before = ts_dump(db);
 
     ts_result(&r, "6666666666666666", 100, 3, 20, b, f);
+    ts_key(&r, 6);
     b[1].clip_start = b[1].systole_frame + 1;   /* violates beats' CHECK */
     CHECK(en_store_write_result(st, &r, NULL, &e) == EN_EINVAL);
     CHECKF(strstr(e.msg, "6666666666666666") && strstr(e.msg, "beat 1") &&
@@ -203,10 +254,20 @@ static void test_check_violation_rolls_back(void)
     free(after);
 
     /* The previous result is still whole. */
-    s = show("6666666666666666");
+    s = show(id);
     CHECK(s.r.nbeats == 2 && s.r.beats[0].ef == 70 && s.r.beats[1].ef == 71);
     CHECK(s.r.nframes == 100);
-    en_store_study_free(&s);
+    en_store_clip_free(&s);
+
+    /* A verdict the schema cannot hold (codes are identifiers) is refused
+     * whole too. */
+    ts_result(&r, "6666666666666666", 100, 2, 20, b, f);
+    ts_key(&r, 6);
+    snprintf(r.verdict_codes, sizeof r.verdict_codes, "No RV!");
+    CHECK(en_store_write_result(st, &r, NULL, &e) == EN_EINVAL);
+    after = ts_dump(db);
+    CHECK(strcmp(before, after) == 0);
+    free(after);
 
     /* A new study failing in its last frame leaves no row at all. */
     ts_result(&r, "7777777777777777", 100, 2, 50, b, f);
@@ -240,12 +301,14 @@ static void fault_at_every_position(const char *pseudonym, int existing)
 
     if (existing) {
         ts_result(&r, pseudonym, 80, 1, 65, b, f);
+        ts_key(&r, 0x99);
         CHECK(en_store_write_result(st, &r, NULL, &e) == EN_OK);
     }
     before = ts_dump(db);
     for (n = 1; n < 1000 && !ok; n++) {
         char *after;
         ts_result(&r, pseudonym, 80, 3, 25, b, f);
+        ts_key(&r, 0x99);
         en__store_inject_fault(n);
         if (en_store_write_result(st, &r, NULL, &e) == EN_OK) {
             ok = 1;
@@ -262,22 +325,25 @@ static void fault_at_every_position(const char *pseudonym, int existing)
     }
     en__store_inject_fault(0);
     CHECK(ok);
-    /* 2 models, a new row or 2 deletes, the update, 3 beats, 80 frames,
-     * the event: each was made to fail once. */
-    CHECKF(failures == 2 + (existing ? 2 : 1) + 1 + 3 + 80 + 1,
+    /* 2 models, the study's row, a new clip row or 2 deletes, the update,
+     * 3 beats, 80 frames, the event: each was made to fail once. */
+    CHECKF(failures == 2 + 1 + (existing ? 2 : 1) + 1 + 3 + 80 + 1,
            "%d failure positions exercised", failures);
     free(before);
 }
 
 static void test_injected_faults(void)
 {
-    en_store_study s;
+    en_store_clip s;
+    int64_t id;
 
     fault_at_every_position("8888888888888888", 0);
-    fault_at_every_position("9999999999999999", 1);
-    s = show("9999999999999999");
+    id = ts_sql_int(db, "SELECT id FROM clips WHERE dedup_key = '0000000000000099'");
+    /* the clip now exists: the second round replaces it */
+    fault_at_every_position("8888888888888888", 1);
+    s = show(id);
     CHECK(s.r.nbeats == 3 && s.r.beats[0].ef == 25 && s.r.nframes == 80);
-    en_store_study_free(&s);
+    en_store_clip_free(&s);
 }
 
 static void test_identifiers_refused(void)
@@ -325,6 +391,8 @@ static void test_inconsistent_arrays_refused(void)
     r.beats = NULL;
     CHECK(en_store_write_result(st, &r, NULL, &e) == EN_EINVAL);
     CHECK(ts_sql_int(db, "SELECT count(*) FROM studies WHERE pseudonym = 'aaaaaaaaaaaaaaa1'") == 0);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM clips WHERE study_id NOT IN "
+                         "(SELECT id FROM studies)") == 0);
 }
 
 static void test_models(void)
@@ -354,8 +422,8 @@ static void test_models(void)
     CHECK(en_store_model_put(st, &m, &e) == EN_EINVAL);
     CHECK(ts_sql_int(db, "SELECT count(*) FROM models") == 2);
 
-    /* A model in use cannot be deleted; a deleted study takes its beats,
-     * frames and events with it. */
+    /* A model in use cannot be deleted; a deleted study takes its clips,
+     * their beats, frames and events with it. */
     CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
     CHECK(sqlite3_exec(raw, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) == SQLITE_OK);
     rc = sqlite3_exec(raw, "DELETE FROM models WHERE architecture = 'deeplabv3_resnet50'",
@@ -364,8 +432,9 @@ static void test_models(void)
     CHECK(sqlite3_exec(raw, "DELETE FROM studies WHERE pseudonym = '1111111111111111'",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(raw);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM beats WHERE study_id NOT IN (SELECT id FROM studies)") == 0);
-    CHECK(ts_sql_int(db, "SELECT count(*) FROM frames WHERE study_id NOT IN (SELECT id FROM studies)") == 0);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM clips WHERE study_id NOT IN (SELECT id FROM studies)") == 0);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM beats WHERE clip_id NOT IN (SELECT id FROM clips)") == 0);
+    CHECK(ts_sql_int(db, "SELECT count(*) FROM frames WHERE clip_id NOT IN (SELECT id FROM clips)") == 0);
     CHECK(ts_sql_int(db, "SELECT count(*) FROM events WHERE study_id IS NOT NULL AND "
                          "study_id NOT IN (SELECT id FROM studies)") == 0);
     CHECK(ts_sql_int(db, "SELECT count(*) FROM pragma_foreign_key_check") == 0);

@@ -1,11 +1,13 @@
 /*
  * cmd_process.c - `echonetctl process FILE...`: the whole pipeline on each
- * file, without the daemon, leaving a complete result in the database and
- * the report beside the AVI.
+ * file (one clip each), without the daemon, then the result of every study
+ * those files belong to, over all its clips in the database, with its
+ * report beside the AVIs.
  *
  * On a terminal, a progress line per stage goes to stderr; the outcome of
- * each file goes to stdout (one line, or one JSON object with --json).
- * Exit status: 0 when every file succeeded, 1 when any failed.
+ * each file, then of each study, goes to stdout (one line, or one JSON
+ * object with --json, "kind" telling which).  Exit status: 0 when every
+ * file and study succeeded, 1 when any failed.
  */
 #include "cli.h"
 
@@ -14,6 +16,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,17 +37,25 @@ static void on_progress(const char *stage, const char *detail, void *ud)
 
 static void print_human(const en_pipeline_result *r)
 {
-    printf("%s  ", r->conv.pseudonym);
+    printf("%s  clip %.8s  ", r->conv.pseudonym,
+           r->conv.dedup_key[0] ? r->conv.dedup_key : "(no key)");
+    if (r->duplicate) {
+        printf("duplicate: already processed, not processed again\n");
+        return;
+    }
+    if (!strcmp(r->verdict, "not_analysed")) {
+        printf("not analysed: %s\n", r->verdict_text);
+        return;
+    }
     if (r->nbeats > 0)
         printf("EF %.1f %%", r->ef_mean);
     else
         printf("EF -");
     if (r->nbeats > 1)
         printf(" (SD %.1f)", r->ef_sd);
-    printf("  %s  %d beat%s  %d frames  flags: %s\n", r->ef_class, r->nbeats,
-           r->nbeats == 1 ? "" : "s", r->nframes, r->flags_text[0] ? r->flags_text : "none");
-    if (r->report_pdf[0])
-        printf("    report %s\n", r->report_pdf);
+    printf("  %d beat%s  %d frames  flags: %s\n    %s: %s\n", r->nbeats,
+           r->nbeats == 1 ? "" : "s", r->nframes, r->flags_text[0] ? r->flags_text : "none",
+           r->verdict, r->verdict_text);
 }
 
 static void print_json(const en_pipeline_result *r)
@@ -53,8 +64,12 @@ static void print_json(const en_pipeline_result *r)
 
     en_json_init(&j, stdout, 0);
     en_json_begin_object(&j, NULL);
+    en_json_string(&j, "kind", "clip");
     en_json_string(&j, "pseudonym", r->conv.pseudonym);
-    en_json_string(&j, "status", "done");
+    en_json_int(&j, "clip_id", (long long)r->clip_id);
+    en_json_string(&j, "status", r->duplicate ? "duplicate" : "done");
+    en_json_string(&j, "verdict", r->verdict[0] ? r->verdict : NULL);
+    en_json_string(&j, "verdict_text", r->verdict_text[0] ? r->verdict_text : NULL);
     en_json_int(&j, "frames", r->nframes);
     en_json_int(&j, "beats", r->nbeats);
     en_json_double(&j, "ef_mean", r->ef_mean);
@@ -62,18 +77,109 @@ static void print_json(const en_pipeline_result *r)
     en_json_string(&j, "ef_class", r->ef_class);
     en_json_int(&j, "flags", r->flags);
     en_json_string(&j, "flags_text", r->flags_text);
-    en_json_string(&j, "video", r->conv.avi_path);
-    en_json_string(&j, "report_pdf", r->report_pdf[0] ? r->report_pdf : NULL);
-    en_json_string(&j, "report_png", r->report_png[0] ? r->report_png : NULL);
+    en_json_string(&j, "video", r->video[0] ? r->video : NULL);
     en_json_string(&j, "overlay_video", r->overlay_avi[0] ? r->overlay_avi : NULL);
     en_json_double(&j, "ms_total", r->ms_total);
     en_json_end_object(&j);
     en_json_finish(&j);
 }
 
+static void print_study(const char *pseudonym, const en_pipeline_study *st, int json)
+{
+    const en_store_study_result *r = &st->res;
+
+    if (json) {
+        en_json j;
+        en_json_init(&j, stdout, 0);
+        en_json_begin_object(&j, NULL);
+        en_json_string(&j, "kind", "study");
+        en_json_string(&j, "pseudonym", pseudonym);
+        en_json_int(&j, "version", st->version);
+        en_json_bool(&j, "changed", st->changed);
+        en_json_int(&j, "clips_total", r->clips_total);
+        en_json_int(&j, "clips_usable", r->clips_usable);
+        en_json_int(&j, "beats", r->beats);
+        en_json_double(&j, "ef_mean", r->ef_mean);
+        en_json_double(&j, "ef_sd", r->ef_sd);
+        en_json_double(&j, "clip_ef_min", r->clip_ef_min);
+        en_json_double(&j, "clip_ef_max", r->clip_ef_max);
+        en_json_string(&j, "ef_class", r->ef_class[0] ? r->ef_class : NULL);
+        en_json_int(&j, "flags", (long long)r->flags);
+        en_json_string(&j, "flags_text", r->flags_text);
+        en_json_string(&j, "no_ef_reason", r->no_ef_reason[0] ? r->no_ef_reason : NULL);
+        en_json_string(&j, "report_pdf", st->report_pdf[0] ? st->report_pdf : NULL);
+        en_json_string(&j, "report_png", st->report_png[0] ? st->report_png : NULL);
+        en_json_end_object(&j);
+        en_json_finish(&j);
+        return;
+    }
+    printf("study %s  result v%d%s: ", pseudonym, st->version, st->changed ? "" : " (unchanged)");
+    if (isfinite(r->ef_mean))
+        printf("EF %.1f %%%s  %s  %d/%d clips usable  %d beats  flags: %s\n", r->ef_mean,
+               "", r->ef_class, r->clips_usable, r->clips_total, r->beats,
+               r->flags_text[0] ? r->flags_text : "none");
+    else
+        printf("no EF: %s\n", r->no_ef_reason);
+    if (st->report_pdf[0])
+        printf("    report %s\n", st->report_pdf);
+}
+
+/* The studies this run touched, in the order first seen. */
+typedef struct touched {
+    char (*pseudonym)[EN_STORE_KEY_MAX];
+    int n;
+} touched;
+
+static int touch(touched *t, const char *pseudonym)
+{
+    for (int i = 0; i < t->n; i++)
+        if (!strcmp(t->pseudonym[i], pseudonym))
+            return EN_OK;
+    void *grown = realloc(t->pseudonym, (size_t)(t->n + 1) * sizeof *t->pseudonym);
+    if (!grown)
+        return EN_ENOMEM;
+    t->pseudonym = grown;
+    snprintf(t->pseudonym[t->n++], EN_STORE_KEY_MAX, "%s", pseudonym);
+    return EN_OK;
+}
+
+static void one_line(char *msg)
+{
+    for (char *c = msg; *c; c++)
+        if (*c == '\n')
+            *c = ' ';
+}
+
+/* Each study touched: its result over all its clips (a new version when
+ * they changed) and its report. */
+static int finish_studies(en_pipeline *p, const touched *t, int json)
+{
+    int failed = 0;
+
+    for (int i = 0; i < t->n; i++) {
+        en_pipeline_study st;
+        en_err e;
+        int rc = en_pipeline_finish_study(p, t->pseudonym[i], 0, &st, &e);
+        if (rc != EN_OK && st.version == 0) {
+            one_line(e.msg);
+            fprintf(stderr, "echonetctl process: %s\n", e.msg);
+            failed++;
+            continue;
+        }
+        print_study(t->pseudonym[i], &st, json);
+        if (rc != EN_OK) {   /* the result is stored; only the page failed */
+            one_line(e.msg);
+            fprintf(stderr, "echonetctl process: %s\n", e.msg);
+            failed++;
+        }
+    }
+    return failed;
+}
+
 int cli_process(cli_ctx *ctx, int argc, char **argv)
 {
     progress_ctx prog = { isatty(STDERR_FILENO), 0, 0 };
+    touched studies = { NULL, 0 };
     en_pipeline p;
     en_err e;
     int json = 0, failed = 0, first = 1;
@@ -94,32 +200,37 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
         fprintf(stderr, "echonetctl process: %s\n", e.msg);
         return CLI_SETUP;
     }
-    p.reprocess = 1;    /* asked by hand: do it again, replacing the result */
+    p.reprocess = 1;    /* asked by hand: do it again, replacing the clip's result */
     if (en_pipeline_phantom(&p))
         fprintf(stderr, "echonetctl process: note: using the phantom-trained default models, "
                 "not for clinical use (set [models] to real weights: see README)\n");
     prog.total = argc - first;
     for (int i = first; i < argc; i++) {
         en_pipeline_result r;
+        int rc;
         prog.index = i - first + 1;
-        if (en_pipeline_process(&p, argv[i], &r, on_progress, &prog, &e) != EN_OK) {
-            if (prog.tty)
-                fputs("\r\033[K", stderr);
-            for (char *c = e.msg; *c; c++)
-                if (*c == '\n')
-                    *c = ' ';
+        rc = en_pipeline_process(&p, argv[i], &r, on_progress, &prog, &e);
+        if (prog.tty)
+            fputs("\r\033[K", stderr);
+        if (r.conv.pseudonym[0] && (r.clip_id > 0 || r.duplicate) &&
+            touch(&studies, r.conv.pseudonym) != EN_OK) {
+            fprintf(stderr, "echonetctl process: out of memory\n");
+            failed++;
+        }
+        if (rc != EN_OK) {
+            one_line(e.msg);
             fprintf(stderr, "echonetctl process: %s\n", e.msg);
             failed++;
             continue;
         }
-        if (prog.tty)
-            fputs("\r\033[K", stderr);
         if (json)
             print_json(&r);
         else
             print_human(&r);
         fflush(stdout);
     }
+    failed += finish_studies(&p, &studies, json);
+    free(studies.pseudonym);
     en_pipeline_close(&p);
     return failed ? CLI_FAILED : CLI_OK;
 }

@@ -1,9 +1,11 @@
 /*
- * cmd_query.c - reading the results database: `echonetctl list`, `show`,
+ * cmd_query.c - reading the results database: `echonetctl list` (one line
+ * per study), `show` (a study, then every clip of it with its verdict),
  * `export` and `report` (re-render a study's page from what is stored).
  *
  * Human tables on a terminal, --json for scripts.  The database is opened
- * read-only except by `report`, which only reads too but needs the models.
+ * read-only; `report` also loads the segmentation model, to outline the
+ * key frames again.
  */
 #include "cli.h"
 
@@ -78,34 +80,52 @@ typedef struct list_ctx {
     en_json j;
 } list_ctx;
 
+/* A study without an EF says why in its last column. */
+static const char *study_note(const en_store_study *s)
+{
+    if (s->clips_unfinished > 0 && s->res.version == 0)
+        return "clips still being processed";
+    if (s->res.version == 0)
+        return "no result yet";
+    return s->res.no_ef_reason[0] ? s->res.no_ef_reason : "";
+}
+
 static int list_row(const en_store_study *s, void *ud)
 {
     list_ctx *l = ud;
-    char when[EN_STORE_TIME_MAX];
+    const en_store_study_result *r = &s->res;
+    char when[EN_STORE_TIME_MAX], clips[32], flags[2 * EN_STORE_TEXT_MAX + 16];
 
-    en_store_format_time(s->r.received_ms, when);
+    en_store_format_time(s->first_received_ms, when);
     l->count++;
     if (l->json) {
         en_json_begin_object(&l->j, NULL);
-        en_json_string(&l->j, "pseudonym", s->r.pseudonym);
+        en_json_string(&l->j, "pseudonym", s->pseudonym);
         en_json_string(&l->j, "received", when);
-        en_json_string(&l->j, "status", en_store_status_name(s->status));
-        en_json_double(&l->j, "ef_mean", s->r.ef_mean);
-        en_json_double(&l->j, "ef_sd", s->r.ef_sd);
-        en_json_string(&l->j, "ef_class", s->r.ef_class);
-        en_json_int(&l->j, "beats", s->beat_count);
-        en_json_string(&l->j, "flags", s->r.flags_text);
-        en_json_string(&l->j, "last_error", s->last_error);
+        en_json_int(&l->j, "version", r->version);
+        en_json_bool(&l->j, "stale", s->stale);
+        en_json_double(&l->j, "ef_mean", r->ef_mean);
+        en_json_double(&l->j, "ef_sd", r->ef_sd);
+        en_json_string(&l->j, "ef_class", r->ef_class[0] ? r->ef_class : NULL);
+        en_json_int(&l->j, "clips", s->clips);
+        en_json_int(&l->j, "clips_usable", r->clips_usable);
+        en_json_int(&l->j, "clips_failed", s->clips_failed);
+        en_json_int(&l->j, "clips_unfinished", s->clips_unfinished);
+        en_json_int(&l->j, "beats", r->beats);
+        en_json_string(&l->j, "flags", r->flags_text);
+        en_json_string(&l->j, "no_ef_reason", r->no_ef_reason[0] ? r->no_ef_reason : NULL);
         en_json_end_object(&l->j);
         return 0;
     }
-    printf("%-16s  %-20.20s  %-10s  ", s->r.pseudonym, when, en_store_status_name(s->status));
-    if (isnan(s->r.ef_mean))
+    snprintf(clips, sizeof clips, "%d/%d", r->clips_usable, s->clips);
+    snprintf(flags, sizeof flags, "%s%s%s", r->flags_text, s->stale && r->version ? " (stale)" : "",
+             r->flags_text[0] || (s->stale && r->version) ? "" : study_note(s));
+    printf("%-16s  %-24s  ", s->pseudonym, when);
+    if (isnan(r->ef_mean))
         printf("%6s  %-12s", "-", "-");
     else
-        printf("%6.1f  %-12s", s->r.ef_mean, s->r.ef_class);
-    printf("  %5d  %s\n", s->beat_count,
-           s->status == EN_STORE_FAILED ? s->last_error : s->r.flags_text);
+        printf("%6.1f  %-12s", r->ef_mean, r->ef_class);
+    printf("  %7s  %5d  %s\n", clips, r->beats, flags);
     return 0;
 }
 
@@ -137,10 +157,10 @@ int cli_list(cli_ctx *ctx, int argc, char **argv)
         en_json_init(&l.j, stdout, 0);
         en_json_begin_array(&l.j, NULL);
     } else {
-        printf("%-16s  %-20s  %-10s  %6s  %-12s  %5s  %s\n", "PSEUDONYM", "RECEIVED (UTC)",
-               "STATUS", "EF %", "CLASS", "BEATS", "FLAGS / ERROR");
+        printf("%-16s  %-24s  %6s  %-12s  %7s  %5s  %s\n", "STUDY", "RECEIVED (UTC)", "EF %",
+               "CLASS", "CLIPS", "BEATS", "FLAGS / WHY NO EF");
     }
-    rc = en_store_list(db, &f, list_row, &l, &e);
+    rc = en_store_study_list(db, &f, list_row, &l, &e);
     if (l.json) {
         en_json_end_array(&l.j);
         en_json_finish(&l.j);
@@ -153,32 +173,72 @@ int cli_list(cli_ctx *ctx, int argc, char **argv)
     return CLI_OK;
 }
 
+/* "DICOM: apical two-chamber", or what the images looked like. */
+static const char *view_evidence(const en_store_clip *c, char *buf, size_t n)
+{
+    if (c->r.view_dicom[0])
+        snprintf(buf, n, "DICOM %.32s", c->r.view_dicom);
+    else if (!strcmp(c->r.verdict, "usable"))
+        snprintf(buf, n, "images a4c");
+    else if (!strcmp(c->r.verdict, "unusable"))
+        snprintf(buf, n, "images not a4c");
+    else
+        snprintf(buf, n, "-");
+    return buf;
+}
+
+static void show_clip(const en_store_clip *c, int i)
+{
+    char view[64], ef[16], frames[16], label[32];
+
+    snprintf(label, sizeof label, "%d %.8s", i + 1, c->r.dedup_key[0] ? c->r.dedup_key : "-");
+    snprintf(ef, sizeof ef, isnan(c->r.ef_mean) ? "-" : "%.1f", c->r.ef_mean);
+    snprintf(frames, sizeof frames, c->r.src_frames > 0 ? "%d" : "-", c->r.src_frames);
+    printf("  %-11s  %-10s  %-15s  %6s  %5d  %6s  %s\n", label, en_store_status_name(c->status),
+           view_evidence(c, view, sizeof view), frames, c->r.nbeats, ef,
+           c->status == EN_STORE_DONE ? (c->r.verdict[0] ? c->r.verdict : "never judged")
+                                      : c->last_error);
+    if (c->status == EN_STORE_DONE && c->r.verdict_text[0])
+        printf("%15s%s\n", "", c->r.verdict_text);
+    if (c->r.nbeats) {
+        printf("%15sbeat EFs:", "");
+        for (int b = 0; b < c->r.nbeats; b++)
+            printf(" %.1f%s", c->r.beats[b].ef, c->r.beats[b].shift ? " (shifted)" : "");
+        printf("\n");
+    }
+}
+
 static void show_human(const en_store_study *s)
 {
-    const en_store_result *r = &s->r;
-    char when[EN_STORE_TIME_MAX];
+    const en_store_study_result *r = &s->res;
+    char first[EN_STORE_TIME_MAX], last[EN_STORE_TIME_MAX], at[EN_STORE_TIME_MAX];
 
-    en_store_format_time(r->received_ms, when);
-    printf("study        %s\n", r->pseudonym);
-    printf("status       %s (attempts %d)%s%s\n", en_store_status_name(s->status), s->attempts,
-           s->last_error[0] ? ": " : "", s->last_error);
-    printf("received     %s\n", when);
-    printf("source       %d frames, %dx%d, %.3g fps from %s, sector by %s\n", r->src_frames,
-           r->src_cols, r->src_rows, r->fps, r->fps_source, r->sector_method);
-    if (isnan(r->ef_mean))
-        printf("EF           - (no beat)\n");
-    else
-        printf("EF           %.1f %% (SD %.1f) over %d beats: %s\n", r->ef_mean, r->ef_sd,
-               r->nbeats, r->ef_class);
-    printf("flags        %s\n", r->flags_text[0] ? r->flags_text : "none");
-    printf("models       %s %.12s; %s %.12s\n", r->seg_model.architecture, r->seg_model.sha256,
-           r->ef_model.architecture, r->ef_model.sha256);
-    if (r->nbeats)
-        printf("\n  beat  systole  clip start  ED frame     EF %%\n");
-    for (int i = 0; i < r->nbeats; i++)
-        printf("  %4d  %7d  %10d  %8d  %7.1f%s\n", i + 1, r->beats[i].systole_frame,
-               r->beats[i].clip_start, r->beats[i].ed_frame, r->beats[i].ef,
-               r->beats[i].shift ? "  (clip shifted)" : "");
+    en_store_format_time(s->first_received_ms, first);
+    en_store_format_time(s->last_received_ms, last);
+    printf("study        %s\n", s->pseudonym);
+    printf("received     %s .. %s (%d instance%s)\n", first, last, s->clips,
+           s->clips == 1 ? "" : "s");
+    if (r->version == 0) {
+        printf("result       none yet (%d clips unfinished)\n", s->clips_unfinished);
+    } else {
+        en_store_format_time(r->computed_ms, at);
+        printf("result       version %d, %s%s\n", r->version, at,
+               s->stale ? " (stale: a clip changed since)" : "");
+        if (isnan(r->ef_mean))
+            printf("EF           - : %s\n", r->no_ef_reason);
+        else
+            printf("EF           %.1f %% (SD %.1f) over %d beats of %d usable clips (of %d): %s\n",
+                   r->ef_mean, isnan(r->ef_sd) ? 0.0 : r->ef_sd, r->beats, r->clips_usable,
+                   r->clips_total, r->ef_class);
+        if (r->clips_usable > 1)
+            printf("clip means   %.1f .. %.1f %% (disagreement limit %.0f points)\n",
+                   r->clip_ef_min, r->clip_ef_max, r->disagreement_points);
+        printf("flags        %s\n", r->flags_text[0] ? r->flags_text : "none");
+    }
+    printf("\n  %-11s  %-10s  %-15s  %6s  %5s  %6s  %s\n", "CLIP", "STATUS", "VIEW EVIDENCE",
+           "FRAMES", "BEATS", "EF %", "VERDICT / REASONS");
+    for (int i = 0; i < s->nclips; i++)
+        show_clip(&s->clip[i], i);
 }
 
 int cli_show(cli_ctx *ctx, int argc, char **argv)
@@ -205,18 +265,16 @@ int cli_show(cli_ctx *ctx, int argc, char **argv)
     }
     if ((rc = open_db(ctx, "show", &db)) != CLI_OK)
         return rc;
-    if (json) {
+    rc = en_store_study_show(db, pseudonym, 0, &s, &e);
+    if (rc == EN_OK && json) {
         en_store_filter f;
         memset(&f, 0, sizeof f);
         f.pseudonym = pseudonym;
         rc = en_store_export(db, EN_STORE_EXPORT_JSON, &f, stdout, &e);
-    } else {
-        rc = en_store_show(db, pseudonym, &s, &e);
-        if (rc == EN_OK) {
-            show_human(&s);
-            en_store_study_free(&s);
-        }
+    } else if (rc == EN_OK) {
+        show_human(&s);
     }
+    en_store_study_free(&s);
     en_store_close(db);
     if (rc != EN_OK) {
         fprintf(stderr, "echonetctl show: %s\n", e.msg);
@@ -275,64 +333,15 @@ int cli_export(cli_ctx *ctx, int argc, char **argv)
     return CLI_OK;
 }
 
-/* Re-segments the first beat's ED and ES frames of the stored AVI, so the
- * re-rendered page shows the same outlines as the original. */
-static int keyframes(cli_ctx *ctx, const en_store_result *r, en_frames *video,
-                     uint8_t *masks, en_study_keyframes *k, en_err *err)
-{
-    char path[EN_PATH_MAX + 64];
-    en_nn_model *seg;
-    en_frames two;
-    float *logits;
-    int ed, es, rc;
-    size_t px;
-
-    k->ed = k->es = -1;
-    if (r->nbeats == 0 || r->beats[0].ed_frame == EN_STORE_NONE || !ctx->cfg.seg_weights[0])
-        return EN_OK;
-    en_study_path(&ctx->cfg, r->pseudonym, ".avi", path, sizeof path);
-    if ((rc = en_video_read(path, 1, video, NULL, err)) != EN_OK)
-        return rc;
-    ed = r->beats[0].ed_frame;
-    es = r->beats[0].systole_frame;
-    if (ed >= video->nframes || es >= video->nframes)
-        return en_err_set(err, EN_EFORMAT, "%s has %d frames, fewer than the stored result", path,
-                          video->nframes);
-    px = (size_t)video->rows * video->cols;
-    if (2 * px > 2 * 1024 * 1024)
-        return en_err_set(err, EN_ELIMIT, "%s: frames of %dx%d are larger than a report key frame "
-                          "can be", path, video->cols, video->rows);
-    if ((rc = en_frames_alloc(&two, 2, video->rows, video->cols, 1)) != EN_OK)
-        return en_err_set(err, rc, "out of memory");
-    memcpy(two.data, en_frames_frame(video, ed), px);
-    memcpy(two.data + px, en_frames_frame(video, es), px);
-    logits = malloc(2 * px * sizeof *logits);
-    rc = logits ? en_nn_model_load(ctx->cfg.seg_weights, &seg, err) : EN_ENOMEM;
-    if (rc == EN_OK) {
-        rc = en_nn_segment_frames(seg, &two, logits, NULL, err);
-        en_nn_model_free(seg);
-    }
-    for (size_t i = 0; rc == EN_OK && i < 2 * px; i++)
-        masks[i] = logits[i] > 0.0f;
-    free(logits);
-    en_frames_free(&two);
-    if (rc == EN_OK) {
-        *k = (en_study_keyframes){ ed, en_frames_frame(video, ed), masks,
-                                   es, en_frames_frame(video, es), masks + px };
-    }
-    return rc;
-}
-
 int cli_report(cli_ctx *ctx, int argc, char **argv)
 {
     char pdf[EN_PATH_MAX + 64], png[EN_PATH_MAX + 64];
-    static uint8_t masks[2 * 1024 * 1024];
-    en_study_keyframes k;
-    en_frames video = { 0 };
+    en_study_keyframes k[EN_STUDY_REPORT_KEYCLIPS];
+    uint8_t *pixels = NULL;
     en_store_study s;
     en_store *db;
     en_err e;
-    int rc;
+    int nk = 0, rc;
 
     if (argc != 2 || argv[1][0] == '-') {
         fprintf(stderr, "usage: echonetctl report PSEUDONYM\n");
@@ -340,22 +349,22 @@ int cli_report(cli_ctx *ctx, int argc, char **argv)
     }
     if ((rc = open_db(ctx, "report", &db)) != CLI_OK)
         return rc;
-    rc = en_store_show(db, argv[1], &s, &e);
+    rc = en_store_study_show(db, argv[1], EN_STORE_SHOW_FRAMES, &s, &e);
     en_store_close(db);
     if (rc != EN_OK) {
         fprintf(stderr, "echonetctl report: %s\n", e.msg);
         return rc == EN_ENOTFOUND ? CLI_FAILED : CLI_SETUP;
     }
-    if (s.status != EN_STORE_DONE) {
-        fprintf(stderr, "echonetctl report: study %s is %s, not done: nothing to report\n",
-                argv[1], en_store_status_name(s.status));
+    if (s.res.version == 0) {
+        fprintf(stderr, "echonetctl report: study %s has no result yet (%d of its %d clips "
+                "unfinished): nothing to report\n", argv[1], s.clips_unfinished, s.clips);
         en_store_study_free(&s);
         return CLI_FAILED;
     }
-    rc = keyframes(ctx, &s.r, &video, masks, &k, &e);
+    rc = en_study_keyframes_load(&ctx->cfg, NULL, &s, k, &nk, &pixels, &e);
     if (rc == EN_OK)
-        rc = en_study_report(&ctx->cfg, &s.r, &k, pdf, png, sizeof pdf, &e);
-    en_frames_free(&video);
+        rc = en_study_report(&ctx->cfg, &s, k, nk, pdf, png, sizeof pdf, &e);
+    free(pixels);
     en_store_study_free(&s);
     if (rc != EN_OK) {
         fprintf(stderr, "echonetctl report: study %s: %s\n", argv[1], e.msg);

@@ -43,7 +43,7 @@ typedef struct fail_ctx {
     en_json *j;
 } fail_ctx;
 
-static int fail_row(const en_store_study *s, void *ud)
+static int fail_row(const en_store_clip *s, void *ud)
 {
     fail_ctx *f = ud;
     char when[EN_STORE_TIME_MAX];

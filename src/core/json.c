@@ -108,6 +108,12 @@ void en_json_bool(en_json *j, const char *key, int value)
     fputs(value ? "true" : "false", j->f);
 }
 
+void en_json_raw(en_json *j, const char *key, const char *json)
+{
+    separator(j, key);
+    fputs(json && *json ? json : "null", j->f);
+}
+
 void en_json_finish(en_json *j)
 {
     fputc('\n', j->f);

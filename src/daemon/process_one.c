@@ -123,7 +123,7 @@ int dm_process_one(const char *conf_path, const char *work_file, const char *job
         en_err e2;
         if (en_store_find(p.db, r.conv.pseudonym, r.conv.dedup_key[0] ? r.conv.dedup_key : NULL,
                           &ref, &e2) == EN_OK && ref.status == EN_STORE_DONE) {
-            r.study_id = ref.id;
+            r.clip_id = ref.id;
             rc = EN_OK;
         }
     }
@@ -136,16 +136,16 @@ int dm_process_one(const char *conf_path, const char *work_file, const char *job
         return transient(e.code) ? DM_EXIT_RETRY : DM_EXIT_FAILED;
     }
     /* Tie the job name to the study in its event log. */
-    en_store_log(p.db, r.study_id, EN_STORE_EV_INFO, "intake", EN_STORE_NONE, job,
+    en_store_log(p.db, r.clip_id, EN_STORE_EV_INFO, "intake", EN_STORE_NONE, job,
                  r.duplicate ? "duplicate delivered to echonetd: not processed again"
                              : "processed by echonetd", &e);
     if (r.duplicate) {
-        printf("duplicate %s %lld\n", r.conv.pseudonym, (long long)r.study_id);
+        printf("duplicate %s %lld\n", r.conv.pseudonym, (long long)r.clip_id);
         fflush(stdout);
         en_pipeline_close(&p);
         return DM_EXIT_DONE;
     }
-    printf("done %s %lld %.2f %d %.0f %s\n", r.conv.pseudonym, (long long)r.study_id,
+    printf("done %s %lld %.2f %d %.0f %s\n", r.conv.pseudonym, (long long)r.clip_id,
            r.nbeats > 0 ? r.ef_mean : NAN, r.nbeats, r.ms_total,
            r.flags_text[0] ? r.flags_text : "none");
     fflush(stdout);

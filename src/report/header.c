@@ -26,7 +26,15 @@ static void format_time(time_t t, char *buf, size_t n)
 static void format_source(const en_report_input *in, char *buf, size_t n)
 {
     char fps[64], geom[64], sector[96];
+    int used = 0;
 
+    if (in->n_clips > 0) {   /* a study: its instances */
+        for (int i = 0; i < in->n_clips; i++)
+            used += in->clips[i].used != 0;
+        snprintf(buf, n, "%d instance%s, %d used for the EF", in->n_clips,
+                 in->n_clips == 1 ? "" : "s", used);
+        return;
+    }
     if (rep_fps_known(in->fps))
         snprintf(fps, sizeof fps, " at %.1f fps (%s)", in->fps,
                  in->fps_source && *in->fps_source ? in->fps_source : "source not stated");

@@ -35,10 +35,10 @@ static cairo_surface_t *grey_surface(const uint8_t *img)
     return s;
 }
 
-static void draw_image(cairo_t *cr, const uint8_t *img, double x, double y)
+static void draw_image(cairo_t *cr, const uint8_t *img, double x, double y, double side)
 {
     cairo_surface_t *s = grey_surface(img);
-    double k = REP_KEY_SIDE / EN_REPORT_SIDE;
+    double k = side / EN_REPORT_SIDE;
 
     cairo_save(cr);
     cairo_translate(cr, x, y);
@@ -51,10 +51,10 @@ static void draw_image(cairo_t *cr, const uint8_t *img, double x, double y)
     cairo_surface_destroy(s);
 }
 
-static void draw_outline(cairo_t *cr, const uint8_t *mask, double x, double y)
+static void draw_outline(cairo_t *cr, const uint8_t *mask, double x, double y, double side)
 {
     cairo_new_path(cr);
-    rep_outline_path(cr, mask, EN_REPORT_SIDE, x, y, REP_KEY_SIDE / EN_REPORT_SIDE);
+    rep_outline_path(cr, mask, EN_REPORT_SIDE, x, y, side / EN_REPORT_SIDE);
     cairo_set_source_rgb(cr, EN_REPORT_OUTLINE_R / 255.0, EN_REPORT_OUTLINE_G / 255.0,
                          EN_REPORT_OUTLINE_B / 255.0);
     cairo_set_line_width(cr, 1.0);
@@ -63,14 +63,26 @@ static void draw_outline(cairo_t *cr, const uint8_t *mask, double x, double y)
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_BUTT);
 }
 
-static void placeholder(cairo_t *cr, double x, double y)
+static void placeholder(cairo_t *cr, double x, double y, double side)
 {
     rep_rgb(cr, REP_SHADE);
-    cairo_rectangle(cr, x, y, REP_KEY_SIDE, REP_KEY_SIDE);
+    cairo_rectangle(cr, x, y, side, side);
     cairo_fill(cr);
     rep_rgb(cr, REP_GREY);
     rep_font(cr, 8.5, REP_REGULAR);
-    rep_text(cr, x + REP_KEY_SIDE / 2, y + REP_KEY_SIDE / 2, REP_CENTER, "not available");
+    rep_text(cr, x + side / 2, y + side / 2, REP_CENTER, "not available");
+}
+
+void rep_draw_keyframe(cairo_t *cr, const en_report_keyframe *k, double x, double y,
+                       double side)
+{
+    if (!k->image) {
+        placeholder(cr, x, y, side);
+        return;
+    }
+    draw_image(cr, k->image, x, y, side);
+    if (k->mask)
+        draw_outline(cr, k->mask, x, y, side);
 }
 
 static void keyframe(cairo_t *cr, const en_report_keyframe *k, const char *name,
@@ -82,14 +94,7 @@ static void keyframe(cairo_t *cr, const en_report_keyframe *k, const char *name,
     rep_font(cr, 8.5, REP_BOLD);
     rep_rgb(cr, REP_INK);
     rep_text(cr, x, y + 10, REP_LEFT, label);
-    y += LABEL_H;
-    if (!k->image) {
-        placeholder(cr, x, y);
-        return;
-    }
-    draw_image(cr, k->image, x, y);
-    if (k->mask)
-        draw_outline(cr, k->mask, x, y);
+    rep_draw_keyframe(cr, k, x, y + LABEL_H, REP_KEY_SIDE);
 }
 
 double rep_keyframes(rep_page *p, double x, double y)

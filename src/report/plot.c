@@ -315,7 +315,14 @@ double rep_plot(rep_page *p, double y, double height)
 
     rep_font(cr, 9.5, REP_BOLD);
     rep_rgb(cr, REP_INK);
-    rep_text(cr, REP_X0, y + 10, REP_LEFT, "LV size per frame (pixels inside the LV outline)");
+    if (in->curve_label && *in->curve_label) {
+        char title[160];
+        snprintf(title, sizeof title, "LV size per frame of clip %.40s (pixels inside the LV "
+                 "outline)", in->curve_label);
+        rep_text(cr, REP_X0, y + 10, REP_LEFT, title);
+    } else {
+        rep_text(cr, REP_X0, y + 10, REP_LEFT, "LV size per frame (pixels inside the LV outline)");
+    }
     legend(cr, y + 10);
     cairo_set_line_width(cr, 0.6);
     if (size_range(in, &lo, &hi) == 0) {

@@ -55,7 +55,9 @@ static int validate(const en_report_input *in, const char *pdf, const char *png,
         (rc = check_array(in->systoles, in->n_systoles, "systoles", in, err)) ||
         (rc = check_array(in->beats, in->n_beats, "beats", in, err)) ||
         (rc = check_array(in->flags, in->n_flags, "quality flags", in, err)) ||
-        (rc = check_array(in->models, in->n_models, "models", in, err)))
+        (rc = check_array(in->models, in->n_models, "models", in, err)) ||
+        (rc = check_array(in->clips, in->n_clips, "clips", in, err)) ||
+        (rc = check_array(in->keyclips, in->n_keyclips, "key clips", in, err)))
         return rc;
     return EN_OK;
 }

@@ -89,6 +89,14 @@ double rep_plot(rep_page *p, double y, double height);       /* plot.c */
  * "and N more beats"). */
 double rep_table(rep_page *p, double y, double max_h);       /* table.c */
 double rep_table_min_height(void);
+/* clips.c: the study page's key frames of the used clips and its table of
+ * every instance (at most max_h). */
+double rep_keyclips(rep_page *p, double y);
+double rep_clip_table(rep_page *p, double y, double max_h);
+double rep_clip_table_min_height(void);
+/* keyframes.c: one key frame (image and outline) in a side x side square. */
+void rep_draw_keyframe(cairo_t *cr, const en_report_keyframe *k, double x, double y,
+                       double side);
 /* notes.c: flags (at most max_h), models, the fixed note (anchored at the
  * page foot by the caller). */
 double rep_flags(rep_page *p, double y, double max_h, int draw);

@@ -98,7 +98,10 @@ double rep_summary(rep_page *p, double y, double width)
 
     rep_font(cr, 9, REP_REGULAR);
     rep_rgb(cr, REP_GREY);
-    rep_text(cr, REP_X0, y + 10, REP_LEFT, "Ejection fraction (mean of the beats)");
+    rep_text(cr, REP_X0, y + 10, REP_LEFT,
+             in->n_clips > 0 ? "Ejection fraction of the study (mean of the beats of the clips "
+                               "used)"
+                             : "Ejection fraction (mean of the beats)");
     big_number(cr, y + 52, in->ef_mean);
     cy = y + 74;
     if (has_ef && in->ef_class && *in->ef_class) {
@@ -113,7 +116,9 @@ double rep_summary(rep_page *p, double y, double width)
         snprintf(buf, sizeof buf, "No EF: %s", no_ef_reason(in));
         cy += LINE * rep_wrap(cr, REP_X0, cy, width, 0, LINE, 3, 1, buf);
     }
-    if (in->n_beats > 0) {
+    if (in->n_clips > 0 && in->summary_note && *in->summary_note)
+        cy += LINE * rep_wrap(cr, REP_X0, cy, width, 0, LINE, 3, 1, in->summary_note);
+    else if (in->n_beats > 0) {
         spread_line(in, buf, sizeof buf);
         cy += LINE * rep_wrap(cr, REP_X0, cy, width, 0, LINE, 2, 1, buf);
     }

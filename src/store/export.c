@@ -3,7 +3,8 @@
  * tools for.
  *
  * - size:  upstream's size.csv (echonet/utils/segmentation.py), one row per
- *          frame: Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall.
+ *          frame of every analysed clip:
+ *          Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall.
  *          There are no human tracings here, so HumanLarge/HumanSmall are 0;
  *          ComputerSmall is 1 on detected systoles, as upstream.
  * - clips: upstream's clip predictions (echonet/utils/video.py), no header,
@@ -12,9 +13,15 @@
  *          clip_start = max(0, systole - 32); a beat whose clip was shifted
  *          back to fit the video has another clip_start and so, as upstream
  *          (which has no such clip), drops out of that join.
- * - json:  every stored field of each study, with beats and frame sizes.
+ * - json:  the whole tree: every study with its result, its clips (every
+ *          instance, analysed or not, with its verdict), their beats and
+ *          frame sizes.
  *
- * Filenames are <pseudonym>.avi, the name of the study's AVI.
+ * Upstream's Filename is a video: here it is the clip's AVI (its
+ * video_file, <pseudonym>-<clip key>.avi), so every clip of a study keeps
+ * its own rows.  The walk runs in one read transaction: a study and its
+ * clips are exported as one consistent picture even while the daemon
+ * writes.
  */
 #include "store_int.h"
 
@@ -46,18 +53,17 @@ typedef struct export_ctx {
 
 /* ---- CSV ---------------------------------------------------------------------- */
 
-static void size_rows(FILE *out, const en_store_study *s)
+static void size_rows(FILE *out, const en_store_result *r)
 {
-    for (int i = 0; i < s->r.nframes; i++)
-        fprintf(out, "%s.avi,%d,%d,0,0,%d\n", s->r.pseudonym, i, s->r.frames[i].lv_size,
-                s->r.frames[i].systole ? 1 : 0);
+    for (int i = 0; r->video_file[0] && i < r->nframes; i++)
+        fprintf(out, "%s,%d,%d,0,0,%d\n", r->video_file, i, r->frames[i].lv_size,
+                r->frames[i].systole ? 1 : 0);
 }
 
-static void clip_rows(FILE *out, const en_store_study *s)
+static void clip_rows(FILE *out, const en_store_result *r)
 {
-    for (int i = 0; i < s->r.nbeats; i++)
-        fprintf(out, "%s.avi,%d,%.4f\n", s->r.pseudonym, s->r.beats[i].clip_start,
-                s->r.beats[i].ef);
+    for (int i = 0; r->video_file[0] && i < r->nbeats; i++)
+        fprintf(out, "%s,%d,%.4f\n", r->video_file, r->beats[i].clip_start, r->beats[i].ef);
 }
 
 /* ---- JSON --------------------------------------------------------------------- */
@@ -112,6 +118,11 @@ static void j_below(en_json *j, const char *key, double ef, double cut)
 static void j_result(en_json *j, const en_store_result *r)
 {
     en_json_begin_object(j, "source");
+    j_text_opt(j, "sop_class", r->sop_class);
+    j_text_opt(j, "modality", r->modality);
+    j_text_opt(j, "regions", r->regions);
+    j_text_opt(j, "view_dicom", r->view_dicom);
+    j_text_opt(j, "view_code", r->view_code);
     j_int_opt(j, "rows", r->src_rows);
     j_int_opt(j, "cols", r->src_cols);
     j_int_opt(j, "frames", r->src_frames);
@@ -123,10 +134,20 @@ static void j_result(en_json *j, const en_store_result *r)
     j_text_opt(j, "method", r->sector_method);
     en_json_double(j, "confidence", r->sector_confidence);
     en_json_end_object(j);
+    j_text_opt(j, "video_file", r->video_file);
     j_int_opt(j, "video_frames", r->video_frames);
     en_json_begin_object(j, "models");
     j_model(j, "segmentation", &r->seg_model);
     j_model(j, "ef", &r->ef_model);
+    en_json_end_object(j);
+    en_json_begin_object(j, "verdict");
+    j_text_opt(j, "verdict", r->verdict);
+    en_json_string(j, "codes", r->verdict_codes);
+    en_json_string(j, "reasons", r->verdict_text);
+    if (r->evidence_json[0])
+        en_json_raw(j, "evidence", r->evidence_json);
+    else
+        en_json_string(j, "evidence", NULL);
     en_json_end_object(j);
     en_json_begin_object(j, "ef");
     en_json_double(j, "mean", r->ef_mean);
@@ -185,20 +206,64 @@ static void j_frames(en_json *j, const en_store_result *r)
     en_json_end_array(j);
 }
 
+static void j_clip(en_json *j, const en_store_clip *c)
+{
+    en_json_begin_object(j, NULL);
+    en_json_int(j, "clip_id", (long long)c->id);
+    j_text_opt(j, "dedup_key", c->r.dedup_key);
+    en_json_string(j, "status", en_store_status_name(c->status));
+    j_text_opt(j, "stage", c->stage);
+    en_json_int(j, "attempts", c->attempts);
+    j_time(j, "received", c->r.received_ms);
+    j_time(j, "started", c->r.started_ms);
+    j_time(j, "finished", c->r.finished_ms);
+    j_text_opt(j, "last_error", c->last_error);
+    j_result(j, &c->r);
+    j_beats(j, &c->r);
+    j_frames(j, &c->r);
+    en_json_end_object(j);
+}
+
+static void j_study_result(en_json *j, const en_store_study *s)
+{
+    const en_store_study_result *r = &s->res;
+
+    en_json_begin_object(j, "result");
+    en_json_int(j, "version", r->version);
+    j_time(j, "computed", r->computed_ms);
+    en_json_bool(j, "stale", s->stale != 0);
+    en_json_int(j, "clips_total", r->clips_total);
+    en_json_int(j, "clips_usable", r->clips_usable);
+    en_json_int(j, "beats", r->beats);
+    en_json_double(j, "ef_mean", r->ef_mean);
+    en_json_double(j, "ef_sd", r->ef_sd);
+    en_json_double(j, "clip_ef_min", r->clip_ef_min);
+    en_json_double(j, "clip_ef_max", r->clip_ef_max);
+    j_text_opt(j, "ef_class", r->ef_class);
+    en_json_double(j, "threshold_reduced", r->threshold_reduced);
+    en_json_double(j, "threshold_low", r->threshold_low);
+    en_json_double(j, "threshold_very_low", r->threshold_very_low);
+    j_below(j, "below_50", r->ef_mean, 50);
+    j_below(j, "below_40", r->ef_mean, 40);
+    j_below(j, "below_35", r->ef_mean, 35);
+    en_json_double(j, "disagreement_points", r->disagreement_points);
+    en_json_int(j, "flags", (long long)r->flags);
+    en_json_string(j, "flags_text", r->flags_text);
+    j_text_opt(j, "no_ef_reason", r->no_ef_reason);
+    en_json_end_object(j);
+}
+
 static void j_study(en_json *j, const en_store_study *s)
 {
     en_json_begin_object(j, NULL);
-    en_json_string(j, "pseudonym", s->r.pseudonym);
-    en_json_string(j, "status", en_store_status_name(s->status));
-    j_text_opt(j, "stage", s->stage);
-    en_json_int(j, "attempts", s->attempts);
-    j_time(j, "received", s->r.received_ms);
-    j_time(j, "started", s->r.started_ms);
-    j_time(j, "finished", s->r.finished_ms);
-    j_text_opt(j, "last_error", s->last_error);
-    j_result(j, &s->r);
-    j_beats(j, &s->r);
-    j_frames(j, &s->r);
+    en_json_string(j, "pseudonym", s->pseudonym);
+    j_time(j, "first_received", s->first_received_ms);
+    j_time(j, "last_received", s->last_received_ms);
+    j_study_result(j, s);
+    en_json_begin_array(j, "clips");
+    for (int i = 0; i < s->nclips; i++)
+        j_clip(j, &s->clip[i]);
+    en_json_end_array(j);
     en_json_end_object(j);
 }
 
@@ -207,21 +272,48 @@ static void j_study(en_json *j, const en_store_study *s)
 static int export_one(const en_store_study *summary, void *ud)
 {
     export_ctx *x = ud;
-    en_store_study s = *summary;
-    int rc = en__study_load_children(x->st, &s, x->err);
+    en_store_study s;
+    int rc = en__study_show_locked(x->st, summary->pseudonym,
+                                   x->fmt == EN_STORE_EXPORT_CLIPS_CSV ? 0 : EN_STORE_SHOW_FRAMES,
+                                   &s, x->err);
 
-    if (!rc) {
+    if (rc)
+        return rc;
+    if (x->fmt == EN_STORE_EXPORT_JSON)
+        j_study(&x->json, &s);
+    for (int i = 0; x->fmt != EN_STORE_EXPORT_JSON && i < s.nclips; i++) {
         if (x->fmt == EN_STORE_EXPORT_SIZE_CSV)
-            size_rows(x->out, &s);
-        else if (x->fmt == EN_STORE_EXPORT_CLIPS_CSV)
-            clip_rows(x->out, &s);
+            size_rows(x->out, &s.clip[i].r);
         else
-            j_study(&x->json, &s);
-        if (ferror(x->out))
-            rc = en_err_set(x->err, EN_EIO, "writing the export: %s", strerror(errno));
+            clip_rows(x->out, &s.clip[i].r);
     }
+    if (ferror(x->out))
+        rc = en_err_set(x->err, EN_EIO, "writing the export: %s", strerror(errno));
     en_store_study_free(&s);
     return rc;
+}
+
+static int export_locked(export_ctx *x, const en_store_filter *f)
+{
+    int rc;
+
+    if (x->fmt == EN_STORE_EXPORT_SIZE_CSV)
+        fputs("Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall\n", x->out);
+    if (x->fmt == EN_STORE_EXPORT_JSON) {
+        en_json_init(&x->json, x->out, 0);
+        en_json_begin_object(&x->json, NULL);
+        en_json_string(&x->json, "format", "echonetd-results");
+        en_json_int(&x->json, "schema_version", en_store_schema_version());
+        en_json_begin_array(&x->json, "studies");
+    }
+    if ((rc = en_store_study_list(x->st, f, export_one, x, x->err)))
+        return rc;
+    if (x->fmt == EN_STORE_EXPORT_JSON) {
+        en_json_end_array(&x->json);
+        en_json_end_object(&x->json);
+        en_json_finish(&x->json);
+    }
+    return EN_OK;
 }
 
 int en_store_export(en_store *st, en_store_export_format fmt,
@@ -232,23 +324,12 @@ int en_store_export(en_store *st, en_store_export_format fmt,
 
     if ((unsigned)fmt > EN_STORE_EXPORT_JSON)
         return en_err_set(err, EN_EINVAL, "export: unknown format %d", (int)fmt);
-    if (fmt == EN_STORE_EXPORT_SIZE_CSV)
-        fputs("Filename,Frame,Size,HumanLarge,HumanSmall,ComputerSmall\n", out);
-    if (fmt == EN_STORE_EXPORT_JSON) {
-        en_json_init(&x.json, out, 0);
-        en_json_begin_object(&x.json, NULL);
-        en_json_string(&x.json, "format", "echonetd-results");
-        en_json_int(&x.json, "schema_version", en_store_schema_version());
-        en_json_begin_array(&x.json, "studies");
-    }
-    rc = en_store_list(st, f, export_one, &x, err);
+    if ((rc = en__db_exec(st, "BEGIN", "exporting", err)))
+        return rc;
+    rc = export_locked(&x, f);
+    en__db_rollback(st);
     if (rc)
         return rc;
-    if (fmt == EN_STORE_EXPORT_JSON) {
-        en_json_end_array(&x.json);
-        en_json_end_object(&x.json);
-        en_json_finish(&x.json);
-    }
     if (fflush(out) != 0 || ferror(out))
         return en_err_set(err, EN_EIO, "writing the export: %s", strerror(errno));
     return EN_OK;

@@ -109,20 +109,57 @@ int en__require_writable(en_store *st, en_err *err);
 
 /* ---- shared between the store's files -------------------------------------- */
 
-/* Finds the study by dedup_key (when non-empty), else by pseudonym.
- * EN_ENOTFOUND when neither is known; EN_EINVAL when the key and the
- * pseudonym name two different studies. */
-int en__study_find(en_store *st, const char *pseudonym, const char *dedup_key,
-                   en_store_ref *ref, en_err *err);
+/* Finds the clip by dedup_key when non-empty, else the study's current
+ * clip by pseudonym (en_store_find).  EN_ENOTFOUND when neither is known;
+ * EN_EINVAL when the key belongs to a clip of another study. */
+int en__clip_find(en_store *st, const char *pseudonym, const char *dedup_key,
+                  en_store_ref *ref, en_err *err);
 
-int en__event_insert(en_store *st, int64_t study_id, en_store_event_kind kind,
-                     const char *stage, int attempt, const char *job,
-                     const char *code, const char *message, en_err *err);
+/* Creates the study when new; moves its arrival times to include
+ * received_ms (0 = leave them) and marks its result stale.  *study_id
+ * gets its row id. */
+int en__study_touch(en_store *st, const char *pseudonym, int64_t received_ms,
+                    int64_t *study_id, en_err *err);
+
+/* Marks the result of the study holding clip_id stale. */
+int en__study_stale_by_clip(en_store *st, int64_t clip_id, en_err *err);
+
+/* study_id and clip_id 0 = NULL; version 0 = no result version. */
+int en__event_insert(en_store *st, int64_t study_id, int64_t clip_id,
+                     en_store_event_kind kind, const char *stage, int attempt,
+                     const char *job, const char *code, int version,
+                     const char *message, en_err *err);
 
 int en__model_put(en_store *st, const en_store_model *m, en_err *err);
 
-/* Loads out->r.beats and out->r.frames of the study out->id (show, export). */
-int en__study_load_children(en_store *st, en_store_study *out, en_err *err);
+/* The clip SELECT every reader shares, and the row reader that goes with
+ * it (query.c).  Append "WHERE ..." to en__clip_select. */
+extern const char en__clip_select[];
+void en__clip_read(sqlite3_stmt *s, en_store_clip *out);
+
+/* Loads c->r.beats (and, with frames, c->r.frames) of the clip c->id. */
+int en__clip_load_children(en_store *st, en_store_clip *c, int frames, en_err *err);
+
+/* Loads the events "SELECT ... FROM events WHERE <where> ORDER BY id",
+ * :id bound to id. */
+int en__events_load(en_store *st, const char *where, int64_t id,
+                    en_store_event **out, int *n, en_err *err);
+
+/* Runs "SELECT ... WHERE study_id = :id"-style queries, growing *items by
+ * one element per row, filled by fill(). */
+int en__load_rows(en_store *st, int64_t id, const char *sql, size_t size, void **items,
+                  int *n, void (*fill)(sqlite3_stmt *, void *), const char *what,
+                  en_err *err);
+
+/* en_store_study_show inside a transaction the caller holds. */
+int en__study_show_locked(en_store *st, const char *pseudonym, int what, en_store_study *out,
+                          en_err *err);
+
+/* Filters become a WHERE clause of fixed fragments with bound
+ * parameters (query.c); clips: 1 for the clip form, 0 for the study form
+ * (the study table aliased s, its clips c). */
+int en__prepare_filtered(en_store *st, const char *head, const en_store_filter *f,
+                         int clips, int paged, sqlite3_stmt **s, en_err *err);
 
 /* ---- tests only ------------------------------------------------------------ */
 
