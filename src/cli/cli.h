@@ -28,6 +28,7 @@ int cli_show(cli_ctx *ctx, int argc, char **argv);
 int cli_export(cli_ctx *ctx, int argc, char **argv);
 int cli_report(cli_ctx *ctx, int argc, char **argv);
 int cli_status(cli_ctx *ctx, int argc, char **argv);
+int cli_merge(cli_ctx *ctx, int argc, char **argv);
 int cli_segment(cli_ctx *ctx, int argc, char **argv);
 int cli_ef(cli_ctx *ctx, int argc, char **argv);
 int cli_convert_weights(cli_ctx *ctx, int argc, char **argv);

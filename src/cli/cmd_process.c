@@ -13,6 +13,7 @@
 
 #include "en_json.h"
 #include "en_pipeline.h"
+#include "inputs.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -182,36 +183,51 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
     touched studies = { NULL, 0 };
     en_pipeline p;
     en_err e;
-    int json = 0, failed = 0, first = 1;
+    int json = 0, failed = 0, first = 1, taken;
+    cli_inputs in;
+    cli_progress pr;
 
+    cli_inputs_init(&in);
     for (; first < argc && argv[first][0] == '-'; first++) {
-        if (!strcmp(argv[first], "--json")) {
+        if ((taken = cli_inputs_option(&in, "process", argc, argv, &first)) != 0) {
+            if (taken < 0)
+                return CLI_USAGE;
+        } else if (!strcmp(argv[first], "--json")) {
             json = 1;
         } else {
             fprintf(stderr, "echonetctl process: unknown option '%s'\n", argv[first]);
             return CLI_USAGE;
         }
     }
-    if (first >= argc) {
-        fprintf(stderr, "usage: echonetctl process [--json] FILE.dcm...\n");
-        return CLI_USAGE;
+    if ((taken = cli_inputs_ready(&in, "process", argv + first, argc - first)) >= 0) {
+        cli_inputs_free(&in);
+        return taken;
     }
-    if (en_pipeline_open(&p, &ctx->cfg, &e) != EN_OK) {
+    if (en_pipeline_open(&p, &ctx->cfg, &e) != EN_OK ||
+        cli_stamp_site(ctx->cfg.database, &p.deid, &e) != EN_OK) {
         fprintf(stderr, "echonetctl process: %s\n", e.msg);
+        en_pipeline_close(&p);
+        cli_inputs_free(&in);
         return CLI_SETUP;
     }
-    p.reprocess = 1;    /* asked by hand: do it again, replacing the clip's result */
+    /* Files named by hand are done again, replacing the clip's result; a
+     * list or folders (a back-fill) skip what the same models did. */
+    p.reprocess = !cli_inputs_skip_done(&in);
     if (en_pipeline_phantom(&p))
         fprintf(stderr, "echonetctl process: note: using the phantom-trained default models, "
                 "not for clinical use (set [models] to real weights: see README)\n");
-    prog.total = argc - first;
-    for (int i = first; i < argc; i++) {
+    prog.total = (int)in.n;
+    cli_progress_begin(&pr, "echonetctl process", &in);
+    for (size_t i = 0; i < in.n; i++) {
         en_pipeline_result r;
         int rc;
-        prog.index = i - first + 1;
-        rc = en_pipeline_process(&p, argv[i], &r, on_progress, &prog, &e);
+        prog.index = (int)i + 1;
+        rc = en_pipeline_process(&p, in.path[i], &r, on_progress, &prog, &e);
         if (prog.tty)
             fputs("\r\033[K", stderr);
+        cli_progress_file(&pr, rc != EN_OK ? CLI_FILE_FAILED : r.duplicate ? CLI_FILE_SKIPPED
+                                                                         : CLI_FILE_DONE,
+                          r.ms_total);
         if (r.conv.pseudonym[0] && (r.clip_id > 0 || r.duplicate) &&
             touch(&studies, r.conv.pseudonym) != EN_OK) {
             fprintf(stderr, "echonetctl process: out of memory\n");
@@ -232,5 +248,6 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
     failed += finish_studies(&p, &studies, json);
     free(studies.pseudonym);
     en_pipeline_close(&p);
+    cli_inputs_free(&in);
     return failed ? CLI_FAILED : CLI_OK;
 }

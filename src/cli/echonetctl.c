@@ -37,9 +37,11 @@ static void usage(FILE *f)
         "  convert IN.dcm [OUT.avi|DIR] [--json[=FILE]]\n"
         "          deidentify an echo DICOM, locate its ultrasound sector and write the\n"
         "          112x112 AVI that EchoNet-Dynamic's networks take\n"
-        "  process [--json] FILE.dcm...\n"
+        "  process [--json] FILE.dcm|FOLDER... [--files LIST [--shard K/N]]\n"
         "          the whole pipeline: convert, segment, beats, beat-by-beat EF, store the\n"
-        "          result in the database, draw the report\n"
+        "          result in the database, draw the report (`process --help`: options)\n"
+        "  merge SHARD.db... [--into DB] [--json]\n"
+        "          combine the databases of a back-fill's tasks into one (docs/scale.md)\n"
         "  list [--since DATE] [--until DATE] [--status S] [--class C]\n"
         "       [--flagged|--unflagged] [--limit N] [--json]\n"
         "          studies in the database, newest first\n"
@@ -226,6 +228,7 @@ int main(int argc, char **argv)
         { "convert", cli_convert, USES_SECRET | WRITES_OUTPUT },
         { "process", cli_process, USES_SECRET | USES_DATABASE | WRITES_OUTPUT },
         { "report", cli_report, USES_DATABASE | WRITES_OUTPUT },
+        { "merge", cli_merge, USES_SECRET | USES_DATABASE },
         { "list", cli_list, USES_DATABASE }, { "show", cli_show, USES_DATABASE },
         { "status", cli_status, USES_DATABASE }, { "export", cli_export, USES_DATABASE },
         { "segment", cli_segment, 0 }, { "ef", cli_ef, 0 },
