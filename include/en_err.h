@@ -37,7 +37,10 @@ int en_err_set(en_err *err, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Prepends "prefix: " to an existing message (adds context as an error
- * travels up: "study ab12cd: sector: ...").  Returns err->code. */
+ * travels up: "study ab12cd: sector: ...").  Returns err->code, which is
+ * always negative: a callee that failed without setting a code leaves
+ * EN_EINVAL, so an error travelling up can never turn into EN_OK.  err NULL
+ * gives EN_EINVAL. */
 int en_err_prefix(en_err *err, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
@@ -45,5 +48,21 @@ void en_err_clear(en_err *err);
 
 /* Short name of a code ("EN_EFORMAT"), for logs and JSON. */
 const char *en_err_name(int code);
+
+/* clang's static analyzer (scripts/static-check.sh) reads one file at a
+ * time and cannot see into err.c, so it would follow paths on which a
+ * failure "returned EN_OK" and report what goes wrong after.  These tell it
+ * what err.c guarantees: en_err_set returns its code, en_err_prefix a
+ * negative code.  Only the analyzer compiles them. */
+#ifdef __clang_analyzer__
+static inline int en__analyzer_failed(int code)
+{
+    if (code >= 0)
+        __builtin_unreachable();
+    return code;
+}
+#define en_err_set(err, code, ...) (en_err_set((err), (code), __VA_ARGS__), (code))
+#define en_err_prefix(...) en__analyzer_failed(en_err_prefix(__VA_ARGS__))
+#endif
 
 #endif

@@ -95,7 +95,7 @@ static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_
 
 static int load(const char *cmd, const nn_args *a, en_nn_arch want, en_nn_model **m)
 {
-    en_nn_opts o = { a->threads, a->batch, 0 };
+    en_nn_opts o = { .threads = a->threads, .batch = a->batch };
     en_err e;
     if (en_nn_model_load_opts(a->weights, &o, m, &e) != EN_OK) {
         fprintf(stderr, "echonetctl %s: %s\n", cmd, e.msg);

@@ -7,6 +7,11 @@
 #include <stdio.h>
 #include <string.h>
 
+/* en_err.h's models for the static analyzer describe these functions to
+ * their callers; here they are defined. */
+#undef en_err_set
+#undef en_err_prefix
+
 int en_err_set(en_err *err, int code, const char *fmt, ...)
 {
     if (err) {
@@ -32,6 +37,8 @@ int en_err_prefix(en_err *err, const char *fmt, ...)
     memcpy(old, err->msg, sizeof old);
     /* Keep the head short so the original cause always survives. */
     snprintf(err->msg, sizeof err->msg, "%.200s: %.300s", head, old);
+    if (err->code >= 0)
+        err->code = EN_EINVAL;
     return err->code;
 }
 

@@ -130,10 +130,12 @@ static double prefix_width(cairo_t *cr, const char *s, size_t len)
  * least one, so wrapping always advances). */
 static size_t wrap_fit(cairo_t *cr, const char *s, double width)
 {
-    size_t len = strlen(s), best = 0;
+    size_t best = 0;
 
-    for (size_t i = 1; i <= len; i++) {
-        if (i < len && s[i] != ' ')
+    /* The loops stop at the NUL they reach (s[i - 1] is the last byte a
+     * prefix of length i takes), so no index is ever past the string. */
+    for (size_t i = 1; s[i - 1]; i++) {
+        if (s[i] && s[i] != ' ')
             continue;
         if (prefix_width(cr, s, i) > width)
             break;
@@ -141,8 +143,8 @@ static size_t wrap_fit(cairo_t *cr, const char *s, double width)
     }
     if (best)
         return best;
-    for (size_t i = 1; i <= len; i++) {
-        if (i < len && ((unsigned char)s[i] & 0xc0) == 0x80)
+    for (size_t i = 1; s[i - 1]; i++) {
+        if (((unsigned char)s[i] & 0xc0) == 0x80)
             continue;  /* only cut at character boundaries */
         if (best && prefix_width(cr, s, i) > width)
             break;

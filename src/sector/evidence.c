@@ -193,7 +193,7 @@ static int alloc_buffers(sec_evidence *ev, int rows, int cols,
     memset(ev, 0, sizeof *ev);
     ev->rows = rows;
     ev->cols = cols;
-    ev->mask = malloc(n);
+    ev->mask = calloc(n, 1);   /* zeroed: never a byte no stage wrote */
     ev->queue = malloc(n * sizeof *ev->queue);
     ev->cc.label = malloc(n * sizeof *ev->cc.label);
     *score = malloc(n);

@@ -43,6 +43,7 @@ int vid_code(int averr)
     return EN_ECODEC;
 }
 
+#undef vid_fail /* video_int.h models it for the analyzer; defined here */
 int vid_fail(en_err *err, const char *path, const char *what, int averr)
 {
     char buf[AV_ERROR_MAX_STRING_SIZE];

@@ -41,6 +41,11 @@ int vid_code(int averr);
 /* Fills err with "video '<path>': <what>: <libav's text for averr>" and
  * returns the matching EN_* code. */
 int vid_fail(en_err *err, const char *path, const char *what, int averr);
+#ifdef __clang_analyzer__
+/* For the analyzer, which cannot see av_common.c: vid_code, hence
+ * vid_fail, always returns a negative EN_* code (see en_err.h). */
+#define vid_fail(...) en__analyzer_failed(vid_fail(__VA_ARGS__))
+#endif
 
 /* libswscale warns, on every context, about the YUVJ ("JPEG range") pixel
  * formats.  The same memory layout is available as plain YUV with a
