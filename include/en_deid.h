@@ -32,9 +32,9 @@ int en_deid_pseudonym(const en_deid *d, const char *study_uid,
 /* ---- the re-identification key store --------------------------------
  *
  * An SQLite file of its own (mode 0600, rollback journal, one short
- * IMMEDIATE transaction per put, 10 s busy timeout), so any number of
- * processes may add to it at once and a crash leaves every committed
- * mapping in place.  It only ever grows: a pseudonym's identifiers are
+ * IMMEDIATE transaction per put; writers queue on <path>.lock for up to
+ * 30 s), so any number of processes may add to it at once and a crash
+ * leaves every committed mapping in place.  It only ever grows: a pseudonym's identifiers are
  * recorded once and never changed; a file of the same study carrying
  * different identifiers (a corrected name, say) adds a second record beside
  * the first.  The per-file Series and SOP Instance UIDs of every file seen

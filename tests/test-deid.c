@@ -183,6 +183,11 @@ static void test_keystore(void)
     CHECK(strstr(e.msg, p) != NULL);
     en_keystore_close(ks);
     CHECK(records(p) == 3);
+    {
+        char lock[600];
+        snprintf(lock, sizeof lock, "%s.lock", p);
+        CHECK(stat(lock, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_size == 0);
+    }
     CHECK(en_deid_keystore_get(p, "8899aabbccddeeff", &back, &e) == EN_OK);
     CHECK(strcmp(back.patient_id, "ID43") == 0);
 

@@ -8,8 +8,18 @@
  * renamed its own copy over the others').  It is now an SQLite file:
  *
  * - One IMMEDIATE transaction per study: the write lock is taken first (so
- *   SQLite's busy handler waits for it, up to KS_BUSY_MS, instead of failing
- *   at once on a read-to-write upgrade), two INSERT OR IGNOREs, a count.
+ *   the busy handler waits for it instead of SQLite failing at once on a
+ *   read-to-write upgrade), two INSERT OR IGNOREs, a count.
+ * - Writers queue on an flock of <path>.lock (mode 0600, empty, never
+ *   removed) before they touch SQLite's locks, polled every 1-2 ms for up
+ *   to KS_BUSY_MS.  SQLite alone lets a writer starve: its busy handler
+ *   sleeps up to 100 ms between tries, and in rollback-journal mode every
+ *   try takes a shared lock that delays the committing writer, so with 16
+ *   writers at once some waited over 10 s.  Polling an flock disturbs no
+ *   one.  A separate file, because on NFS flock is a POSIX lock, and one
+ *   on the database file itself would be dropped with SQLite's own when
+ *   either descriptor closes.  SQLite's busy handler (1-4 ms retries, same
+ *   bound) covers the rest: readers, and setting up a new store.
  * - Rollback journal (SQLite's default), not WAL: the key store may live on
  *   storage of its own where WAL's shared memory does not work, writes are
  *   one short transaction per study, and no -wal/-shm files holding
@@ -42,13 +52,14 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
 
 #define KS_APP_ID 0x656e6b73       /* "enks" in the SQLite header */
 #define KS_VERSION 1
-#define KS_BUSY_MS 10000
+#define KS_BUSY_MS 30000
 #define KS_PSEUDONYM_MAX 64
 #define KS_TSV_HEADER "# echonetd key store"
 #define KS_TSV_FIELDS 11           /* pseudonym + the ten identity fields */
@@ -57,6 +68,8 @@
 struct en_keystore {
     sqlite3 *db;
     int readonly;
+    double busy_since;       /* when the current wait for a lock began */
+    int lock_fd;             /* <path>.lock, opened at the first put */
     char path[4096];
 };
 
@@ -270,6 +283,33 @@ static void ks_read_row(sqlite3_stmt *st, en_dicom_identity *id)
     " patient_birth_date, accession_number, study_date, study_time, institution_name," \
     " series_instance_uid, sop_instance_uid FROM links"
 
+/* Takes the writers' lock (see the top of this file). */
+static int ks_writer_lock(en_keystore *ks, en_err *err)
+{
+    char lock[sizeof ks->path + 8];
+    double t0 = en_mono_ms();
+
+    snprintf(lock, sizeof lock, "%s.lock", ks->path);
+    if (ks->lock_fd < 0)
+        ks->lock_fd = open(lock, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (ks->lock_fd < 0)
+        return en_err_set(err, errno == EACCES ? EN_EPERM : EN_EIO, "key store %s: cannot open its "
+                          "lock file %s: %s; its folder must be writable by the user echonetd "
+                          "runs as", ks->path, lock, strerror(errno));
+    for (unsigned n = 0; flock(ks->lock_fd, LOCK_EX | LOCK_NB) != 0; n++) {
+        struct timespec ts = { 0, (long)(1 + n % 2) * 1000000L };
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return en_err_set(err, EN_EIO, "key store %s: cannot lock %s: %s", ks->path, lock,
+                              strerror(errno));
+        if (en_mono_ms() - t0 >= KS_BUSY_MS)
+            return en_err_set(err, EN_EIO, "key store %s: another process has held its lock file "
+                              "%s for %d s; try again, and look for a process stuck holding it",
+                              ks->path, lock, KS_BUSY_MS / 1000);
+        nanosleep(&ts, NULL);
+    }
+    return EN_OK;
+}
+
 /* ---- schema ------------------------------------------------------------- */
 
 static int ks_create_schema(en_keystore *ks, en_err *err)
@@ -390,6 +430,21 @@ static int ks_create_file(const char *path, en_err *err)
                       path, strerror(errno));
 }
 
+/* SQLite's busy handler: n counts the retries of one wait. */
+static int ks_busy(void *ctx, int n)
+{
+    en_keystore *ks = ctx;
+    double now = en_mono_ms();
+    struct timespec ts = { 0, (long)(1 + n % 4) * 1000000L };
+
+    if (n == 0)
+        ks->busy_since = now;
+    if (now - ks->busy_since >= KS_BUSY_MS)
+        return 0;
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
 /* Opens path with SQLite, read-write when permitted. */
 static int ks_open_db(en_keystore *ks, en_err *err)
 {
@@ -402,7 +457,7 @@ static int ks_open_db(en_keystore *ks, en_err *err)
         return rc;
     }
     sqlite3_extended_result_codes(ks->db, 1);
-    sqlite3_busy_timeout(ks->db, KS_BUSY_MS);
+    sqlite3_busy_handler(ks->db, ks_busy, ks);
     ks->readonly = sqlite3_db_readonly(ks->db, "main") == 1;
     return ks_exec(ks, "PRAGMA synchronous = FULL", "cannot open it", err);
 }
@@ -554,7 +609,7 @@ static int ks_keep_old(int fd, const char *path, char *kept, size_t n, en_err *e
  * path now holds an SQLite store (made here or by another process). */
 static int ks_migrate(const char *path, int fd, en_err *err)
 {
-    en_keystore tmp = { 0 };
+    en_keystore tmp = { .lock_fd = -1 };
     char kept[4200], dir[4096];
     struct stat a, b;
     int rc, tfd;
@@ -655,6 +710,7 @@ static int ks_open(en_keystore **out, const char *path, int create, en_err *err)
     }
     if (!(ks = calloc(1, sizeof *ks)))
         return en_err_set(err, EN_ENOMEM, "key store %s: out of memory", path);
+    ks->lock_fd = -1;
     snprintf(ks->path, sizeof ks->path, "%s", path);
     if ((rc = ks_open_db(ks, err)) || (rc = ks_check_schema(ks, err))) {
         en_keystore_close(ks);
@@ -683,8 +739,12 @@ int en_keystore_put(en_keystore *ks, const char *pseudonym, const en_dicom_ident
     if (ks->readonly)
         return en_err_set(err, EN_EPERM, "key store %s is read-only for this user: the file must "
                           "be writable (mode 600) by the user echonetd runs as", ks->path);
-    if ((rc = ks_exec(ks, "BEGIN IMMEDIATE", doing, err)))
+    if ((rc = ks_writer_lock(ks, err)))
         return rc;
+    if ((rc = ks_exec(ks, "BEGIN IMMEDIATE", doing, err))) {
+        flock(ks->lock_fd, LOCK_UN);
+        return rc;
+    }
     rc = ks_insert(ks, pseudonym, id, en_wall_ms(), err);
     if (rc == EN_OK && (rc = ks_prepare(ks, "SELECT count(*) FROM links WHERE pseudonym = ?1",
                                         &st, doing, err)) == EN_OK) {
@@ -700,6 +760,7 @@ int en_keystore_put(en_keystore *ks, const char *pseudonym, const en_dicom_ident
     if (rc == EN_OK)
         rc = ks_exec(ks, "COMMIT", doing, err);
     ks_rollback(ks);
+    flock(ks->lock_fd, LOCK_UN);
     if (rc)
         return rc;
     return count > 0 && count < 1000000 ? (int)count : 1;
@@ -761,6 +822,8 @@ void en_keystore_close(en_keystore *ks)
     if (!ks)
         return;
     sqlite3_close_v2(ks->db);
+    if (ks->lock_fd >= 0)
+        close(ks->lock_fd);
     free(ks);
 }
 
