@@ -55,6 +55,14 @@
 #define DCM_LAZY_BYTES 4096u
 /* Upper bound of DicomImage's working set per chunk of frames. */
 #define DCM_CHUNK_BYTES (32u << 20)
+/* Decoded bytes per byte of file, beyond a first allowance: a header must
+ * not make us allocate (and the decoder fill) far more than the file can
+ * hold.  Real files stay well below: 80 for the smallest JPEG 2000 file of
+ * pydicom's corpus, 8-25 for the generator's echo loops in JPEG, JPEG-LS
+ * and JPEG 2000 (docs/architecture.md); an 89 KB file declaring 255 frames
+ * of 2048x2048 would need 12,000. */
+#define DCM_DECODE_RATIO 256
+#define DCM_DECODE_ALLOWANCE (64 << 20)
 
 extern "C" void en_dicom_limits_default(en_dicom_limits *lim)
 {
@@ -516,6 +524,13 @@ static int dcm_check_sizes(dcm_ctx *c)
 
     if ((rc = dcm_limit(c, "decoded bytes", out_bytes, "max_pixel_bytes", c->lim->max_pixel_bytes)))
         return rc;
+    if (out_bytes > (double)DCM_DECODE_RATIO * (double)c->file_bytes + (double)DCM_DECODE_ALLOWANCE)
+        return en_err_set(c->err, EN_ELIMIT, "%s: %d frame(s) of %dx%d would decode to %.0f bytes "
+                          "from a file of %llu bytes, more than %d per byte of file plus %d MiB: the "
+                          "header promises far more image than the file holds; the file is damaged "
+                          "or hostile", c->path, info->frames, info->cols, info->rows, out_bytes,
+                          (unsigned long long)c->file_bytes, DCM_DECODE_RATIO,
+                          DCM_DECODE_ALLOWANCE >> 20);
     if (c->ds->findAndGetElement(DCM_PixelData, el, OFFalse).bad() || !el)
         return en_err_set(c->err, EN_ENOTIMAGE, "%s: no pixel data", c->path);
     if (DcmXfer(c->xfer).isEncapsulated())
