@@ -249,6 +249,7 @@ static int judge(en_pipeline *p, work *w, const en_pipeline_result *res, en_err 
 {
     en_sector view;
     en_view_geometry g;
+    en_clip_evidence ev;
     uint8_t *fan = malloc((size_t)w->net.rows * w->net.cols);
     int rc;
 
@@ -258,8 +259,11 @@ static int judge(en_pipeline *p, work *w, const en_pipeline_result *res, en_err 
     if (rc == EN_OK) {
         en_sector_mask(&view, w->net.rows, w->net.cols, fan);
         g = (en_view_geometry){ view.apex_x, view.apex_y, view.radius, fan };
+        /* Into a local, then copied: the evidence is only w's once whole. */
         rc = en_clip_evidence_compute(w->net.data, w->masks, w->net.nframes, w->net.rows, &g,
-                                      &p->verdict, &w->evidence, err);
+                                      &p->verdict, &ev, err);
+        if (rc == EN_OK)
+            w->evidence = ev;
     }
     free(fan);
     if (rc == EN_OK)

@@ -49,6 +49,11 @@ extern const char en__store_views_sql[];
  * "database PATH: WHAT: sqlite's message" (with a remedy for the common
  * cases: locked, read-only, full, corrupt).  Returns the EN_E* code. */
 int en__db_fail(en_store *st, int rc, const char *what, en_err *err);
+#ifdef __clang_analyzer__
+/* For the analyzer, which cannot see db.c: always a negative EN_* code
+ * (see en_err.h). */
+#define en__db_fail(...) en__analyzer_failed(en__db_fail(__VA_ARGS__))
+#endif
 
 /* ---- statements --------------------------------------------------------- */
 
