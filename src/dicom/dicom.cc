@@ -3,8 +3,9 @@
  * touches DCMTK.  It turns an echo DICOM file into 8-bit frames plus the
  * facts downstream stages need, and refuses hostile input cheaply.
  *
- * Flow: stat the file (size limit), look for the DICM preamble, let DCMTK
- * parse the dataset with large values left on disk (so a lying or huge
+ * Flow: stat the file (size limit), walk its structure without DCMTK
+ * (en_dicom_scan: refuses deep nesting, zero-filled and truncated files,
+ * and tells Part 10 from a raw data set), let DCMTK parse the dataset with large values left on disk (so a lying or huge
  * PixelData costs nothing yet), check the image attributes, the limits and
  * that the pixel data really holds the frames the header promises, and only
  * then decode with DicomImage a few frames at a time straight into the
@@ -42,7 +43,12 @@
 #include "dcmtk/dcmjpls/djdecode.h"
 #include "dcmtk/oflog/oflog.h"
 
+extern "C" {
+#include "en_dicom_scan.h"
+}
+
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -124,20 +130,40 @@ static int dcm_stat(dcm_ctx *c)
     return EN_OK;
 }
 
-/* Part 10 files carry "DICM" at offset 128; raw datasets do not. */
-static int dcm_sniff(dcm_ctx *c)
+/* The structure walk (scan.c, en_dicom_scan.h) before DCMTK parses
+ * anything.  DCMTK parses sequences recursively (a file nested 7000 deep
+ * overflows its stack) and walks zero bytes eight at a time (a sparse 2 GiB
+ * file holds it for minutes), so files the walk refuses never reach it; nor
+ * do files whose elements cannot be walked to the end, since DCMTK accepts
+ * some of those and would parse on past where the walk stopped counting.
+ * It also tells a Part 10 file (DICM at offset 128) from a raw data set. */
+static int dcm_scan(dcm_ctx *c)
 {
-    unsigned char head[132];
-    FILE *fp = fopen(c->path, "rb");
-    size_t n;
+    en_dicom_scan sc;
+    en_err e;
 
-    if (!fp)
-        return en_err_set(c->err, EN_EIO, "%s: cannot open: %s (check that the file exists and is readable)",
-                          c->path, strerror(errno));
-    n = fread(head, 1, sizeof head, fp);
-    fclose(fp);
-    c->has_dicm = n == sizeof head && memcmp(head + 128, "DICM", 4) == 0;
-    return EN_OK;
+    if (en_dicom_scan_file(AT_FDCWD, c->path, &sc, &e) != EN_OK)
+        return en_err_set(c->err, e.code, "%s (check that the file exists and is readable)", e.msg);
+    c->has_dicm = sc.part10 != 0;
+    if (sc.refuse == EN_ELIMIT)
+        return en_err_set(c->err, EN_ELIMIT, "%s: %s: refused before parsing, since no echo file "
+                          "comes near this; the file is damaged or hostile", c->path, sc.detail);
+    if (sc.refuse)
+        return en_err_set(c->err, sc.refuse, "%s: not a DICOM file (%s)", c->path, sc.detail);
+    switch (sc.state) {
+    case EN_SCAN_COMPLETE:
+        return EN_OK;
+    case EN_SCAN_TRUNCATED:
+        return en_err_set(c->err, EN_EFORMAT, "%s: truncated DICOM file (%s; stops at byte %lld of "
+                          "%lld): the file is incomplete; send or export it again",
+                          c->path, sc.detail, sc.end, sc.size);
+    case EN_SCAN_UNKNOWN:
+        break;
+    }
+    if (!sc.part10)
+        return en_err_set(c->err, EN_EFORMAT, "%s: not a DICOM file (%s)", c->path, sc.detail);
+    return en_err_set(c->err, EN_EFORMAT, "%s: malformed DICOM file (%s): the file is damaged; "
+                      "export it again", c->path, sc.detail);
 }
 
 /* A meta header may name a syntax DCMTK does not know at all; then parsing
@@ -634,7 +660,7 @@ static int dcm_read(dcm_ctx *c, en_dicom_identity *id)
     if (!dcm_dict_ok)
         return en_err_set(c->err, EN_EIO, "%s: the DCMTK data dictionary is not loaded: install the "
                           "Debian package libdcmtk17 or set DCMDICTPATH", c->path);
-    if ((rc = dcm_stat(c)) || (rc = dcm_sniff(c)) || (rc = dcm_load(c)))
+    if ((rc = dcm_stat(c)) || (rc = dcm_scan(c)) || (rc = dcm_load(c)))
         return rc;
     c->xfer = c->ds->getOriginalXfer();
     if ((rc = dcm_unknown_meta_xfer(c)))
