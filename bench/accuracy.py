@@ -6,9 +6,9 @@ Each study is a DICOM file written by tools/echosim.py (held-out seeds and
 machine geometries the default models never saw in training), processed by
 `echonetctl process` exactly as the daemon processes files (read, deidentify,
 locate and crop the sector, segment, find the beats, EF beat by beat, store).
-The results are read back from the database (`echonetctl export`) and the
-study's AVI is segmented again (`echonetctl segment --masks`) to compare the
-LV masks with the truth.
+The results are read back from the database (`echonetctl export`: the clip
+the file became) and the clip's AVI is segmented again (`echonetctl segment
+--masks`) to compare the LV masks with the truth.
 
 Measured:
   EF      per study: MAE, RMSE, bias, Pearson r (truth: the mean of the
@@ -118,10 +118,12 @@ def evaluate(args):
                 rows.append({"file": t["file"], "error": r.stderr.strip()})
                 print(f"accuracy: {t['file']}: FAILED: {r.stderr.strip()}", file=sys.stderr)
                 continue
-            res = json.loads(r.stdout.strip().splitlines()[-1])
+            res = [x for x in map(json.loads, r.stdout.strip().splitlines())
+                   if x.get("kind") == "clip"][-1]
             ex = run(base + ["export", "--format", "json", res["pseudonym"]])
             study = json.loads(ex.stdout)
-            study = study["studies"][0]
+            # the study's clip this file became (each file is one instance)
+            study = [c for c in study["studies"][0]["clips"] if c["clip_id"] == res["clip_id"]][0]
             masks = segment(base, res["video"], state)
             rows.append(score(t, res, study, masks, data))
             row = rows[-1]
