@@ -151,7 +151,7 @@ int cli_merge(cli_ctx *ctx, int argc, char **argv)
     char fp[EN_MERGE_FP_LEN + 1];
     const char *into = ctx->cfg.database;
     en_merge_stats stats = { 0 };
-    int json = 0, flags = 0, nshards = 0, failed = 0, rc;
+    int json = 0, flags = 0, nshards = 0, refused = 0, failed = 0, rc;
     en_store *db;
     en_err e;
 
@@ -185,7 +185,7 @@ int cli_merge(cli_ctx *ctx, int argc, char **argv)
     for (int i = 1; i <= nshards; i++) {
         if (en_merge_shard(into, argv[i], fp, flags, &stats, &e) != EN_OK) {
             fprintf(stderr, "echonetctl merge: %s\n", e.msg);
-            failed++;
+            refused++;
             continue;
         }
         print_shard(argv[i], &stats, json);
@@ -194,7 +194,7 @@ int cli_merge(cli_ctx *ctx, int argc, char **argv)
     rc = recompute(into, &stats, json, &failed);
     if (!json)
         printf("merged %d of %d shard%s into %s; %d study result%s computed again\n",
-               nshards - failed, nshards, nshards == 1 ? "" : "s", into, rc, rc == 1 ? "" : "s");
+               nshards - refused, nshards, nshards == 1 ? "" : "s", into, rc, rc == 1 ? "" : "s");
     en_merge_stats_free(&stats);
-    return failed ? CLI_FAILED : CLI_OK;
+    return refused || failed ? CLI_FAILED : CLI_OK;
 }
