@@ -11,18 +11,14 @@ task left unfinished is replaced by the finished one; shards of another
 site secret, another schema version, without a fingerprint or not a
 database are refused and leave the target as it was.  tests/slurm_backfill.py
 runs the same through a real Slurm array."""
-import hashlib
 import json
 import os
 import shutil
 import sqlite3
 import subprocess
-import sys
-
-import pydicom
-from pydicom.uid import generate_uid
 
 import enlib
+import mergelib
 
 rep = enlib.Report("merge_shards")
 site = enlib.Site()
@@ -41,30 +37,8 @@ def run(*args, db=None, conf=None, timeout=600):
 
 
 # ---- an archive: studies in folders, and what archives keep beside them ----
-manifest = enlib.load_manifest()
-# Three simulated loops long enough for beats (tools/echosim.py) and three
-# short multi-frame files of the generator's; each becomes an instance of
-# one of three studies, two of which will straddle shards.
-sim = os.path.join(tmp, "sim")
-r = subprocess.run([sys.executable, os.path.join(enlib.TOP_SRCDIR, "tools", "echosim.py"), "dicoms",
-                    "--out", sim, "--count", "3", "--seed", "7100", "--max-seconds", "1.5"],
-                   capture_output=True, text=True)
-rep.check(r.returncode == 0, "echosim: %s" % r.stderr[-1000:])
-sims = sorted(os.path.join(sim, f) for f in os.listdir(sim) if f.endswith(".dcm"))
-short = [os.path.join(enlib.TESTDATA, m["file"]) for m in manifest
-         if m["expect"] == "ok" and m["frames"] >= 16
-         and m["sop_class"] == "1.2.840.10008.5.1.4.1.1.3.1"][:3]
 archive = os.path.join(tmp, "archive")
-groups = {"study-a": [sims[0], short[0], sims[1]], "study-b": [short[1], sims[2]],
-          "study-c": [short[2]]}
-for folder, members in groups.items():
-    d = os.path.join(archive, "2024", folder, "series1")
-    os.makedirs(d)
-    uid = generate_uid(entropy_srcs=["merge_shards", folder])
-    for i, src in enumerate(members):
-        ds = pydicom.dcmread(src)
-        ds.StudyInstanceUID = uid
-        ds.save_as(os.path.join(d, "IM%04d" % i))
+expected = mergelib.make_archive(archive, tmp, 7100, rep)
 with open(os.path.join(archive, "2024", "study-a", "report.txt"), "w") as f:
     f.write("not an image\n")
 with open(os.path.join(archive, "2024", "study-b", ".partial-copy"), "wb") as f:
@@ -73,8 +47,6 @@ shutil.copy(os.path.join(archive, "2024", "study-c", "series1", "IM0000"),
             os.path.join(archive, "DICOMDIR"))
 os.symlink(archive, os.path.join(archive, "2024", "loop"))   # never followed
 
-expected = sorted(os.path.join(archive, "2024", g, "series1", "IM%04d" % i)
-                  for g, ms in groups.items() for i in range(len(ms)))
 r = run("process", "--dry-run", archive)
 listed = r.stdout.splitlines()
 rep.check(r.returncode == 0 and listed == expected,
@@ -119,60 +91,17 @@ for k, db in enumerate(shards, 1):
     rep.check(r.returncode == 0, "shard %d: exit %d: %s" % (k, r.returncode, r.stderr[-2000:]))
 
 
-def counts(db):
-    con = sqlite3.connect(db)
-    try:
-        return tuple(con.execute("SELECT count(*) FROM %s" % t).fetchone()[0]
-                     for t in ("studies", "clips", "beats", "frames"))
-    finally:
-        con.close()
-
-
-before = counts(shards[0])
+before = mergelib.counts(shards[0])
 r = run("process", "--files", flist, "--shard", "1/3", "--progress", "0", db=shards[0])
 rep.check(r.returncode == 0 and "2/2 files (0 processed, 2 already done, 0 failed)" in r.stderr,
           "shard 1 again: not skipped as done: %s" % r.stderr[-1000:])
-rep.check(counts(shards[0]) == before, "shard 1 again changed counts %s -> %s" % (before, counts(shards[0])))
+rep.check(mergelib.counts(shards[0]) == before, "shard 1 again changed counts %s -> %s" % (before, mergelib.counts(shards[0])))
 r = run("process", "--reprocess", "--files", flist, "--shard", "1/3", "--progress", "0", db=shards[0])
 rep.check(r.returncode == 0 and "2/2 files (2 processed, 0 already done" in r.stderr,
           "--reprocess did not process again: %s" % r.stderr[-1000:])
 
 
 # ---- merge ------------------------------------------------------------------
-def clips(db):
-    """Per clip (by duplicate key): what it is and what it measured."""
-    con = sqlite3.connect(db)
-    out = {}
-    for cid, key, status, verdict, ef, pseudo, vframes in con.execute(
-            "SELECT c.id, c.dedup_key, c.status, c.verdict, c.ef_mean, s.pseudonym, c.video_frames "
-            "FROM clips c JOIN studies s ON s.id = c.study_id"):
-        beats = con.execute("SELECT beat, systole_frame, clip_start, shift, ef FROM beats "
-                            "WHERE clip_id = ? ORDER BY beat", (cid,)).fetchall()
-        frames = con.execute("SELECT frame, lv_size, systole FROM frames WHERE clip_id = ? "
-                             "ORDER BY frame", (cid,)).fetchall()
-        out[key] = (status, verdict, ef, pseudo, vframes, beats, frames)
-    con.close()
-    return out
-
-
-def studies(db):
-    con = sqlite3.connect(db)
-    out = {p: rest for p, *rest in con.execute(
-        "SELECT pseudonym, clips_total, clips_usable, beats, ef_mean, ef_class, flags_text, "
-        "result_stale FROM studies")}
-    con.close()
-    return out
-
-
-def dump(db):
-    con = sqlite3.connect(db)
-    h = hashlib.sha256()
-    for line in con.iterdump():
-        h.update(line.encode())
-    con.close()
-    return h.hexdigest()
-
-
 merged = os.path.join(tmp, "merged.db")
 r = run("merge", "--json", *shards, "--into", merged)
 rep.check(r.returncode == 0, "merge: exit %d: %s" % (r.returncode, r.stderr))
@@ -182,21 +111,20 @@ restudied = [o for o in objs if o["kind"] == "study"]
 rep.check(len(per_shard) == 3 and sum(o["tables"]["clips"]["added"] for o in per_shard) == 6,
           "merge: clips added %s" % [o["tables"].get("clips") for o in per_shard])
 rep.check(len(restudied) == 2, "merge: %d studies computed again, 2 straddle shards" % len(restudied))
-ref_clips, ref_studies = clips(ref), studies(ref)
+ref_clips, ref_studies = mergelib.clips(ref), mergelib.studies(ref)
 rep.check(len(ref_clips) == 6 and len(ref_studies) == 3, "reference: %d clips, %d studies" % (len(ref_clips), len(ref_studies)))
 rep.check(any(c[5] for c in ref_clips.values()), "no clip had a beat: beats untested")
-rep.check(clips(merged) == ref_clips, "merged clips differ from the single run's")
-rep.check(studies(merged) == ref_studies, "merged studies differ: %s vs %s" % (studies(merged), ref_studies))
+mergelib.compare(rep, "merged", merged, ref)
 
 # Again: nothing changes.
-h = dump(merged)
+h = mergelib.dump(merged)
 r = run("merge", "--json", *shards, "--into", merged)
 again = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 rep.check(r.returncode == 0 and all(t["added"] == 0 and t["replaced"] == 0
                                     for o in again if o["kind"] == "shard" for t in o["tables"].values()),
           "second merge added rows: %s" % r.stdout)
 rep.check(not [o for o in again if o["kind"] == "study"], "second merge computed studies again")
-rep.check(dump(merged) == h, "second merge changed the database")
+rep.check(mergelib.dump(merged) == h, "second merge changed the database")
 
 # ---- an interrupted task: merged unfinished, then finished ----------------------
 partial = os.path.join(tmp, "partial.db")
@@ -214,16 +142,15 @@ step = os.path.join(tmp, "step.db")
 for db in (shards[0], partial, shards[2]):
     r = run("merge", db, "--into", step)
     rep.check(r.returncode == 0, "merge of %s: %s" % (os.path.basename(db), r.stderr))
-rep.check(clips(step)[victim[1]][0] == "processing", "the unfinished clip was not merged as it was")
+rep.check(mergelib.clips(step)[victim[1]][0] == "processing", "the unfinished clip was not merged as it was")
 r = run("merge", "--json", shards[1], "--into", step)
 o = [json.loads(l) for l in r.stdout.splitlines() if l.strip()]
 rep.check(r.returncode == 0 and o[0]["tables"]["clips"]["replaced"] == 1,
           "finished clip did not replace the unfinished one: %s %s" % (r.stdout, r.stderr))
-rep.check(clips(step) == ref_clips and studies(step) == ref_studies,
-          "after the finished shard, the database differs from the single run's")
+mergelib.compare(rep, "after the finished shard", step, ref)
 
 # ---- refusals ------------------------------------------------------------------------
-h = dump(merged)
+h = mergelib.dump(merged)
 other = enlib.Site()
 with open(other.conf, "a") as f:
     f.write("[nn]\nthreads = 1\n")
@@ -263,10 +190,10 @@ r = run("merge", junk, "--into", merged)
 rep.check(r.returncode == 1 and "junk.db" in r.stderr, "not a database: exit %d %r" % (r.returncode, r.stderr))
 r = run("merge", merged, "--into", merged)
 rep.check(r.returncode == 1, "merge into itself: exit %d" % r.returncode)
-rep.check(dump(merged) == h, "a refused shard changed the target")
+rep.check(mergelib.dump(merged) == h, "a refused shard changed the target")
 
 r = run("merge", "--assume-same-site", unstamped, "--into", merged)
-rep.check(r.returncode == 0 and dump(merged) == h, "--assume-same-site: exit %d, changed %s" % (r.returncode, dump(merged) != h))
+rep.check(r.returncode == 0 and mergelib.dump(merged) == h, "--assume-same-site: exit %d, changed %s" % (r.returncode, mergelib.dump(merged) != h))
 rep.check(run("merge").returncode == 2, "merge without shards is not a usage error")
 
 other.close()
