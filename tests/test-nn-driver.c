@@ -11,10 +11,17 @@
  *   test-nn-driver frames MODEL OUT NFRAMES ROWS COLS CHANNELS START
  *     8-bit frames from synthetic_pixel() through en_nn_segment_frames (OUT:
  *     logits, OUT.sizes: int32 LV sizes) or en_nn_ef_frames (OUT: the EF)
+ *   test-nn-driver study SEG EF IN NFRAMES ROWS COLS OUT [START,...]
+ *     what the pipeline computes from a video's 8-bit grey frames (IN):
+ *     segmentation (OUT: logits), systoles and one EF clip per beat as
+ *     en_analysis plans them (OUT.json: sizes, systoles, beats with clip
+ *     start and EF, the precision and kernel used), and the EF of clips
+ *     starting at the given frames ("clips")
  * The products run in fp32 (the parity path) unless EN_NN_PRECISION says
  * auto or bf16 (the accuracy tests of the fast path).
  * Exit 0 on success, 1 with the engine's message on stderr on failure.
  */
+#include "en_analysis.h"
 #include "en_nn.h"
 
 #include <stdio.h>
@@ -84,6 +91,107 @@ static int run_frames(en_nn_model *m, char **argv, en_err *err)
     return rc;
 }
 
+/* study SEG EF IN NFRAMES ROWS COLS OUT [START,...] (see the top of the file) */
+static int run_study(const en_nn_opts *o, int argc, char **argv, en_err *err)
+{
+    const int n = atoi(argv[5]), rows = atoi(argv[6]), cols = atoi(argv[7]);
+    en_nn_model *seg = NULL, *ef = NULL;
+    en_analysis_params ap;
+    en_systoles sys;
+    en_beat *beats = NULL;
+    en_frames fr = { 0 };
+    float *logits = NULL;
+    int *sizes = NULL;
+    double *dsize = NULL;
+    int nb = 0, dropped = 0, rc;
+    char path[4096];
+    FILE *f;
+
+    if ((rc = en_nn_model_load_opts(argv[2], o, &seg, err)) != EN_OK ||
+        (rc = en_nn_model_load_opts(argv[3], o, &ef, err)) != EN_OK ||
+        (rc = en_frames_alloc(&fr, n, rows, cols, 1)) != EN_OK)
+        goto out;
+    {
+        FILE *in = fopen(argv[4], "rb");
+        size_t want = (size_t)n * rows * cols;
+        if (!in || fread(fr.data, 1, want, in) != want) {
+            rc = en_err_set(err, EN_EIO, "cannot read %zu bytes of frames from %s", want, argv[4]);
+            if (in)
+                fclose(in);
+            goto out;
+        }
+        fclose(in);
+    }
+    logits = malloc((size_t)n * rows * cols * sizeof *logits);
+    sizes = malloc((size_t)n * sizeof *sizes);
+    dsize = malloc((size_t)n * sizeof *dsize);
+    beats = malloc(EN_ANALYSIS_MAX_SYSTOLES * sizeof *beats);
+    if (!logits || !sizes || !dsize || !beats) {
+        rc = en_err_set(err, EN_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = en_nn_segment_frames(seg, &fr, logits, sizes, err)) != EN_OK)
+        goto out;
+    for (int i = 0; i < n; i++)
+        dsize[i] = sizes[i];
+    en_analysis_params_default(&ap);
+    if ((rc = en_analysis_systoles(dsize, n, &ap.systole, &sys, err)) != EN_OK ||
+        (rc = en_analysis_plan_beats(dsize, n, &sys, &ap.clip, beats, &nb, &dropped, err)) != EN_OK)
+        goto out;
+    for (int b = 0; b < nb; b++) {
+        float v;
+        if ((rc = en_nn_ef_frames(ef, &fr, beats[b].clip_start, &v, err)) != EN_OK)
+            goto out;
+        beats[b].ef = v;
+    }
+    write_raw(argv[8], logits, (size_t)n * rows * cols);
+    snprintf(path, sizeof path, "%s.json", argv[8]);
+    if (!(f = fopen(path, "w"))) {
+        rc = en_err_set(err, EN_EIO, "cannot write %s", path);
+        goto out;
+    }
+    fprintf(f, "{\"precision\": \"%s\", \"kernel\": \"%s\", \"sizes\": [",
+            en_nn_prec_name(en_nn_model_info(seg)->precision), en_nn_model_info(seg)->kernel);
+    for (int i = 0; i < n; i++)
+        fprintf(f, "%s%d", i ? ", " : "", sizes[i]);
+    fprintf(f, "], \"systoles\": [");
+    for (int i = 0; i < sys.count; i++)
+        fprintf(f, "%s%d", i ? ", " : "", sys.frame[i]);
+    fprintf(f, "], \"beats\": [");
+    for (int b = 0; b < nb; b++)
+        fprintf(f, "%s{\"systole\": %d, \"clip_start\": %d, \"ef\": %.6f}", b ? ", " : "",
+                beats[b].systole, beats[b].clip_start, beats[b].ef);
+    fprintf(f, "], \"clips\": [");
+    if (argc > 9) {
+        const char *p = argv[9];
+        for (int first = 1; *p; first = 0) {
+            char *end;
+            long start = strtol(p, &end, 10);
+            float v;
+            if (end == p || (*end && *end != ',')) {
+                rc = en_err_set(err, EN_EINVAL, "bad clip start list '%s'", argv[9]);
+                break;
+            }
+            if ((rc = en_nn_ef_frames(ef, &fr, (int)start, &v, err)) != EN_OK)
+                break;
+            fprintf(f, "%s{\"start\": %ld, \"ef\": %.6f}", first ? "" : ", ", start, v);
+            p = *end ? end + 1 : end;
+        }
+    }
+    fprintf(f, "]}\n");
+    if (fclose(f) != 0 && rc == EN_OK)
+        rc = en_err_set(err, EN_EIO, "cannot write %s", path);
+out:
+    en_nn_model_free(seg);
+    en_nn_model_free(ef);
+    en_frames_free(&fr);
+    free(logits);
+    free(sizes);
+    free(dsize);
+    free(beats);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     en_nn_opts o;
@@ -99,8 +207,19 @@ int main(int argc, char **argv)
         return 2;
     }
     if (argc < 3) {
-        fprintf(stderr, "usage: test-nn-driver load|info|seg|ef MODEL ...\n");
+        fprintf(stderr, "usage: test-nn-driver load|info|seg|ef|frames|study MODEL ...\n");
         return 2;
+    }
+    if (strcmp(argv[1], "study") == 0) {
+        if (argc < 9) {
+            fprintf(stderr, "test-nn-driver: study SEG EF IN NFRAMES ROWS COLS OUT\n");
+            return 2;
+        }
+        if ((rc = run_study(&o, argc, argv, &err)) != EN_OK) {
+            fprintf(stderr, "%s: %s\n", en_err_name(rc), err.msg);
+            return 1;
+        }
+        return 0;
     }
     if (strcmp(argv[1], "frames") == 0)
         o.batch = 3;   /* a partial last batch on purpose */
