@@ -39,6 +39,7 @@ static int load_model(const char *path, const char *key, const en_config *cfg,
     memset(&o, 0, sizeof o);
     o.threads = cfg->nn_threads;
     o.batch = cfg->nn_batch;
+    o.precision = (en_nn_prec)cfg->nn_precision;   /* same values (en_nn.h) */
     if (!path[0])
         return en_err_set(err, EN_EINVAL, "no %s weights configured: set [models] %s in "
                           "echonetd.conf (see README: converting weights)", key, key);
