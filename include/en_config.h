@@ -48,6 +48,9 @@ typedef struct en_config {
     /* [report] */
     int report_pdf, report_png;     /* write <pseudonym>.pdf / .png */
     int overlay_video;              /* write <pseudonym>.overlay.avi */
+    /* [analysis] */
+    int clip_disagreement_points;   /* a study's usable clips whose means differ
+                                     * by more EF points are flagged */
     /* [daemon] (echonetd only) */
     char inbox_dir[EN_PATH_MAX];    /* DICOMs are delivered here */
     char work_dir[EN_PATH_MAX];     /* claimed files, under the daemon's own names */
@@ -61,6 +64,8 @@ typedef struct en_config {
                                      * anyway (and fails with the reason) */
     int max_attempts;               /* tries before a file is quarantined */
     int study_timeout_s;            /* a study running longer is killed */
+    int study_quiet_s;              /* a study's result is computed once no
+                                     * instance of it arrived for this long */
     int stop_grace_s;               /* SIGTERM: wait this long for running studies */
     int min_free_mb;                /* pause intake below this free space */
     int queue_max;                  /* claimed but unfinished files at most */

@@ -118,11 +118,12 @@ for res, m in zip(out, good):
 # Re-processing replaces, never duplicates; the study gets a new result version.
 count = "SELECT (SELECT count(*) FROM clips), (SELECT count(*) FROM frames), (SELECT count(*) FROM studies)"
 before = con.execute(count).fetchone()
-r2 = site.run("process", files[0], timeout=600)
+r2 = site.run("--set", "analysis.clip_disagreement_points=3", "process", files[0], timeout=600)
 after = con.execute(count).fetchone()
 rep.check(r2.returncode == 0 and before == after, "re-processing changed counts %s -> %s" % (before, after))
-rep.check(con.execute("SELECT result_version FROM studies WHERE pseudonym=?",
-                      (out[0]["pseudonym"],)).fetchone()[0] == 2, "re-processing: result version 2")
+rep.check(con.execute("SELECT result_version, disagreement_points FROM studies WHERE pseudonym=?",
+                      (out[0]["pseudonym"],)).fetchone() == (2, 3.0),
+          "re-processing: result version 2, made with [analysis] clip_disagreement_points = 3")
 
 # A bad file: exit 1, one line, database untouched.
 bad = os.path.join(enlib.TESTDATA, "bad", "not_dicom.txt")

@@ -65,6 +65,7 @@ int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err)
     en_analysis_params_default(&p->params);
     en_verdict_params_default(&p->verdict);
     en_study_params_default(&p->study);
+    p->study.disagreement_points = cfg->clip_disagreement_points;
     if ((rc = en_deid_open(&p->deid, cfg->secret_file, err)) != EN_OK)
         return rc;
     if ((rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50,
