@@ -24,6 +24,7 @@
 #include "en_nn.h"
 #include "en_video.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -61,6 +62,7 @@ static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = CLI_OK;
+        assert(o != NULL);   /* argv[i] is never NULL below argc */
         if (!strcmp(o, "--weights") && v) { a->weights = v; i++; }
         else if (!strcmp(o, "--out") && v && !strcmp(cmd, "segment")) { a->out = v; i++; }
         else if (!strcmp(o, "--logits") && v && !strcmp(cmd, "segment")) { a->logits = v; i++; }

@@ -247,7 +247,7 @@ static int read_list(cli_inputs *in, plist *l, en_err *err)
 int cli_inputs_collect(cli_inputs *in, char **args, int nargs, en_err *err)
 {
     plist l = { 0 };
-    size_t from, to;
+    size_t from, to, kept = 0;
     int rc = EN_OK;
 
     for (int i = 0; rc == EN_OK && i < nargs; i++)
@@ -265,13 +265,13 @@ int cli_inputs_collect(cli_inputs *in, char **args, int nargs, en_err *err)
     }
     for (size_t i = 0; i < l.n; i++) {
         if (rc == EN_OK && i >= from && i < to) {
-            l.path[i - from] = l.path[i];
+            l.path[kept++] = l.path[i];
         } else {
             free(l.path[i]);
         }
     }
     in->path = l.path;
-    in->n = rc == EN_OK ? to - from : 0;
+    in->n = kept;
     if (rc != EN_OK) {
         free(l.path);
         in->path = NULL;
