@@ -116,7 +116,7 @@ public:
     {
         std::lock_guard<std::mutex> l(srv_->mu);
         cfg_ = srv_->cfg;        /* a reload applies to the next association */
-        peer_[0] = host_[0] = '\0';
+        peer_[0] = called_[0] = host_[0] = endbuf_[0] = '\0';
     }
 
 protected:
