@@ -9,10 +9,16 @@
 3. A flood of files with distinct UIDs, dropped at once, with a small
    queue_max: queue backpressure is logged, all are processed, and the
    daemon's memory stays bounded.  200 files (40 under EN_SANITIZE).
+4. Four SIGKILLs of the daemon in a row while one study runs, with
+   max_attempts = 2: the study is still done (daemon kills are not its
+   attempts).
+5. Temporaries left by killed processes are removed at start-up.
+6. Every quarantine marks the study's row failed, also after a restart.
 """
 import os
 import random
 import signal
+import subprocess
 import time
 
 import daemonlib as dl
@@ -43,12 +49,11 @@ def make(n, tag):
 
 
 def check_db(expect_done, label):
-    rows = sp.sql("SELECT id, status, video_frames FROM clips")
-    st = [r[1] for r in rows]
+    rows = sp.clips()
+    st = [r["status"] for r in rows]
     rep.check(len(rows) == expect_done and all(s == "done" for s in st),
               "%s: %d studies (%d expected), statuses %s" % (label, len(rows), expect_done, sorted(set(st))))
-    half = sp.sql("SELECT c.id FROM clips c WHERE status='done' AND video_frames <> "
-                  "(SELECT count(*) FROM frames f WHERE f.clip_id = c.id)")
+    half = [r["id"] for r in rows if r["status"] == "done" and r["frames"] != (r["video_frames"] or 0)]
     rep.check(not half, "%s: half results %s" % (label, half))
 
 
@@ -89,7 +94,7 @@ c = sp.counts()
 rep.check(c[2] + c[3] == total and c[1] == 0, "kills: every input once: %s" % (c,))
 rep.check(c[3] == 0, "kills: %d files failed" % c[3])
 check_db(total, "sigkill")
-leftovers = [n for n in os.listdir(sp.work)]
+leftovers = [n for n in os.listdir(sp.work) if n != ".echonetd.lock"]
 rep.check(not leftovers, "work/ not empty: %s" % leftovers)
 rep.check(sp.stop() == 0, "stop after kills")
 
@@ -116,6 +121,86 @@ rep.check(peak < (400000 if san else 60000), "daemon RSS peaked at %d kB" % peak
 check_db(total + n, "flood")
 print("flood: %d files in %.1f s (%.2f s/file), daemon peak RSS %d kB" % (n, dt, dt / n, peak))
 rep.check(sp.stop() == 0, "stop after flood")
+
+# 4. Crashes of the daemon are not the study's attempts.  With
+# max_attempts = 2, the daemon is SIGKILLed four times in a row while the
+# same study's process runs (which dies with it): the study still runs a
+# fifth time and is done, never quarantined.
+sp.write_conf(stop_grace_s=0, max_attempts=2)
+total += n
+f4 = make(1, "a")[0]
+sp.deliver(f4)
+hits = 0
+for i in range(4):
+    sp.start()
+    if sp.wait_log("attempt 1 started", 30 * slow):
+        time.sleep(rng.uniform(0.0, 0.1))
+        hits += sp.proc.poll() is None and b"study done" not in open(sp.logfile, "rb").read()
+    sp.proc.kill()
+    sp.proc.wait()
+print("killed the daemon %d times while the study ran" % hits)
+rep.check(hits >= 3, "only %d kills landed while the study ran" % hits)
+sp.start()
+total += 1
+rep.check(sp.wait_settled(total, 60 * slow), "after four kills: %s" % (sp.counts(),))
+rep.check(sp.counts()[3] == 0, "quarantined after daemon kills: %s" % (sp.counts(),))
+rep.check(b"attempt 2 started" not in sp.log() and b"gave up" not in sp.log(),
+          "a daemon kill was counted against the study")
+rep.check(sp.stop() == 0, "stop after kill loop")
+
+# 5. Temporaries a killed process leaves: at start-up those of processes
+# that are gone are removed (output folder, work/, failed/); a live one
+# (ours) is kept.
+dead = subprocess.Popen(["true"])
+dead.wait()
+pid = dead.pid
+stale = [os.path.join(sp.site.out, "0123abcd.avi.tmp.%d.0" % pid),
+         os.path.join(sp.site.out, "0123abcd.pdf.tmp.%d.7" % pid),
+         os.path.join(sp.site.out, "0123abcd.png.tmp.%d.2" % pid),
+         os.path.join(sp.site.out, ".incoming-%d-3.avi" % pid),
+         os.path.join(sp.site.out, ".incoming-%d-4.avi.tmp.%d.5" % (pid, pid)),
+         os.path.join(sp.work, "j1-0001-00000000.attempts.tmp.%d.0" % pid),
+         os.path.join(sp.failed, "j1-0001-00000000.reason.tmp.%d.1" % pid)]
+live = os.path.join(sp.site.out, "0123abcd.avi.tmp.%d.0" % os.getpid())
+for p in stale + [live]:
+    open(p, "wb").write(b"half")
+sp.start()
+rep.check(not [p for p in stale if os.path.exists(p)], "stale temporaries kept: %s"
+          % [os.path.basename(p) for p in stale if os.path.exists(p)])
+rep.check(os.path.exists(live), "a live process's temporary was removed")
+rep.check(sp.wait_log("removed %d temporary files" % len(stale), 1), "clean-up not logged")
+os.unlink(live)
+
+# 6. Every quarantine marks the study's row failed, also when the study
+# was known only to a daemon that died: its process crashes once the study
+# has a row (attempt 1 of 2); the daemon is killed; restarted with
+# max_attempts = 1 it gives up on the file at once, from the pseudonym kept
+# in the sidecar.  Then the same with max_attempts = 1 straight away.
+rep.check(sp.stop() == 0, "stop before the quarantine cases")
+q = make(2, "q")
+for i, p in enumerate(q):
+    dl.with_new_uids(p, p, "q-%d" % i, comment="EN_TEST_CRASH_LATE")
+sp.deliver(q[0])
+sp.start(env={"EN_DAEMON_FAULT": "crash-late:EN_TEST_CRASH_LATE"})
+rep.check(sp.wait_log("attempt 1 of 2 failed", 30 * slow), "late crash not counted")
+sp.proc.kill()
+sp.proc.wait()
+sp.write_conf(stop_grace_s=0, max_attempts=1)
+sp.start(env={"EN_DAEMON_FAULT": "crash-late:EN_TEST_CRASH_LATE"})
+sp.deliver(q[1])
+total += 2
+rep.check(sp.wait_settled(total, 60 * slow), "quarantine cases: %s" % (sp.counts(),))
+reasons = [r for r in sp.reasons().values() if r.get("study", "-") != "-"]
+rep.check(len(reasons) == 2, "quarantined with a study: %s; log: %s"
+          % (sp.reasons(), open(sp.logfile, "rb").read()[-3000:]))
+rep.check(any("gave up" in r.get("message", "") for r in reasons), "no give-up after restart")
+rows = {r["pseudonym"]: r["status"] for r in sp.clips()}
+for r in reasons:
+    rep.check(rows.get(r["study"]) == "failed", "study %s of a quarantined file is %s in the "
+              "database" % (r["study"], rows.get(r["study"])))
+rep.check("processing" not in rows.values() and "queued" not in rows.values(),
+          "rows left unfinished: %s" % sorted(set(rows.values())))
+rep.check(sp.stop() == 0, "stop after the quarantine cases")
 
 blob = sp.log()
 for s in small["phi_strings"]:

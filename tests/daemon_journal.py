@@ -113,9 +113,8 @@ try:
             rep.check(k in e, "study-done entry lacks %s: %s" % (k, sorted(e)))
         rep.check(e.get("ECHONET_STAGE") == "done" and e.get("PRIORITY") == "6",
                   "done entry stage/priority: %s/%s" % (e.get("ECHONET_STAGE"), e.get("PRIORITY")))
-        rows = sp.sql("SELECT s.pseudonym FROM clips c JOIN studies s ON s.id = c.study_id "
-                      "WHERE c.status='done'")
-        rep.check([r[0] for r in rows] == [e.get("ECHONET_STUDY")],
+        rows = [r["pseudonym"] for r in sp.clips() if r["status"] == "done"]
+        rep.check(rows == [e.get("ECHONET_STUDY")],
                   "ECHONET_STUDY %s is not the stored pseudonym %s" % (e.get("ECHONET_STUDY"), rows))
         rep.check(e.get("ECHONET_JOB", "").startswith("j"), "job field: %s" % e.get("ECHONET_JOB"))
         # The query docs/operations.md gives for one study.

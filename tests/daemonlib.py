@@ -33,8 +33,9 @@ def build_models(d):
 class Spool:
     """A site (enlib.Site) plus the daemon's four folders and its config."""
 
-    def __init__(self, models=None, **daemon_opts):
+    def __init__(self, models=None, extra_conf="", **daemon_opts):
         self.site = enlib.Site()
+        self.extra_conf = extra_conf    # more sections, appended as written
         self.dir = self.site.dir
         self.models = models or build_models(self.dir)
         self.db = os.path.join(self.dir, "results.db")
@@ -62,8 +63,9 @@ class Spool:
                     % (self.site.out, self.db, self.dir, self.models["seg"], self.models["ef"]))
             for k, v in o.items():
                 f.write("%s = %s\n" % (k, v))
+            f.write(self.extra_conf)
 
-    def start(self, env=None, wait_ready=True):
+    def start(self, env=None, wait_ready=True, preexec_fn=None):
         e = dict(os.environ)
         e.pop("JOURNAL_STREAM", None)
         e.pop("NOTIFY_SOCKET", None)
@@ -73,7 +75,7 @@ class Spool:
         self.logs.append(self.logfile)
         self.proc = subprocess.Popen([ECHONETD, "-c", self.site.conf, "-v"],
                                      stdout=subprocess.DEVNULL, stderr=open(self.logfile, "wb"),
-                                     env=e)
+                                     env=e, preexec_fn=preexec_fn)
         if wait_ready:
             self.wait_log("started:", 60)
         return self.proc
@@ -144,6 +146,27 @@ class Spool:
         finally:
             con.close()
 
+    def clips(self):
+        """One dict per stored instance (clip): id, its study's pseudonym,
+        status, video_frames, frames and beats stored, ef_mean,
+        finished_at."""
+        q = ("SELECT c.id, s.pseudonym, c.status, c.video_frames, "
+             "(SELECT count(*) FROM frames f WHERE f.clip_id = c.id), "
+             "(SELECT count(*) FROM beats b WHERE b.clip_id = c.id), c.ef_mean, c.finished_at "
+             "FROM clips c JOIN studies s ON s.id = c.study_id ORDER BY c.id")
+        keys = ("id", "pseudonym", "status", "video_frames", "frames", "beats", "ef_mean",
+                "finished_at")
+        return [dict(zip(keys, r)) for r in self.sql(q)]
+
+    def reasons(self):
+        """{job: the fields of failed/<job>.reason}."""
+        out = {}
+        for n in os.listdir(self.failed):
+            if n.endswith(".reason"):
+                with open(os.path.join(self.failed, n)) as f:
+                    out[n[:-7]] = dict(l.split(": ", 1) for l in f.read().splitlines() if ": " in l)
+        return out
+
     def rss_kb(self):
         try:
             with open("/proc/%d/status" % self.proc.pid) as f:
@@ -161,13 +184,16 @@ class Spool:
         self.site.close()
 
 
-def with_new_uids(src, dst, seed, comment=None):
+def with_new_uids(src, dst, seed, comment=None, keep_study=False):
     """A copy of src with new Study/Series/SOP Instance UIDs (a different
-    study and instance), for floods."""
+    study and instance), for floods; with keep_study, another instance of
+    the same study."""
     import pydicom
     from pydicom.uid import generate_uid
     ds = pydicom.dcmread(src)
     for kw in ("StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID"):
+        if keep_study and kw == "StudyInstanceUID":
+            continue
         setattr(ds, kw, generate_uid(entropy_srcs=[str(seed), kw]))
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     if comment:

@@ -1,12 +1,22 @@
 /*
- * daemon.h - echonetd's internal state, shared by its modules:
+ * daemon.h - echonetd's internal state, shared by its modules.  Each file
+ * calls only the ones below it in this list, never one above:
  *
- *   echonetd.c     main: options, start-up checks, signals, systemd, the loop
- *   intake.c       the inbox: watch, rescan, settle, claim into work/
+ *   echonetd.c     main: options, start-up checks, the spool lock,
+ *                  signals, systemd, the loop
+ *   intake.c       the inbox: watch, rescan, settle, take files (also the
+ *                  ones inside delivered folders) into work/, turn away
+ *                  what is not a file
  *   jobs.c         the work queue: one child process per study, attempts,
- *                  timeouts, archive / failed, resume after a crash
+ *                  back-off after transient errors, timeouts, archive /
+ *                  failed, resume after a crash, when intake must pause
+ *   spool.c        the spool's folders: checks, lock, job names, claim and
+ *                  identity, moves with fsync, sidecars, temporaries
+ *   proto.c        the line protocol of a study's process (proto.h)
  *   dlog.c         logging (journal fields or one stderr line) and sd_notify
- *   process_one.c  `echonetd --process-one`: the child that runs one study
+ *
+ *   process_one.c  `echonetd --process-one`: the child that runs one
+ *                  study; uses spool.c and proto.c only
  *
  * One thread runs the libuv loop; studies run in child processes
  * (`echonetd --process-one WORK/<job>.dcm`) so a decoder crash or hang
@@ -16,10 +26,12 @@
 #define EN_DAEMON_INT_H
 
 #include <stdint.h>
+#include <sys/stat.h>
 #include <uv.h>
 
 #include "en_config.h"
 #include "en_store.h"
+#include "proto.h"
 
 #define DM_JOB_MAX 48       /* "j<ms>-<seq>-<hex>" */
 
@@ -30,20 +42,52 @@ enum {
     DM_EXIT_RETRY = 75      /* transient (I/O, memory, setup): try again */
 };
 
+/* What a name in the spool is, looked at without following a link. */
+typedef enum dm_kind {
+    DM_KIND_FILE = 0,
+    DM_KIND_DIR,
+    DM_KIND_SYMLINK,
+    DM_KIND_FIFO,
+    DM_KIND_SOCKET,
+    DM_KIND_DEVICE
+} dm_kind;
+
+/* Which file: a file whose device, inode, size or mtime changed is
+ * another file as far as a check of it goes. */
+typedef struct dm_file_id {
+    uint64_t dev, ino;
+    int64_t size, mtime_ns;
+} dm_file_id;
+
+/* work/<job>.attempts: what must survive a restart of the daemon. */
+typedef struct dm_sidecar {
+    int attempts;                   /* tries the study itself used up */
+    char study[EN_STORE_KEY_MAX];   /* its pseudonym once known, else "" */
+} dm_sidecar;
+
+typedef enum dm_job_state {
+    DM_JOB_QUEUED = 0,      /* on d->queue_head..., not started */
+    DM_JOB_RUNNING,         /* on d->running: child alive or its pipe open */
+    DM_JOB_CLOSING,         /* finished; its handles close, then it is freed */
+    DM_JOB_REQUEUE          /* finished; its handles close, then it is queued */
+} dm_job_state;
+
 typedef struct dm_job {
     char name[DM_JOB_MAX];
-    int attempts;           /* tries counted so far (sidecar) */
-    int running;
+    dm_job_state state;
+    dm_sidecar side;        /* attempts counted so far, pseudonym */
+    dm_file_id id;          /* the file that was checked */
     int exited, eof;        /* both needed before the job is finished */
     int64_t exit_status;
     int term_signal;
     int timed_out, stop_killed;
-    uint64_t started_ms;    /* monotonic */
-    char stage[32];
-    char study[EN_STORE_KEY_MAX];   /* pseudonym, once the child says it */
+    double started_ms;      /* en_mono_ms */
+    int64_t transient_mark; /* done_total at its last transient failure, or -1 */
+    int requeue_front;      /* DM_JOB_REQUEUE: at the head of the queue */
+    char stage[DM_MSG_WORD];
     char line[2048];        /* partial line from the child */
     size_t linelen;
-    char outcome[2048];     /* the child's last "done"/"failed" line */
+    dm_msg outcome;         /* the child's final message (done, duplicate, failed) */
     uv_process_t proc;
     uv_pipe_t out;
     uv_timer_t timer;
@@ -51,17 +95,25 @@ typedef struct dm_job {
     struct dm_job *next;
 } dm_job;
 
-/* A file seen in the inbox, waiting to settle. */
+/* Something seen in the inbox (a file waiting to settle, or a folder
+ * being emptied), by its path relative to the inbox. */
 typedef struct dm_seen {
     char *name;
-    int64_t size;
-    int64_t mtime_ns;
-    uint64_t first_ms;      /* monotonic: when this size+mtime was first seen */
+    dm_file_id id;
+    double first_ms;        /* en_mono_ms: when this id was first seen */
+    double unreadable_ms;   /* when a settled file could first not be read, or 0 */
     int looks;
     unsigned gen;
-    int scanned;            /* 1: this size+mtime was walked and found cut */
+    int scanned;            /* 1: this id was walked and found cut */
     int warned;             /* the "looks incomplete" line was logged */
 } dm_seen;
+
+enum {
+    DM_PAUSE_NONE = 0,
+    DM_PAUSE_QUEUE,         /* queue_max files claimed and unfinished */
+    DM_PAUSE_DISK,          /* less than min_free_mb free */
+    DM_PAUSE_BACKOFF        /* a transient error: waiting before trying again */
+};
 
 typedef struct dm_daemon {
     uv_loop_t *loop;
@@ -71,6 +123,8 @@ typedef struct dm_daemon {
     char exe[EN_PATH_MAX];
     int verbose;
     int concurrency;        /* effective */
+    int lock_fd;            /* the spool lock (work folder), held for life;
+                               the spool folders change only at a restart */
     /* intake */
     uv_fs_event_t watch;
     int watching;
@@ -78,23 +132,25 @@ typedef struct dm_daemon {
     dm_seen *seen;
     size_t nseen, capseen;
     unsigned gen;
-    unsigned seq;
     /* jobs */
     dm_job *queue_head, *queue_tail;    /* claimed, not started */
     dm_job *running;                    /* running children */
     int nqueued, nrunning;
+    int nclosing;                       /* finished, handles still closing */
     int64_t done_session, failed_session;
-    uint64_t spawn_failed_ms;
-    int64_t counts[EN_STORE_NSTATUS];  /* studies per status, for STATUS= */
+    int64_t done_total;                 /* successes since start (for back-off) */
+    double spawn_failed_ms;
+    double backoff_ms;                  /* current back-off; 0 = none */
+    double backoff_until, backoff_set;  /* en_mono_ms */
+    int64_t counts[EN_STORE_NSTATUS];   /* studies per status, for STATUS= */
     int counts_stale;
+    void (*idle)(struct dm_daemon *);   /* stopping and no child left */
     /* state */
     int stopping;
-    int paused;             /* backpressure: 0, or why (DM_PAUSE_*) */
+    int paused;             /* backpressure: DM_PAUSE_* */
     uv_timer_t grace, watchdog, status_tick;
     uv_signal_t sigterm, sigint, sighup;
 } dm_daemon;
-
-enum { DM_PAUSE_NONE = 0, DM_PAUSE_QUEUE = 1, DM_PAUSE_DISK = 2 };
 
 /* ---- dlog.c ---- */
 enum { DM_ERR = 3, DM_WARN = 4, DM_NOTICE = 5, DM_INFO = 6, DM_DEBUG = 7 };
@@ -115,23 +171,62 @@ void dm_log(int prio, const dm_fields *f, const char *fmt, ...)
 void dm_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int dm_watchdog_usec(uint64_t *usec);      /* 1 when the watchdog is on */
 
+/* ---- spool.c ---- */
+int dm_spool_check(const en_config *cfg, en_err *err);
+/* An exclusive lock on <work_dir>/.echonetd.lock; EN_EPERM (the message
+ * names the other daemon's pid) when another process holds it. */
+int dm_spool_lock(const char *work_dir, int *fd, en_err *err);
+void dm_spool_unlock(int *fd);
+void dm_spool_job_name(char job[DM_JOB_MAX]);
+void dm_spool_path(const char *dir, const char *job, const char *ext, char *buf, size_t len);
+dm_kind dm_kind_of(mode_t mode);
+const char *dm_kind_name(dm_kind k);        /* "a symbolic link" */
+void dm_file_id_of(const struct stat *st, dm_file_id *id);
+int dm_file_id_same(const dm_file_id *a, const dm_file_id *b);
+/* What dfd/name is, not following a link; EN_ENOTFOUND when gone. */
+int dm_spool_identify(int dfd, const char *name, dm_kind *kind, dm_file_id *id, en_err *err);
+/* Opens path (never through a link, never blocking) only when it is the
+ * regular file expect names (device and inode): EN_EPERM otherwise. */
+int dm_spool_open_verified(const char *path, const dm_file_id *expect, int *fd, en_err *err);
+/* Atomic rename that never replaces, then fsync of both folders;
+ * EN_ENOTFOUND when the source is gone. */
+int dm_spool_move_at(int from_dfd, const char *from, int to_dfd, const char *to, en_err *err);
+int dm_spool_move(const char *from_dir, const char *from, const char *to_dir, const char *to,
+                  en_err *err);
+/* Renames from_dfd/name to work/<job>.dcm under a new job name and says
+ * what is there now (*kind, *id).  EN_ENOTFOUND: it was gone, nothing
+ * moved. */
+int dm_spool_claim(const char *work_dir, int from_dfd, const char *name, char job[DM_JOB_MAX],
+                   dm_kind *kind, dm_file_id *id, en_err *err);
+int dm_spool_write_text(const char *path, const char *what, const char *text, en_err *err);
+int dm_sidecar_read(const char *work_dir, const char *job, dm_sidecar *sc);
+int dm_sidecar_write(const char *work_dir, const char *job, const dm_sidecar *sc, en_err *err);
+void dm_sidecar_drop(const char *work_dir, const char *job);
+/* Removes the temporaries a killed process leaves (en_atomic's
+ * "<name>.tmp.<pid>.<n>", the pipeline's ".incoming-<pid>-<n>.avi") from
+ * dir: those of pid (> 0); of every process no longer running (0); or all
+ * of them (< 0: a folder only this daemon writes). */
+int dm_spool_clean_temps(const char *dir, long pid, int *removed, en_err *err);
+int64_t dm_spool_free_mb(const char *dir);     /* -1 when unknown */
+
+/* ---- jobs.c ---- */
+void dm_jobs_resume(dm_daemon *d);         /* files left in work/, temporaries */
+/* A verified regular file claimed as work/<job>.dcm. */
+int dm_job_add(dm_daemon *d, const char *job, const dm_file_id *id, en_err *err);
+/* work/<job>.dcm is not a file that can be processed: to failed/ with a
+ * reason and a database event. */
+void dm_job_reject(dm_daemon *d, const char *job, const char *why);
+void dm_jobs_pump(dm_daemon *d);           /* start children up to the limit */
+void dm_jobs_stop_all(dm_daemon *d);       /* grace expired: kill children */
+void dm_jobs_free_queue(dm_daemon *d);     /* at exit: queued jobs stay in work/ */
+int dm_jobs_idle(const dm_daemon *d);      /* 1: no child running or closing */
+int dm_pressure(dm_daemon *d);             /* recomputes d->paused */
+void dm_status(dm_daemon *d);              /* STATUS= line */
+
 /* ---- intake.c ---- */
 int dm_intake_start(dm_daemon *d, en_err *err);
 void dm_intake_stop(dm_daemon *d);
 void dm_intake_kick(dm_daemon *d);         /* scan soon */
-int dm_spool_check(const en_config *cfg, en_err *err);
-int dm_pressure(dm_daemon *d);             /* recomputes d->paused */
-uint64_t dm_now_ms(void);                  /* monotonic */
-
-/* ---- jobs.c ---- */
-void dm_jobs_resume(dm_daemon *d);         /* files left in work/ */
-void dm_job_add(dm_daemon *d, const char *name);
-void dm_jobs_pump(dm_daemon *d);           /* start children up to the limit */
-void dm_jobs_stop_all(dm_daemon *d);       /* grace expired: kill children */
-void dm_status(dm_daemon *d);              /* STATUS= line */
-void dm_maybe_exit(dm_daemon *d);          /* stopping and idle: close the loop */
-int dm_move(const char *from_dir, const char *from, const char *to_dir,
-            const char *to, en_err *err);
 
 /* ---- process_one.c ---- */
 int dm_process_one(const char *conf_path, const char *work_file, const char *job);

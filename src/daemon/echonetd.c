@@ -8,7 +8,9 @@
  *
  * Start-up: configuration, spool folders (must exist, one file system),
  * then the site secret, both models and the database are opened once here
- * to prove they work (each child loads its own); READY=1 only after that.
+ * to prove they work (each child loads its own); READY=1 only after
+ * that.  The spool is locked first: a second daemon on the same work
+ * folder exits 3 naming the first.
  * Signals: SIGTERM/SIGINT stop taking files and let running studies finish
  * for stop_grace_s (a second signal, or the end of the grace, kills them;
  * their files stay in work/ and resume next start), then exit 0.  SIGHUP
@@ -84,21 +86,11 @@ static void close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
-void dm_maybe_exit(dm_daemon *d)
+/* Stopping and no child left: close every handle, which ends the loop.
+ * Queued jobs simply stay in work/ for the next start. */
+static void on_idle(dm_daemon *d)
 {
-    if (!d->stopping || d->nrunning > 0)
-        return;
-    for (dm_job *j = d->running; j; j = j->next)
-        if (j->handles_open)
-            return;
-    /* Queued jobs simply stay in work/ for the next start. */
-    while (d->queue_head) {
-        dm_job *j = d->queue_head;
-        d->queue_head = j->next;
-        free(j);
-    }
-    d->queue_tail = NULL;
-    d->nqueued = 0;
+    dm_jobs_free_queue(d);
     uv_walk(d->loop, close_walk, NULL);
 }
 
@@ -126,7 +118,8 @@ static void stop(dm_daemon *d, int signum)
     dm_status(d);
     if (d->nrunning > 0)
         uv_timer_start(&d->grace, on_grace, (uint64_t)d->cfg.stop_grace_s * 1000, 0);
-    dm_maybe_exit(d);
+    if (dm_jobs_idle(d))
+        on_idle(d);
 }
 
 static void log_change(const en_config_change *c, void *user)
@@ -215,7 +208,7 @@ static void on_status_tick(uv_timer_t *t)
 
 int main(int argc, char **argv)
 {
-    static dm_daemon dd;
+    static dm_daemon dd = { .lock_fd = -1 };
     dm_daemon *d = &dd;
     const char *conf = getenv("ECHONETD_CONF");
     const char *one = NULL, *job = "-";
@@ -247,12 +240,18 @@ int main(int argc, char **argv)
         return dm_process_one(d->conf_path, one, job);
 
     dm_log_init(d->verbose);
+    /* A file-size limit fails a write instead of killing the daemon. */
+    signal(SIGXFSZ, SIG_IGN);
     en_config_defaults(&d->cfg);
     if (en_config_load(&d->cfg, d->conf_path, &e) != EN_OK) {
         dm_log(DM_ERR, NULL, "%s", e.msg);
         return 3;
     }
-    if (validate(&d->cfg, &e) != EN_OK) {
+    /* The lock first, so a second daemon says why at once.  Held until
+     * we exit: the kernel releases it however we end. */
+    if (dm_spool_check(&d->cfg, &e) != EN_OK ||
+        dm_spool_lock(d->cfg.work_dir, &d->lock_fd, &e) != EN_OK ||
+        validate(&d->cfg, &e) != EN_OK) {
         dm_log(DM_ERR, NULL, "cannot start: %s", e.msg);
         return 3;
     }
@@ -266,6 +265,7 @@ int main(int argc, char **argv)
     }
     d->concurrency = auto_concurrency(&d->cfg);
     d->counts_stale = 1;
+    d->idle = on_idle;
     signal(SIGPIPE, SIG_IGN);
 
     loop = d->loop = uv_default_loop();
@@ -307,5 +307,6 @@ int main(int argc, char **argv)
     free(d->seen);
     en_store_close(d->db);
     uv_loop_close(loop);
+    dm_spool_unlock(&d->lock_fd);
     return 0;
 }

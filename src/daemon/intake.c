@@ -2,37 +2,47 @@
  * intake.c - the inbox: watched with uv_fs_event (inotify) and rescanned on
  * a timer (inotify misses NFS changes and drops events on overflow).
  *
- * A file is taken when, on two looks, its size and mtime are unchanged and
- * it has not been modified for settle_ms (by its mtime, or, if the clocks
- * disagree, by our own observation), and it is a whole DICOM file
- * (en_dicom_scan: every element fits, the last ends at the end of the file).
- * A file renamed in complete has an old mtime and is taken at the second
- * look, a fraction of a second later; a file still being written keeps a
- * fresh mtime and waits; a copy that stalled mid-file waits up to
- * incomplete_wait_s for the rest and is then taken anyway, to fail with the
- * reader's reason rather than sit in the inbox unexplained.  The walk only
- * follows lengths (no decoding), so running it here, outside the per-study
- * child, exposes the daemon to nothing a hostile file could exploit.  Names starting
- * with "." or ending in ".tmp" or ".part", and anything that is not a
- * regular file, are ignored.
+ * A file is taken when, on two looks, it is the same file (device, inode,
+ * size and mtime unchanged) and it has not been modified for settle_ms (by
+ * its mtime, or, if the clocks disagree, by our own observation), and it
+ * is a whole DICOM file (en_dicom_scan: every element fits, the last ends
+ * at the end of the file).  A file renamed in complete has an old mtime
+ * and is taken at the second look, a fraction of a second later; a file
+ * still being written keeps a fresh mtime and waits; a copy that stalled
+ * mid-file, or a file that cannot be opened for the walk, waits up to
+ * incomplete_wait_s and is then taken anyway, to fail with the reader's
+ * reason rather than sit in the inbox unexplained.  The walk only follows
+ * lengths (no decoding), so running it here, outside the per-study child,
+ * exposes the daemon to nothing a hostile file could exploit.  Names
+ * starting with "." or ending in ".tmp" or ".part" are ignored.
+ *
+ * Folders (a PACS export, a USB copy) are walked too, up to
+ * DM_INBOX_DEPTH levels: each file inside is taken like a top-level one,
+ * under a job name of its own, and a folder that stayed empty as long as
+ * a stalled copy is given (incomplete_wait_s, at least settle_ms) is
+ * removed.  Anything else (a symbolic link, a
+ * FIFO, a socket, a device node, a folder nested deeper) cannot be
+ * processed: it is moved to failed/ with a .reason like a bad file, or,
+ * if even that fails, logged once.
  *
  * Taking is an atomic rename (RENAME_NOREPLACE) into work/ under a name of
  * the daemon's own, "j<unix ms>-<seq>-<random hex>.dcm": never derived from
- * the delivered name, which may hold a patient's name.  Then both folders
- * are fsynced, so after a crash the file is either still in the inbox or in
+ * the delivered name, which may hold a patient's name.  What arrived in
+ * work/ is then compared with what was checked (spool.c): a link or other
+ * oddity swapped in meanwhile is quarantined, another regular file goes
+ * back to the inbox to be checked in its turn.  Every move fsyncs both
+ * folders, so after a crash a file is either still in the inbox or in
  * work/, where start-up resumes it.
  *
- * Backpressure: nothing is taken while queue_max files are claimed and
- * unfinished, or while the work or output file system has less than
- * min_free_mb free; the change is logged (MESSAGE_ID backpressure) and
- * shown in STATUS=.  Files simply wait in the inbox, so memory stays
- * bounded whatever arrives: the table of files waiting to settle is capped
- * too.
+ * Backpressure (jobs.c decides when): files simply wait in the inbox, so
+ * memory stays bounded whatever arrives: the table of files waiting to
+ * settle is capped too.
  */
 #include "config.h"
 
 #include "daemon.h"
 #include "en_dicom_scan.h"
+#include "en_util.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -40,27 +50,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/statvfs.h>
-#include <time.h>
 #include <unistd.h>
 
-#ifndef RENAME_NOREPLACE
-#define RENAME_NOREPLACE (1 << 0)
-#endif
+#define DM_INBOX_DEPTH 8        /* folder levels walked below the inbox */
+#define DM_REL_MAX 4096         /* a path relative to the inbox */
 
-uint64_t dm_now_ms(void)
-{
-    return uv_hrtime() / 1000000u;
-}
-
-static int64_t wall_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+/* One pass over the inbox. */
+typedef struct dm_pass {
+    dm_daemon *d;
+    double now;             /* en_mono_ms */
+    int64_t wall_ms;        /* en_wall_ms, against mtimes */
+    size_t cap;             /* bound of the seen table */
+    int pending;            /* something is settling: look again soon */
+} dm_pass;
 
 static int ignored_name(const char *n)
 {
@@ -69,70 +72,7 @@ static int ignored_name(const char *n)
            (l >= 5 && !strcmp(n + l - 5, ".part"));
 }
 
-int dm_spool_check(const en_config *cfg, en_err *err)
-{
-    const char *dirs[4] = { cfg->inbox_dir, cfg->work_dir, cfg->archive_dir, cfg->failed_dir };
-    const char *keys[4] = { "inbox", "work", "archive", "failed" };
-    struct stat st;
-    dev_t dev = 0;
-
-    for (int i = 0; i < 4; i++) {
-        if (!dirs[i][0])
-            return en_err_set(err, EN_EINVAL, "[daemon] %s is not set", keys[i]);
-        if (stat(dirs[i], &st) != 0 || !S_ISDIR(st.st_mode))
-            return en_err_set(err, EN_ENOTFOUND, "[daemon] %s = %s: %s (create it, see "
-                              "systemd/echonetd.tmpfiles)", keys[i], dirs[i],
-                              errno ? strerror(errno) : "not a folder");
-        if (access(dirs[i], W_OK | X_OK) != 0)
-            return en_err_set(err, EN_EPERM, "[daemon] %s = %s: not writable", keys[i], dirs[i]);
-        if (i == 0)
-            dev = st.st_dev;
-        else if (st.st_dev != dev)
-            return en_err_set(err, EN_EINVAL, "[daemon] %s = %s is on another file system than "
-                              "the inbox: the spool folders must share one, files move by "
-                              "rename", keys[i], dirs[i]);
-    }
-    return EN_OK;
-}
-
-static int64_t free_mb(const char *dir)
-{
-    struct statvfs v;
-    if (statvfs(dir, &v) != 0)
-        return -1;
-    return (int64_t)((uint64_t)v.f_bavail * v.f_frsize >> 20);
-}
-
-int dm_pressure(dm_daemon *d)
-{
-    int was = d->paused, now = DM_PAUSE_NONE;
-    int64_t fw = free_mb(d->cfg.work_dir), fo = free_mb(d->cfg.output_dir);
-    int64_t fmin = fw < 0 ? fo : (fo < 0 ? fw : (fw < fo ? fw : fo));
-
-    if (fmin >= 0 && fmin < d->cfg.min_free_mb)
-        now = DM_PAUSE_DISK;
-    else if (d->nqueued + d->nrunning >= d->cfg.queue_max)
-        now = DM_PAUSE_QUEUE;
-    if (now != was) {
-        dm_fields f = { .msgid = DM_MSGID_BACKPRESSURE };
-        char ex[64];
-        snprintf(ex, sizeof ex, "ECHONET_FREE_MB=%lld", (long long)fmin);
-        f.extra[0] = ex;
-        if (now == DM_PAUSE_DISK)
-            dm_log(DM_WARN, &f, "backpressure: less than %d MiB free (%lld MiB): not taking "
-                   "new files", d->cfg.min_free_mb, (long long)fmin);
-        else if (now == DM_PAUSE_QUEUE)
-            dm_log(DM_NOTICE, &f, "backpressure: %d files claimed and unfinished (queue_max): "
-                   "not taking new files", d->nqueued + d->nrunning);
-        else
-            dm_log(DM_NOTICE, &f, "backpressure over: taking files again");
-        d->paused = now;
-        dm_status(d);
-    }
-    return now;
-}
-
-/* ---- the table of files waiting to settle ---- */
+/* ---- the table of things seen in the inbox ---- */
 
 static dm_seen *seen_find(dm_daemon *d, const char *name)
 {
@@ -148,96 +88,150 @@ static void seen_drop(dm_daemon *d, size_t i)
     d->seen[i] = d->seen[--d->nseen];
 }
 
-static dm_seen *seen_add(dm_daemon *d, const char *name)
+/* The entry for name, created (first look) when absent; NULL when the
+ * table is full: the rest wait for a later pass. */
+static dm_seen *seen_get(dm_pass *ps, const char *name, const dm_file_id *id, int *fresh)
 {
-    if (d->nseen == d->capseen) {
-        size_t cap = d->capseen ? d->capseen * 2 : 64;
-        dm_seen *n = realloc(d->seen, cap * sizeof *n);
-        if (!n)
+    dm_daemon *d = ps->d;
+    dm_seen *s = seen_find(d, name);
+
+    *fresh = 0;
+    if (!s) {
+        if (d->nseen >= ps->cap)
             return NULL;
-        d->seen = n;
-        d->capseen = cap;
+        if (d->nseen == d->capseen) {
+            size_t cap = d->capseen ? d->capseen * 2 : 64;
+            dm_seen *n = realloc(d->seen, cap * sizeof *n);
+            if (!n)
+                return NULL;
+            d->seen = n;
+            d->capseen = cap;
+        }
+        s = &d->seen[d->nseen];
+        memset(s, 0, sizeof *s);
+        if (!(s->name = strdup(name)))
+            return NULL;
+        d->nseen++;
+        *fresh = 1;
+    } else if (!dm_file_id_same(&s->id, id)) {
+        *fresh = 1;
     }
-    memset(&d->seen[d->nseen], 0, sizeof d->seen[0]);
-    if (!(d->seen[d->nseen].name = strdup(name)))
-        return NULL;
-    return &d->seen[d->nseen++];
+    if (*fresh) {
+        char *keep = s->name;
+        memset(s, 0, sizeof *s);
+        s->name = keep;
+        s->id = *id;
+        s->first_ms = ps->now;
+    }
+    s->looks++;
+    s->gen = d->gen;
+    return s;
 }
 
-int dm_move(const char *from_dir, const char *from, const char *to_dir, const char *to,
-            en_err *err)
-{
-    int fd1 = open(from_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int fd2 = open(to_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    int rc = -1, e = 0;
+/* ---- taking ---- */
 
-    if (fd1 >= 0 && fd2 >= 0) {
-        rc = renameat2(fd1, from, fd2, to, RENAME_NOREPLACE);
-        if (rc != 0 && (errno == EINVAL || errno == ENOSYS))  /* file system without it */
-            rc = linkat(fd1, from, fd2, to, 0) == 0 ? unlinkat(fd1, from, 0) : -1;
-    }
-    e = errno;
-    if (rc == 0) {
-        fsync(fd2);
-        fsync(fd1);
-    }
-    if (fd1 >= 0) close(fd1);
-    if (fd2 >= 0) close(fd2);
-    if (rc != 0) {
-        en_err_set(err, EN_EIO, "moving %s from %s to %s: %s", to, from_dir, to_dir,
-                   strerror(e));
-        errno = e;
-        return EN_EIO;
-    }
-    return EN_OK;
-}
-
-/* Claims one settled file: rename into work/ under a new job name. */
-static int claim(dm_daemon *d, const char *name)
+/* What arrived in work/ is not what was checked (or was never a file). */
+static void not_as_checked(dm_daemon *d, const char *job, dm_kind kind, const dm_file_id *id,
+                           const char *context)
 {
-    char job[DM_JOB_MAX], work[DM_JOB_MAX + 8];
-    uint32_t rnd = 0;
-    struct timespec ts;
+    char why[256], dcm[DM_JOB_MAX + 8];
+    dm_fields f = { .job = job };
     en_err e;
 
-    if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != (ssize_t)sizeof rnd)
-        rnd = (uint32_t)(uv_hrtime() ^ (uint64_t)getpid() << 16);
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(job, sizeof job, "j%lld-%04u-%08x",
-             (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, ++d->seq % 10000, rnd);
-    snprintf(work, sizeof work, "%s.dcm", job);
-    if (dm_move(d->cfg.inbox_dir, name, d->cfg.work_dir, work, &e) != EN_OK) {
+    if (kind != DM_KIND_FILE) {
+        snprintf(why, sizeof why, "%s %s: echonetd takes regular files only",
+                 dm_kind_name(kind), context);
+        dm_job_reject(d, job, why);
+        return;
+    }
+    /* Another regular file took the checked one's name: it has not been
+     * checked, so it goes back to be, under its job name. */
+    snprintf(dcm, sizeof dcm, "%s.dcm", job);
+    if (dm_spool_move(d->cfg.work_dir, dcm, d->cfg.inbox_dir, dcm, &e) == EN_OK) {
+        dm_log(DM_NOTICE, &f, "another file took the place of the one checked, just before it "
+               "was taken: returned to the inbox to be checked");
+        return;
+    }
+    dm_log(DM_WARN, &f, "another file took the place of the one checked and cannot go back "
+           "to the inbox (%s): processing it as it is", e.msg);
+    if (dm_job_add(d, job, id, &e) != EN_OK)
+        dm_log(DM_ERR, &f, "%s", e.msg);
+}
+
+/* Claims dfd/name, checked as want (and for a file, as *want_id).  1 when
+ * it left the inbox, 0 when it was gone already, -1 when it could not be
+ * moved (logged unless quiet: each thing says so once). */
+static int take(dm_daemon *d, int dfd, const char *name, dm_kind want, const dm_file_id *want_id,
+                const char *why_not, int quiet)
+{
+    char job[DM_JOB_MAX];
+    dm_file_id id;
+    dm_kind kind;
+    en_err e;
+    int rc = dm_spool_claim(d->cfg.work_dir, dfd, name, job, &kind, &id, &e);
+
+    if (rc == EN_ENOTFOUND)
+        return 0;       /* gone meanwhile (taken by someone else) */
+    if (rc != EN_OK) {
         /* The message names the job, not the delivered file. */
         dm_fields f = { .job = job };
-        if (errno == ENOENT)
-            return -1;  /* gone meanwhile (taken by someone else) */
-        dm_log(DM_ERR, &f, "cannot claim a file from the inbox into %s: %s",
-               d->cfg.work_dir, strerror(errno));
+        if (!quiet)
+            dm_log(DM_ERR, &f, "cannot take %s from the inbox into %s: %s (trying again at "
+                   "every look, silently)", dm_kind_name(want), d->cfg.work_dir, e.msg);
         return -1;
     }
-    {
-        dm_fields f = { .job = job, .stage = "queued" };
-        en_err ig;
-        en_store_log(d->db, 0, EN_STORE_EV_QUEUED, "intake", EN_STORE_NONE, job,
-                     "taken from the inbox", &ig);
-        dm_log(DM_INFO, &f, "taken from the inbox");
+    if (want == DM_KIND_FILE && kind == DM_KIND_FILE && dm_file_id_same(&id, want_id)) {
+        if (dm_job_add(d, job, &id, &e) != EN_OK) {
+            dm_fields f = { .job = job };
+            dm_log(DM_ERR, &f, "%s", e.msg);
+        }
+        return 1;
     }
-    dm_job_add(d, job);
-    return 0;
+    if (want == DM_KIND_FILE)
+        not_as_checked(d, job, kind, &id, "swapped in for the checked file just before it was "
+                       "taken");
+    else
+        not_as_checked(d, job, kind, &id, why_not);
+    return 1;
 }
+
+/* ---- one pass ---- */
 
 static void on_soon(uv_timer_t *t);
 
 /* 1 when a settled file may be taken: it is whole DICOM, or the walk cannot
  * tell (the reader decides), or it has waited incomplete_wait_s.  A cut
- * file is walked once per size+mtime, not at every look. */
-static int whole_enough(dm_daemon *d, int dfd, const char *name, dm_seen *s, uint64_t now)
+ * file is walked once per identity, not at every look. */
+static int whole_enough(dm_pass *ps, int dfd, const char *name, dm_seen *s)
 {
+    dm_daemon *d = ps->d;
+    uint64_t wait_ms = (uint64_t)d->cfg.incomplete_wait_s * 1000;
     en_dicom_scan sc;
+    dm_file_id now_id;
+    dm_kind kind;
     en_err e;
 
     if (!s->scanned) {
-        if (en_dicom_scan_file(dfd, name, &sc, &e) != EN_OK || sc.state != EN_SCAN_TRUNCATED)
+        if (en_dicom_scan_file(dfd, name, &sc, &e) != EN_OK) {
+            /* Not whole: it could not even be opened (a link swapped in,
+             * seen as one at the next look; or unreadable: taken after
+             * incomplete_wait_s, to fail with the reader's reason).  The
+             * message would name the delivered file: not logged. */
+            if (s->unreadable_ms <= 0) {
+                s->unreadable_ms = ps->now;
+                dm_log(DM_NOTICE, NULL, "a settled file in the inbox cannot be opened for the "
+                       "wholeness check; waiting up to %d s", d->cfg.incomplete_wait_s);
+            }
+            return ps->now - s->unreadable_ms >= (double)wait_ms;
+        }
+        s->unreadable_ms = 0;
+        /* The walk opened the name again: it must still be this file. */
+        if (dm_spool_identify(dfd, name, &kind, &now_id, &e) != EN_OK ||
+            kind != DM_KIND_FILE || !dm_file_id_same(&now_id, &s->id)) {
+            s->looks = 0;
+            return 0;
+        }
+        if (sc.state != EN_SCAN_TRUNCATED)
             return 1;
         s->scanned = 1;
         if (!s->warned) {
@@ -248,7 +242,7 @@ static int whole_enough(dm_daemon *d, int dfd, const char *name, dm_seen *s, uin
             s->warned = 1;
         }
     }
-    if (now - s->first_ms >= (uint64_t)d->cfg.incomplete_wait_s * 1000) {
+    if (ps->now - s->first_ms >= (double)wait_ms) {
         dm_log(DM_WARN, NULL, "a file in the inbox stayed incomplete for %d s: taking it "
                "anyway (it will fail with the reason)", d->cfg.incomplete_wait_s);
         return 1;
@@ -256,70 +250,173 @@ static int whole_enough(dm_daemon *d, int dfd, const char *name, dm_seen *s, uin
     return 0;
 }
 
+/* A regular file: 1 when it was taken. */
+static int look_file(dm_pass *ps, int dfd, const char *name, const char *rel,
+                     const dm_file_id *id)
+{
+    dm_daemon *d = ps->d;
+    int64_t age_ms = ps->wall_ms - id->mtime_ns / 1000000;
+    int fresh;
+    dm_seen *s = seen_get(ps, rel, id, &fresh);
+
+    if (!s || fresh || s->looks < 2 ||
+        (age_ms < d->cfg.settle_ms && ps->now - s->first_ms < (double)d->cfg.settle_ms) ||
+        !whole_enough(ps, dfd, name, s) || d->nqueued + d->nrunning >= d->cfg.queue_max) {
+        ps->pending = 1;
+        return 0;
+    }
+    switch (take(d, dfd, name, DM_KIND_FILE, &s->id, NULL, s->warned)) {
+    case 1:
+        s->gen = 0;     /* forget it at the end of the pass */
+        return 1;
+    case -1:
+        s->warned = 1;
+        break;
+    }
+    ps->pending = 1;
+    return 0;
+}
+
+/* Something that is not a file: turned away once; 1 when it left. */
+static int look_other(dm_pass *ps, int dfd, const char *name, const char *rel, dm_kind kind,
+                      const dm_file_id *id, const char *why)
+{
+    int fresh;
+    dm_seen *s = seen_get(ps, rel, id, &fresh);
+
+    if (!s)
+        return 0;
+    switch (take(ps->d, dfd, name, kind, id, why, s->warned)) {
+    case 1:
+        s->gen = 0;
+        return 1;
+    case -1:
+        if (!s->warned)
+            dm_log(DM_ERR, NULL, "%s in the inbox cannot be processed and cannot be moved to "
+                   "the failed folder (see the line above): remove it by hand",
+                   dm_kind_name(kind));
+        s->warned = 1;
+        break;
+    }
+    return 0;
+}
+
+static int walk(dm_pass *ps, int dfd, const char *prefix, int depth, int *only_folders);
+
+/* A folder: walked; removed once it has stayed empty.  1 when it left. */
+static int look_dir(dm_pass *ps, int dfd, const char *name, const char *rel,
+                    const dm_file_id *id, int depth)
+{
+    dm_daemon *d = ps->d;
+    int sub, left, fresh, only_folders;
+    double quiet, age;
+    dm_seen *s;
+
+    if (depth >= DM_INBOX_DEPTH)
+        return look_other(ps, dfd, name, rel, DM_KIND_DIR, id, "nested more than "
+                          "8 folders deep in the inbox");
+    sub = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0) {
+        if (errno != ENOENT && errno != ELOOP && errno != ENOTDIR)
+            look_other(ps, dfd, name, rel, DM_KIND_DIR, id, "that cannot be read");
+        return 0;
+    }
+    left = walk(ps, sub, rel, depth + 1, &only_folders);
+    if (left > 0)
+        return 0;
+    /* Empty: a copy may still be about to create the next file in it
+     * (and fail if the folder went), so it goes only once it has stayed
+     * empty and unchanged as long as a stalled copy is given. */
+    quiet = (double)d->cfg.incomplete_wait_s * 1000;
+    if (quiet < d->cfg.settle_ms)
+        quiet = d->cfg.settle_ms;
+    age = (double)(ps->wall_ms - id->mtime_ns / 1000000);
+    s = seen_get(ps, rel, id, &fresh);
+    if (!s)
+        return 0;
+    /* A folder that held only folders removed just now (a/b/c of an
+     * export) is as quiet as its mtime from before this pass says. */
+    if (!(only_folders && age >= quiet) &&
+        (fresh || s->looks < 2 || (ps->now - s->first_ms < quiet && age < quiet))) {
+        ps->pending = 1;
+        return 0;
+    }
+    if (unlinkat(dfd, name, AT_REMOVEDIR) != 0) {
+        if (errno != ENOTEMPTY && errno != EEXIST && errno != ENOENT && !s->warned) {
+            dm_log(DM_WARN, NULL, "cannot remove an emptied folder from the inbox: %s",
+                   strerror(errno));
+            s->warned = 1;
+        }
+        return 0;
+    }
+    if (fsync(dfd) != 0)
+        dm_log(DM_WARN, NULL, "cannot sync the inbox after removing an emptied folder: %s",
+               strerror(errno));
+    dm_log(DM_INFO, NULL, "removed an emptied folder from the inbox");
+    s->gen = 0;
+    return 1;
+}
+
+/* Walks one folder of the inbox (dfd, closed here); returns how many
+ * entries are still in it.  *only_folders: it held entries, all of them
+ * folders that this pass removed. */
+static int walk(dm_pass *ps, int dfd, const char *prefix, int depth, int *only_folders)
+{
+    DIR *dir = fdopendir(dfd);
+    struct dirent *de;
+    int left = 0, seen = 0, folders_gone = 0;
+
+    if (!dir) {
+        dm_log(DM_ERR, NULL, "cannot read %s: %s", depth ? "a folder in the inbox" :
+               ps->d->cfg.inbox_dir, strerror(errno));
+        close(dfd);
+        return 1;
+    }
+    while ((de = readdir(dir))) {
+        char rel[DM_REL_MAX];
+        dm_file_id id;
+        dm_kind kind;
+        en_err e;
+        int n, gone;
+
+        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+            continue;
+        left++;
+        seen++;
+        if (ignored_name(de->d_name))
+            continue;
+        n = snprintf(rel, sizeof rel, "%s%s%s", prefix, prefix[0] ? "/" : "", de->d_name);
+        if (n < 0 || (size_t)n >= sizeof rel ||
+            dm_spool_identify(dirfd(dir), de->d_name, &kind, &id, &e) != EN_OK)
+            continue;
+        if (kind == DM_KIND_FILE)
+            gone = look_file(ps, dirfd(dir), de->d_name, rel, &id);
+        else if (kind == DM_KIND_DIR)
+            gone = look_dir(ps, dirfd(dir), de->d_name, rel, &id, depth);
+        else
+            gone = look_other(ps, dirfd(dir), de->d_name, rel, kind, &id, "in the inbox");
+        left -= gone;
+        folders_gone += kind == DM_KIND_DIR && gone;
+    }
+    closedir(dir);
+    *only_folders = seen > 0 && folders_gone == seen;
+    return left;
+}
+
 static void scan(dm_daemon *d)
 {
-    DIR *dir;
-    struct dirent *de;
-    uint64_t now = dm_now_ms();
-    int64_t wnow = wall_ns(), settle_ns = (int64_t)d->cfg.settle_ms * 1000000;
-    int pending = 0;
-    size_t cap = (size_t)d->cfg.queue_max * 2 + 64;
+    dm_pass ps = { .d = d, .now = en_mono_ms(), .wall_ms = en_wall_ms(),
+                   .cap = (size_t)d->cfg.queue_max * 2 + 64 };
+    int fd, only_folders;
 
     if (d->stopping || dm_pressure(d) != DM_PAUSE_NONE)
         return;
-    if (!(dir = opendir(d->cfg.inbox_dir))) {
+    if ((fd = open(d->cfg.inbox_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         dm_log(DM_ERR, NULL, "cannot read the inbox %s: %s", d->cfg.inbox_dir, strerror(errno));
         return;
     }
     d->gen++;
-    while ((de = readdir(dir))) {
-        struct stat st;
-        dm_seen *s;
-        int64_t mt;
-
-        if (ignored_name(de->d_name))
-            continue;
-        if (fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode))
-            continue;
-        mt = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
-        if (!(s = seen_find(d, de->d_name))) {
-            if (d->nseen >= cap || !(s = seen_add(d, de->d_name)))
-                continue;   /* bounded: the rest wait for a later scan */
-            s->size = st.st_size;
-            s->mtime_ns = mt;
-            s->first_ms = now;
-            s->looks = 1;
-            s->gen = d->gen;
-            pending = 1;
-            continue;
-        }
-        s->gen = d->gen;
-        if (s->size != st.st_size || s->mtime_ns != mt) {
-            s->size = st.st_size;
-            s->mtime_ns = mt;
-            s->first_ms = now;
-            s->looks = 1;
-            s->scanned = 0;
-            pending = 1;
-            continue;
-        }
-        s->looks++;
-        if (wnow - mt < settle_ns && now - s->first_ms < (uint64_t)d->cfg.settle_ms) {
-            pending = 1;
-            continue;
-        }
-        if (!whole_enough(d, dirfd(dir), de->d_name, s, now)) {
-            pending = 1;
-            continue;
-        }
-        if (d->nqueued + d->nrunning >= d->cfg.queue_max) {
-            pending = 1;
-            continue;
-        }
-        claim(d, de->d_name);
-        s->gen = 0;     /* forget it below */
-    }
-    closedir(dir);
+    walk(&ps, fd, "", 0, &only_folders);
     for (size_t i = 0; i < d->nseen;)
         if (d->seen[i].gen != d->gen)
             seen_drop(d, i);
@@ -327,7 +424,7 @@ static void scan(dm_daemon *d)
             i++;
     dm_pressure(d);
     dm_jobs_pump(d);
-    if (pending && !d->stopping) {
+    if (ps.pending && !d->stopping) {
         /* look again soon: a fraction of the settle time */
         uint64_t t = (uint64_t)d->cfg.settle_ms / 4;
         if (t < 50) t = 50;
@@ -369,18 +466,17 @@ int dm_intake_start(dm_daemon *d, en_err *err)
 {
     int rc;
 
+    (void)err;  /* nothing here is fatal: the timer always rescans */
     d->soon.data = d->rescan.data = d->watch.data = d;
     uv_timer_start(&d->rescan, on_rescan, 0, (uint64_t)d->cfg.rescan_ms);
     rc = uv_fs_event_start(&d->watch, on_fs_event, d->cfg.inbox_dir, 0);
     if (rc < 0) {
-        /* Not fatal: the timer still rescans. */
         dm_log(DM_WARN, NULL, "cannot watch the inbox %s (%s): relying on the %d ms rescan",
                d->cfg.inbox_dir, uv_strerror(rc), d->cfg.rescan_ms);
         d->watching = 0;
     } else {
         d->watching = 1;
     }
-    (void)err;
     return EN_OK;
 }
 
