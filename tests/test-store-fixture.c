@@ -46,7 +46,7 @@ static int add_clip(en_store *st, const char *name, unsigned k, int i, int64_t r
 
     ts_result(&r, name, 90 + i, 3, 0, b, f);
     ts_key(&r, k);
-    snprintf(r.video_file, sizeof r.video_file, "%s-%s.avi", name, r.dedup_key);
+    snprintf(r.video_file, sizeof r.video_file, "%s-%.40s.avi", name, r.dedup_key);
     for (int n = 0; n < 3; n++) {
         b[n].ef = 30 + 40 * next_unit();
         sum += b[n].ef;
@@ -147,7 +147,7 @@ int main(int argc, char **argv)
         en_store_result r;
         ts_result(&r, "d0d0d0d0d0d0d006", 70, 1, 22.5, b, f);
         ts_key(&r, 0xd06);
-        snprintf(r.video_file, sizeof r.video_file, "d0d0d0d0d0d0d006-%s.avi", r.dedup_key);
+        snprintf(r.video_file, sizeof r.video_file, "d0d0d0d0d0d0d006-%.40s.avi", r.dedup_key);
         r.received_ms = T0 + 2 * 24 * HOUR + 7 * HOUR;
         r.finished_ms = r.received_ms + 5000;
         snprintf(r.ef_class, sizeof r.ef_class, "very_low");
