@@ -400,7 +400,7 @@ static void concurrent_writers(const char *p, int preexisting)
         en_dicom_identity back;
         en_err e;
         int missing = 0, n = 0;
-        char pseudonym[17], name[32];
+        char pseudonym[17], name[48];   /* room for two ints, whatever gcc infers */
         CHECKF(en_keystore_open(&ks, p, &e) == EN_OK, "%s", e.msg);
         for (int w = 0; w < WRITERS && ks; w++)
             for (int i = 0; i < PUTS; i++) {
