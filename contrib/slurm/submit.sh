@@ -7,21 +7,24 @@
 #
 #   ECHONETD_CONF=site.conf ECHONETD_LIST=files.txt ECHONETD_SHARDS=64 \
 #   ECHONETD_SHARD_DIR=/shared/backfill contrib/slurm/submit.sh [--tasks K,...] \
-#       [-- SBATCH OPTIONS FOR THE ARRAY...]
+#       [--at-once M] [-- SBATCH OPTIONS FOR THE ARRAY...]
 #
-# --tasks submits only those shards (again), with a new merge after them.
-# Anything after -- goes to the array's sbatch (--partition, --time,
-# --cpus-per-task=8, --array=1-64%16 is replaced by --tasks...).  Prints
-# the two job ids, "array ID" and "merge ID".
+# --tasks submits only those shards (again), with a new merge after them;
+# --at-once runs at most M tasks at a time (sbatch --array=...%M), to spare
+# the shared file system.  Anything after -- goes to the array's sbatch
+# (--partition, --time, --cpus-per-task, --mem).  Prints the two job ids,
+# "array ID" and "merge ID".
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
 tasks=
+at_once=
 while [ $# -gt 0 ]; do
     case $1 in
     --tasks) tasks=$2; shift 2 ;;
+    --at-once) at_once=%$2; shift 2 ;;
     --) shift; break ;;
-    *) echo "usage: $0 [--tasks K,...] [-- SBATCH_OPTIONS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--tasks K,...] [--at-once M] [-- SBATCH_OPTIONS...]" >&2; exit 2 ;;
     esac
 done
 : "${ECHONETD_CONF:?set ECHONETD_CONF}" "${ECHONETD_LIST:?set ECHONETD_LIST}"
@@ -34,7 +37,7 @@ ECHONETD_SHARD_DIR=$(abs "$ECHONETD_SHARD_DIR")
 export ECHONETD_CONF ECHONETD_LIST ECHONETD_SHARDS ECHONETD_SHARD_DIR
 mkdir -p "$ECHONETD_SHARD_DIR/logs"
 
-array=$(sbatch --parsable --array="${tasks:-1-$ECHONETD_SHARDS}" --export=ALL \
+array=$(sbatch --parsable --array="${tasks:-1-$ECHONETD_SHARDS}$at_once" --export=ALL \
     --output="$ECHONETD_SHARD_DIR/logs/shard-%a-job-%A.log" "$@" "$here/echonetd-array.sbatch")
 array=${array%%;*}
 merge=$(sbatch --parsable --dependency="afterany:$array" --export=ALL \
