@@ -828,7 +828,7 @@ static int insert_row(merge *m, const mtable *t, keyed *k, sqlite3_stmt *row, co
         else
             sqlite3_bind_value(k->insert, c + 1, sqlite3_column_value(row, c));
     }
-    if ((rc = step_done(m, k->insert, "adding a row")) != EN_OK)
+    if (step_done(m, k->insert, "adding a row") != EN_OK)
         return en_err_prefix(m->err, "table %s", t->name);
     *id = sqlite3_last_insert_rowid(m->db);
     /* Children came from here into a parent that was there already: its
