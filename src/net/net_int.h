@@ -7,10 +7,10 @@
  *
  *   create   a new staging file, O_EXCL, named by the receiver alone
  *            ("r<unix ms>-<seq>-<random>.part"): never from the dataset
- *   commit   fsync it, walk it (en_dicom_scan: whole DICOM?), rename it
- *            into the inbox as "<same>.dcm" (RENAME_NOREPLACE), fsync the
- *            inbox and the staging folder; only then may the caller answer
- *            Success
+ *   commit   fsync it, walk it (en_dicom_scan: whole DICOM, safe to parse?),
+ *            rename it into the inbox as "<same>.dcm" (RENAME_NOREPLACE),
+ *            fsync the inbox and the staging folder; only then may the
+ *            caller answer Success
  *   discard  unlink it
  *
  * policy.c decides, in C too, which requests are taken (SOP class, the
@@ -55,8 +55,10 @@ int net_spool_create(net_spool *sp, net_file *f, en_err *err);
 void net_spool_path(const net_spool *sp, const net_file *f, char *buf, size_t n);
 
 /* Durable hand-over to the inbox; closes f.  EN_EFORMAT (nothing renamed)
- * when the walk finds the file cut inside an element: the caller discards
- * it.  EN_EIO when a flush or the rename failed. */
+ * when the walk finds the file cut inside an element, or finds what the
+ * reader refuses before parsing (en_dicom_scan's `refuse`: nesting deeper
+ * than DCMTK's recursive parser survives, zeros, too many elements): the
+ * caller discards it.  EN_EIO when a flush or the rename failed. */
 int net_spool_commit(net_spool *sp, net_file *f, en_err *err);
 
 void net_spool_discard(net_spool *sp, net_file *f);

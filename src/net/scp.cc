@@ -425,7 +425,8 @@ private:
             net_spool_discard(&srv_->spool, &f);
             if (rc == EN_EFORMAT) {
                 refused(NET_REFUSE_NOT_WHOLE, EN_NET_NOTICE, e.msg);
-                return respond(req, pid, NET_STATUS_NOT_WHOLE, "data set is not whole DICOM");
+                return respond(req, pid, NET_STATUS_NOT_WHOLE,
+                               "data set is not whole or not safe to parse");
             }
             refused(NET_REFUSE_WRITE, EN_NET_ERR, e.msg);
             return respond(req, pid, NET_STATUS_RESOURCES, "receiver cannot store the instance");

@@ -177,6 +177,13 @@ int net_spool_commit(net_spool *sp, net_file *f, en_err *err)
     if (sc.state == EN_SCAN_TRUNCATED)
         return en_err_set(err, EN_EFORMAT, "the received data set is not whole DICOM (%s at "
                           "byte %lld of %lld)", sc.detail, sc.end, sc.size);
+    /* What the reader would refuse before parsing (nesting past its bound,
+     * zeros, too many elements) never enters the inbox: the peer hears an
+     * error now instead of the study failing later. */
+    if (sc.refuse)
+        return en_err_set(err, EN_EFORMAT, "the received data set is refused before any "
+                          "parsing, as the reader would refuse it (%s; %lld bytes)", sc.detail,
+                          sc.size);
     memcpy(to, f->name, l - strlen(NET_PART));
     strcpy(to + l - strlen(NET_PART), ".dcm");
     if (net_move(sp, f->name, to) != 0)
