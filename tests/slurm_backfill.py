@@ -9,6 +9,7 @@ name it; submitted again, it skips what it did, and the merge then holds
 every clip once, as the single run does.  A shard made with another site
 secret is refused by the merge job.  Skipped (exit 77, with the reason)
 only when the cluster cannot start here (not root, Slurm not installed)."""
+import atexit
 import os
 import re
 import socket
@@ -74,6 +75,8 @@ def fail_hard(what):
     rep.finish()
 
 
+# Whatever happens below, the daemons started here stop with the test.
+atexit.register(down)
 if up.returncode != 0:
     fail_hard("slurm-up.sh: exit %d: %s %s" % (up.returncode, up.stdout, up.stderr))
 env["SLURM_CONF"] = os.path.join(state, "slurm.conf")
