@@ -86,6 +86,18 @@ typedef struct en_config {
     char recv_tls_private_key[EN_PATH_MAX];
     char recv_tls_trusted[EN_PATH_MAX];
     int recv_tls_verify_peer;
+    /* [send] (echonetd-send and echonetctl send only: results to the PACS,
+     * docs/dicom-network.md "Sending results back") */
+    int send_enabled;
+    char send_ae_title[EN_PATH_MAX];     /* ours, the calling AE title */
+    char send_peer_ae_title[EN_PATH_MAX];
+    char send_peer_host[EN_PATH_MAX];
+    int send_peer_port;
+    char send_outbox[EN_PATH_MAX];       /* the outbox's SQLite file */
+    int send_timeout_s;                  /* connect, ACSE and DIMSE */
+    int send_backoff_min_s, send_backoff_max_s;
+    int send_give_up_after_s;            /* a version not sent by then fails */
+    int send_poll_s;                     /* how often new results are looked for */
 } en_config;
 
 /* The default models: small networks trained by tools/train-phantom on

@@ -32,5 +32,10 @@ int cli_merge(cli_ctx *ctx, int argc, char **argv);
 int cli_segment(cli_ctx *ctx, int argc, char **argv);
 int cli_ef(cli_ctx *ctx, int argc, char **argv);
 int cli_convert_weights(cli_ctx *ctx, int argc, char **argv);
+int cli_send(cli_ctx *ctx, int argc, char **argv);
+
+struct en_json;
+/* cmd_send.c: the outbox lines of `status` (j NULL: text). */
+void cli_status_outbox(const en_config *c, struct en_json *j);
 
 #endif

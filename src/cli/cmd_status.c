@@ -101,6 +101,7 @@ int cli_status(cli_ctx *ctx, int argc, char **argv)
         for (int s = 0; rc == EN_OK && s < EN_STORE_NSTATUS; s++)
             en_json_int(&j, en_store_status_name((en_store_status)s), counts[s]);
         en_json_end_object(&j);
+        cli_status_outbox(c, &j);
         en_json_begin_array(&j, "last_failures");
     } else if (rc == EN_OK) {
         printf("spool      inbox %d, in work %d, quarantined %d  (-1: folder unreadable)\n",
@@ -108,6 +109,7 @@ int cli_status(cli_ctx *ctx, int argc, char **argv)
         printf("studies    %lld queued, %lld processing, %lld done, %lld failed\n",
                (long long)counts[EN_STORE_QUEUED], (long long)counts[EN_STORE_PROCESSING],
                (long long)counts[EN_STORE_DONE], (long long)counts[EN_STORE_FAILED]);
+        cli_status_outbox(c, NULL);
         printf("last failures:\n");
     }
     if (rc == EN_OK)

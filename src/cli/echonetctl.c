@@ -54,6 +54,8 @@ static void usage(FILE *f)
         "          with the latest failures\n"
         "  report PSEUDONYM\n"
         "          draw the study's report again from the database\n"
+        "  send PSEUDONYM\n"
+        "          queue the study's result for echonetd-send again (to the PACS)\n"
         "  segment VIDEO.avi [--weights SEG] [--out size.csv] [--masks F] [--logits F]\n"
         "          per-frame LV sizes of a 112x112 video\n"
         "  ef VIDEO.avi [--weights EF] [--start N]\n"
@@ -233,6 +235,7 @@ int main(int argc, char **argv)
         { "status", cli_status, USES_DATABASE }, { "export", cli_export, USES_DATABASE },
         { "segment", cli_segment, 0 }, { "ef", cli_ef, 0 },
         { "convert-weights", cli_convert_weights, 0 },
+        { "send", cli_send, USES_DATABASE },
     };
     cli_ctx ctx;
     const char *sets[64], *why = NULL;

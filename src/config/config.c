@@ -101,6 +101,19 @@ static const en_config_row rows[] = {
     PATH("recv", "tls_private_key", recv_tls_private_key, "", RESTART),
     PATH("recv", "tls_trusted", recv_tls_trusted, "", RESTART),
     BOOL("recv", "tls_verify_peer", recv_tls_verify_peer, "yes", RESTART),
+    /* Read by echonetd-send and echonetctl send only; echonetd-send reads
+     * the file again at each SIGHUP but keeps its outbox open. */
+    BOOL("send", "enabled", send_enabled, "no", NOW),
+    PATH("send", "ae_title", send_ae_title, "ECHONETD", NOW),
+    PATH("send", "peer_ae_title", send_peer_ae_title, "", NOW),
+    PATH("send", "peer_host", send_peer_host, "", NOW),
+    INT("send", "peer_port", send_peer_port, 1, 65535, "104", NOW),
+    PATH("send", "outbox", send_outbox, "@state/outbox/outbox.db", RESTART),
+    INT("send", "timeout_s", send_timeout_s, 1, 3600, "30", NOW),
+    INT("send", "backoff_min_s", send_backoff_min_s, 1, 86400, "30", NOW),
+    INT("send", "backoff_max_s", send_backoff_max_s, 1, 604800, "3600", NOW),
+    INT("send", "give_up_after_s", send_give_up_after_s, 1, 31536000, "259200", NOW),
+    INT("send", "poll_s", send_poll_s, 1, 3600, "10", NOW),
 };
 #undef PATH
 #undef INT
