@@ -92,11 +92,11 @@ static void *run(void *arg)
         for (int r = 0; r < 10; r++)
             nn_bpack(bp, rows, NULL, NULL, kp, j->n);
         j->pack_s = (now() - t0) / 10;
-        nn_gemm_bf16(&pk, 0, j->m, bp, j->n, &o, work);
+        nn_gemm_bf16(&pk, 0, j->m, bp, j->n, &o, work, NULL);
         t0 = now();
         end = t0 + j->seconds;
         for (j->reps = 0; now() < end; j->reps++)
-            nn_gemm_bf16(&pk, 0, j->m, bp, j->n, &o, work);
+            nn_gemm_bf16(&pk, 0, j->m, bp, j->n, &o, work, NULL);
         j->t = now() - t0;
         nn_pack_free(&pk);
         free(bp);

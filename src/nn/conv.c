@@ -403,8 +403,33 @@ static size_t implicit_need(const conv_job *j)
 {
     const size_t ntaps = (size_t)j->c->ntap[0] * j->c->ntap[1] * j->c->ntap[2];
     const size_t nh = ((size_t)j->nb + 15) / 16, k = (size_t)j->pk->k;
+    const size_t live = ((size_t)j->nb + NN_NB - 1) / NN_NB * (size_t)nn_kblocks(j->pk->k);
     return (k * sizeof(float *) + k * sizeof(int32_t) + (ntaps * nh + 1) * sizeof(int32_t) +
-            ntaps * nh * (size_t)j->maxp * sizeof(nn_piece)) / sizeof(float) + 64;
+            ntaps * nh * (size_t)j->maxp * sizeof(nn_piece) + ntaps + live) / sizeof(float) + 64;
+}
+
+/* Which K blocks of each 32-column panel read anything: a block is dead
+ * where every tap it holds rows of has no piece in the panel (its columns
+ * all read padding: dilated taps near the border, ASPP's outer taps). */
+static void implicit_live(const conv_job *j, int64_t n, const int32_t *start, uint8_t *tlive,
+                          uint8_t *live)
+{
+    const nn_conv *c = j->c;
+    const int ntaps = c->ntap[0] * c->ntap[1] * c->ntap[2];
+    const int64_t nh = (n + 15) / 16, nkb = nn_kblocks(j->pk->k);
+
+    for (int64_t p = 0; p * 2 < nh; p++) {
+        const int64_t h1 = 2 * p + 2 < nh ? 2 * p + 2 : nh;
+        for (int t = 0; t < ntaps; t++)
+            tlive[t] = start[(int64_t)t * nh + 2 * p] != start[(int64_t)t * nh + h1];
+        for (int64_t kb = 0; kb < nkb; kb++) {
+            const int r1 = (int)(32 * kb + 32 < j->pk->k ? 32 * kb + 32 : j->pk->k);
+            int on = 0;
+            for (int r = (int)(32 * kb); r < r1 && !on; r++)
+                on = j->kq[r] >= 0 && tlive[j->kq[r] / c->cin];
+            live[p * nkb + kb] = (uint8_t)on;
+        }
+    }
 }
 
 /* The pieces (gemm_int.h) of every live tap for output columns [j0, j0+n)
@@ -476,6 +501,7 @@ static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const n
     nn_piece *pieces = (nn_piece *)(void *)(chan + pk->k);
     int32_t *tap = (int32_t *)(void *)(pieces + ntaps * (size_t)nh * (size_t)j->maxp);
     int32_t *start = tap + pk->k;
+    uint8_t *tlive = (uint8_t *)(void *)(start + ntaps * (size_t)nh + 1), *live = tlive + ntaps;
     nn_bf16_buf b;
 
     for (int r = 0; r < pk->k; r++) {
@@ -484,9 +510,10 @@ static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const n
         tap[r] = q >= 0 ? q / c->cin : 0;
     }
     implicit_pieces(j, j0, n, pieces, start);
+    implicit_live(j, n, start, tlive, live);
     nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), pk, j->chunk, &b);
-    nn_bpack_pieces(b.bp, chan, tap, pieces, start, (n + 15) / 16, pk->k, n);
-    nn_gemm_bf16(pk, 0, c->cout, b.bp, n, o, b.work);
+    nn_bpack_pieces(b.bp, chan, tap, pieces, start, (n + 15) / 16, pk->k, n, live);
+    nn_gemm_bf16(pk, 0, c->cout, b.bp, n, o, b.work, live);
 }
 
 /* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the

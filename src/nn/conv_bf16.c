@@ -199,6 +199,6 @@ void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
         oc.c += j0;
         if (oc.res)
             oc.res += j0;
-        nn_gemm_bf16(pk, m0, m1, b.bp, nc, &oc, b.work);
+        nn_gemm_bf16(pk, m0, m1, b.bp, nc, &oc, b.work, NULL);
     }
 }

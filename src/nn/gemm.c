@@ -90,12 +90,13 @@ void nn_bpack(uint16_t *dst, const float *const *rows, const int32_t *lo,
 
 void nn_bpack_pieces(uint16_t *dst, const float *const *chan, const int32_t *tap,
                      const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                     int64_t n)
+                     int64_t n, const uint8_t *live)
 {
 #ifdef NN_X86_KERNELS
-    nn_bpack_pieces_avx512(dst, chan, tap, pieces, start, nh, k, n);
+    nn_bpack_pieces_avx512(dst, chan, tap, pieces, start, nh, k, n, live);
 #else
     (void)dst; (void)chan; (void)tap; (void)pieces; (void)start; (void)nh; (void)k; (void)n;
+    (void)live;
 #endif
 }
 
@@ -107,17 +108,16 @@ size_t nn_gemm_work(const nn_pack *a, int64_t n)
 }
 
 void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
-                  const nn_gemm_out *o, float *work)
+                  const nn_gemm_out *o, float *work, const uint8_t *live)
 {
     if (m1 <= m0 || n <= 0)
         return;
 #ifdef NN_X86_KERNELS
     if (a->kern == NN_KERN_AMX)
-        nn_gemm_amx(a, m0, m1, b, n, o, work);
+        nn_gemm_amx(a, m0, m1, b, n, o, work, live);
     else
-        nn_gemm_avx512(a, m0, m1, b, n, o);
-    (void)work;
+        nn_gemm_avx512(a, m0, m1, b, n, o, live);
 #else
-    (void)b; (void)o; (void)work;   /* unreachable: cpu.c offers no bf16 tier here */
+    (void)b; (void)o; (void)work; (void)live;   /* unreachable: cpu.c offers no bf16 tier here */
 #endif
 }

@@ -48,9 +48,9 @@ static void tiles_configure(void)
 
 /* c[32][32] (+)= A panel slice (kb blocks of 32x32) x B micro-panel slice
  * (kb blocks of 16 k-pairs x 32 columns); first: start from zero, else
- * from the partial sums in c. */
+ * from the partial sums in c; live: the slice's live blocks, or NULL. */
 static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb, float *c,
-                               int first)
+                               int first, const uint8_t *live)
 {
     if (first) {
         _tile_zero(0);
@@ -64,6 +64,8 @@ static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb,
         _tile_loadd(3, c + 16 * 32 + 16, 128);
     }
     for (int64_t k = 0; k < kb; k++, a += 1024, b += 1024) {
+        if (live && !live[k])
+            continue;
         _tile_loadd(4, a, 64);
         _tile_loadd(6, b, 128);
         _tile_loadd(7, b + 32, 128);
@@ -85,9 +87,9 @@ static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb,
  * across the micro-panels.  With K in several blocks, the partial sums of
  * the row block live in work, 4 KB per 32x32 block. */
 void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
-                 const nn_gemm_out *o, float *work)
+                 const nn_gemm_out *o, float *work, const uint8_t *live)
 {
-    const int64_t K = a->k, np = (n + NN_NB - 1) / NN_NB;
+    const int64_t K = a->k, np = (n + NN_NB - 1) / NN_NB, nkb = nn_kblocks(a->k);
     float blk[32 * 32] __attribute__((aligned(64)));
 
     tiles_configure();
@@ -99,10 +101,11 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
             for (int64_t jp = 0; jp < np; jp++) {
                 const uint16_t *bp = b + jp * NN_NB * K + k0 * 32;
                 const int cols = n - jp * NN_NB < NN_NB ? (int)(n - jp * NN_NB) : NN_NB;
+                const uint8_t *lv = live ? live + jp * nkb + k0 / 32 : NULL;
                 for (int ir = ic; ir < mend; ir += 32) {
                     const int rows = mend - ir < 32 ? mend - ir : 32;
                     float *c = first && last ? blk : work + (((ir - ic) / 32) * np + jp) * 1024;
-                    block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, kb, c, first);
+                    block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, kb, c, first, lv);
                     if (last)
                         nn_gemm_epilogue_avx512(c, 32, rows, ir - m0, jp * NN_NB, cols, o);
                 }

@@ -99,10 +99,11 @@ void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
 
 void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
                             const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                            int64_t n)
+                            int64_t n, const uint8_t *live)
 {
     const __m512i i0 = pair_index(0), i1 = pair_index(1);
     const int64_t pstride = (int64_t)NN_NB * k, ghalves = 2 * NN_PACK_GROUP;
+    const int64_t nkb = nn_kblocks(k);
 
     for (int64_t g0 = 0; g0 < nh; g0 += ghalves) {
         const int64_t g1 = nh - g0 < ghalves ? nh : g0 + ghalves;
@@ -110,6 +111,8 @@ void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32
             uint16_t *pd = dst + (g0 / 2) * pstride + (int64_t)r * NN_NB;
             for (int64_t hh = g0; hh < g1; hh += 2, pd += pstride) {
                 __m512 v[4];
+                if (live && !live[(hh / 2) * nkb + r / 32])
+                    continue;
                 for (int q = 0; q < 2; q++) {
                     const float *src = chan[r + q];
                     for (int h = 0; h < 2; h++) {
@@ -155,22 +158,29 @@ void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0
     }
 }
 
-/* C[8][32] = A panel x B panel over kp pairs. */
-static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b, float *blk)
+/* C[8][32] = A panel x B panel over kp pairs; live: the panel's live
+ * blocks of 16 pairs, or NULL. */
+static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
+                               const uint8_t *live, float *blk)
 {
     __m512 c[8][2];
     const uint32_t *ap = (const uint32_t *)(const void *)a;
 
     for (int m = 0; m < 8; m++)
         c[m][0] = c[m][1] = _mm512_setzero_ps();
-    for (int64_t k = 0; k < kp; k++, ap += 8, b += 64) {
-        const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b);
-        const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + 32);
+    for (int64_t k0 = 0; k0 < kp; k0 += 16) {
+        const int64_t k1 = kp - k0 < 16 ? kp : k0 + 16;
+        if (live && !live[k0 / 16])
+            continue;
+        for (int64_t k = k0; k < k1; k++) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * 64);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + k * 64 + 32);
 #pragma GCC unroll 8
-        for (int m = 0; m < 8; m++) {
-            const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[m]);
-            c[m][0] = _mm512_dpbf16_ps(c[m][0], av, b0);
-            c[m][1] = _mm512_dpbf16_ps(c[m][1], av, b1);
+            for (int m = 0; m < 8; m++) {
+                const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[k * 8 + m]);
+                c[m][0] = _mm512_dpbf16_ps(c[m][0], av, b0);
+                c[m][1] = _mm512_dpbf16_ps(c[m][1], av, b1);
+            }
         }
     }
     for (int m = 0; m < 8; m++) {
@@ -180,9 +190,9 @@ static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
 }
 
 void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
-                    const nn_gemm_out *o)
+                    const nn_gemm_out *o, const uint8_t *live)
 {
-    const int64_t kp = a->k / 2;
+    const int64_t kp = a->k / 2, nkb = nn_kblocks(a->k);
     float blk[8 * 32] __attribute__((aligned(64)));
 
     for (int mp = m0; mp < m1; mp += 8) {
@@ -190,7 +200,7 @@ void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t
         const int rows = m1 - mp < 8 ? m1 - mp : 8;
         for (int64_t j0 = 0; j0 < n; j0 += NN_NB) {
             const int cols = n - j0 < NN_NB ? (int)(n - j0) : NN_NB;
-            kernel_8x32(kp, ap, b + j0 * a->k, blk);
+            kernel_8x32(kp, ap, b + j0 * a->k, live ? live + (j0 / NN_NB) * nkb : NULL, blk);
             nn_gemm_epilogue_avx512(blk, 32, rows, mp - m0, j0, cols, o);
         }
     }

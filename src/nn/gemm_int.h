@@ -108,7 +108,16 @@ typedef struct nn_piece {
 
 void nn_bpack_pieces(uint16_t *dst, const float *const *chan, const int32_t *tap,
                      const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                     int64_t n);
+                     int64_t n, const uint8_t *live);
+
+/* Live K blocks: live[p * nn_kblocks(k) + kb] is 0 when rows [32 kb,
+ * 32 kb + 32) of B are zero in every column of panel p (taps that read only
+ * padding there).  Packing skips those blocks (leaves them unwritten) and
+ * the products skip them; NULL means every block is live. */
+static inline int64_t nn_kblocks(int k)
+{
+    return ((int64_t)k + 31) / 32;
+}
 
 /* Where a product goes: C[r][j] = (A x B)[r][j] (+ bias[r]) (+ res[r][j])
  * (ReLU); bias/res NULL when absent. */
@@ -124,9 +133,10 @@ typedef struct nn_gemm_out {
 /* C rows [m0, m1) (m0 a multiple of nn_mpanel) and columns [0, n) =
  * A x B, B packed by nn_bpack with a->k rows and n columns.  o's pointers
  * (c, bias, res) address row m0.  work: nn_gemm_work(a, n) floats of the
- * caller's (partial sums when K is cut into blocks), 64-byte aligned. */
+ * caller's (partial sums when K is cut into blocks), 64-byte aligned.
+ * live: the live K blocks per panel of B, or NULL. */
 void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
-                  const nn_gemm_out *o, float *work);
+                  const nn_gemm_out *o, float *work, const uint8_t *live);
 size_t nn_gemm_work(const nn_pack *a, int64_t n);
 
 /* fp32 to bf16, round to nearest even (NaN stays NaN). */
@@ -150,11 +160,11 @@ void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
                      const int32_t *hi, int k, int64_t n);
 void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
                             const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                            int64_t n);
+                            int64_t n, const uint8_t *live);
 void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
-                    const nn_gemm_out *o);
+                    const nn_gemm_out *o, const uint8_t *live);
 void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
-                 const nn_gemm_out *o, float *work);
+                 const nn_gemm_out *o, float *work, const uint8_t *live);
 /* AMX blocking: K in blocks of NN_AMX_KC (an A slice of a 32-row panel,
  * 16 KB, and a B micro-panel of 32 columns, 16 KB, fit L1 together), rows
  * in blocks of NN_AMX_MC (a 128 KB block of A stays in L2 across the
