@@ -6,6 +6,10 @@
  *
  *   nn-bench seg WEIGHTS FRAMES THREADS BATCH REPS
  *   nn-bench ef WEIGHTS CLIPS THREADS REPS
+ *   nn-bench fork SEG_WEIGHTS EF_WEIGHTS THREADS
+ * fork: loads and prepares both models (en_nn_model_prepare), runs 8 frames
+ * and a clip warm, then forks a child that runs the same: how long loading
+ * takes, and how soon a pre-forked worker holding the models is ready.
  * EN_NN_PRECISION=auto|fp32|bf16 chooses the products' precision (default
  * auto).  Prints one line of JSON.
  */
@@ -14,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 static double now(void)
 {
@@ -47,6 +53,75 @@ static long peak_rss_kb(void)
     return kb;
 }
 
+/* 8 frames and one clip of zeros-and-noise through both models: ms */
+static double study_step(en_nn_model *seg, en_nn_model *ef, const float *in, float *out,
+                         en_err *err)
+{
+    double t = now();
+    if (en_nn_segment(seg, in, 8, 112, 112, out, err) != EN_OK ||
+        en_nn_ef(ef, in, 32, 112, 112, out, err) != EN_OK)
+        return -1;
+    return (now() - t) * 1e3;
+}
+
+static int run_fork(char **argv, const en_nn_opts *o)
+{
+    en_nn_model *seg, *ef;
+    en_err err;
+    double t0 = now(), load, prepare, warm, child_first = -1, fork_ms = -1;
+    float *in = malloc(3 * 32 * 112 * 112 * sizeof *in), *out = malloc(8 * 112 * 112 * sizeof *out);
+    int fd[2], status;
+    pid_t pid;
+
+    if (!in || !out)
+        return 1;
+    fill(in, 3 * 32 * 112 * 112);
+    if (en_nn_model_load_opts(argv[2], o, &seg, &err) != EN_OK ||
+        en_nn_model_load_opts(argv[3], o, &ef, &err) != EN_OK) {
+        fprintf(stderr, "nn-bench: %s\n", err.msg);
+        return 1;
+    }
+    load = now() - t0;
+    t0 = now();
+    if (en_nn_model_prepare(seg, 112, 112, &err) != EN_OK ||
+        en_nn_model_prepare(ef, 112, 112, &err) != EN_OK) {
+        fprintf(stderr, "nn-bench: %s\n", err.msg);
+        return 1;
+    }
+    prepare = now() - t0;
+    study_step(seg, ef, in, out, &err);
+    warm = study_step(seg, ef, in, out, &err);
+    if (pipe(fd) != 0)
+        return 1;
+    t0 = now();
+    pid = fork();
+    if (pid == 0) {
+        double r[2];
+        r[0] = (now() - t0) * 1e3;      /* fork returned in the child */
+        r[1] = study_step(seg, ef, in, out, &err);
+        if (write(fd[1], r, sizeof r) != (ssize_t)sizeof r)
+            _exit(1);
+        _exit(r[1] < 0 ? 1 : 0);
+    }
+    if (pid < 0 || read(fd[0], &fork_ms, sizeof fork_ms) != (ssize_t)sizeof fork_ms ||
+        read(fd[0], &child_first, sizeof child_first) != (ssize_t)sizeof child_first ||
+        waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "nn-bench: the forked child failed\n");
+        return 1;
+    }
+    printf("{\"engine\":\"echonetd\",\"task\":\"fork\",\"threads\":%d,\"precision\":\"%s\","
+           "\"kernel\":\"%s\",\"load_s\":%.3f,\"prepare_s\":%.3f,\"warm_ms\":%.1f,"
+           "\"fork_ms\":%.2f,\"child_first_ms\":%.1f,\"ready_ms\":%.1f,\"peak_rss_mb\":%.1f}\n",
+           en_nn_model_info(seg)->threads, en_nn_prec_name(en_nn_model_info(seg)->precision),
+           en_nn_model_info(seg)->kernel, load, prepare, warm, fork_ms, child_first,
+           fork_ms + child_first - warm, peak_rss_kb() / 1024.0);
+    en_nn_model_free(seg);
+    en_nn_model_free(ef);
+    free(in);
+    free(out);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     en_nn_opts o;
@@ -56,16 +131,21 @@ int main(int argc, char **argv)
     int seg, n, reps;
     long rss_loaded;
 
-    if (argc < 6 || (strcmp(argv[1], "seg") && strcmp(argv[1], "ef")) ||
-        (!strcmp(argv[1], "seg") && argc < 7)) {
-        fprintf(stderr, "usage: nn-bench seg WEIGHTS FRAMES THREADS BATCH REPS\n"
-                        "       nn-bench ef WEIGHTS CLIPS THREADS REPS\n");
-        return 2;
-    }
     memset(&o, 0, sizeof o);
     if (getenv("EN_NN_PRECISION") && en_nn_prec_parse(getenv("EN_NN_PRECISION"),
                                                       &o.precision) != EN_OK) {
         fprintf(stderr, "nn-bench: EN_NN_PRECISION must be auto, fp32 or bf16\n");
+        return 2;
+    }
+    if (argc == 5 && strcmp(argv[1], "fork") == 0) {
+        o.threads = atoi(argv[4]);
+        return run_fork(argv, &o);
+    }
+    if (argc < 6 || (strcmp(argv[1], "seg") && strcmp(argv[1], "ef")) ||
+        (!strcmp(argv[1], "seg") && argc < 7)) {
+        fprintf(stderr, "usage: nn-bench seg WEIGHTS FRAMES THREADS BATCH REPS\n"
+                        "       nn-bench ef WEIGHTS CLIPS THREADS REPS\n"
+                        "       nn-bench fork SEG_WEIGHTS EF_WEIGHTS THREADS\n");
         return 2;
     }
     seg = strcmp(argv[1], "seg") == 0;

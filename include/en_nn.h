@@ -8,6 +8,8 @@
  * architecture, the input normalisation, the clip sampling, the origin and a
  * SHA-256 of the tensor data).  Channel widths come from the file, so
  * reduced-width variants of the same topology run with the same code.
+ * A model loaded before fork() works in the child (its own threads start
+ * at its first call).
  *
  * The engine knows tensors and layers, not DICOM or the daemon.  A model
  * object is not reentrant: one call at a time per model (load two models, or
@@ -84,6 +86,14 @@ int en_nn_model_load(const char *path, en_nn_model **out, en_err *err);
 int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
                           en_nn_model **out, en_err *err);
 void en_nn_model_free(en_nn_model *m);
+
+/* Plans every layer for frames of rows x cols (and the model's clip length)
+ * by running once on zeros, so that the first real call pays nothing but
+ * its own work.  With it a process can load and prepare both models once
+ * and fork a child per study: the child shares the packed weights
+ * copy-on-write and starts its own worker threads at its first call
+ * (docs/engine.md, "Loading once"). */
+int en_nn_model_prepare(en_nn_model *m, int rows, int cols, en_err *err);
 
 const en_nn_info *en_nn_model_info(const en_nn_model *m);
 

@@ -27,6 +27,7 @@ struct en_nn_model {
     nn_pool *pool;
     nn_deeplab *seg;
     nn_r2p1d *ef;
+    int threads_asked;
     nn_tensor in;      /* the batch in engine layout */
     float *norm;       /* normalised 8-bit frames, one batch or one clip */
     size_t norm_n;
@@ -202,6 +203,7 @@ int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
         en_nn_model_free(m);
         return rc;
     }
+    m->threads_asked = m->info.threads;
     m->info.threads = nn_pool_size(m->pool);
     *out = m;
     return EN_OK;
@@ -217,7 +219,10 @@ void en_nn_model_free(en_nn_model *m)
         return;
     nn_deeplab_free(m->seg);
     nn_r2p1d_free(m->ef);
-    nn_pool_free(m->pool);
+    if (nn_pool_forked(m->pool))
+        nn_pool_abandon(m->pool);
+    else
+        nn_pool_free(m->pool);
     nn_tensor_free(&m->in);
     free(m->norm);
     for (size_t i = 0; i < m->nmeta; i++) {
@@ -242,6 +247,23 @@ const char *en_nn_model_meta(const en_nn_model *m, const char *key)
     return NULL;
 }
 
+/* A model loaded before fork() runs in the child with a pool of its own
+ * (the parent's threads did not come along). */
+static int own_pool(en_nn_model *m, en_err *err)
+{
+    nn_pool *p;
+    int rc;
+
+    if (!nn_pool_forked(m->pool))
+        return EN_OK;
+    if ((rc = nn_pool_create(m->threads_asked, &p, err)) != EN_OK)
+        return rc;
+    nn_pool_abandon(m->pool);
+    m->pool = p;
+    m->info.threads = nn_pool_size(p);
+    return EN_OK;
+}
+
 static int check_size(int h, int w, int min, en_err *err)
 {
     if (h < min || w < min || h > 4096 || w > 4096)
@@ -257,7 +279,7 @@ int en_nn_segment(en_nn_model *m, const float *frames, size_t n, int h, int w,
 
     if (!m->seg)
         return en_err_set(err, EN_EINVAL, "nn: %s weights cannot segment", m->info.arch_name);
-    if ((rc = check_size(h, w, 32, err)) != EN_OK)
+    if ((rc = check_size(h, w, 32, err)) != EN_OK || (rc = own_pool(m, err)) != EN_OK)
         return rc;
     for (size_t i = 0; i < n; i += (size_t)m->info.batch) {
         size_t nb = n - i < (size_t)m->info.batch ? n - i : (size_t)m->info.batch;
@@ -346,7 +368,7 @@ int en_nn_ef(en_nn_model *m, const float *clip, int t, int h, int w, float *ef,
 
     if (!m->ef)
         return en_err_set(err, EN_EINVAL, "nn: %s weights cannot estimate EF", m->info.arch_name);
-    if ((rc = check_size(h, w, 16, err)) != EN_OK)
+    if ((rc = check_size(h, w, 16, err)) != EN_OK || (rc = own_pool(m, err)) != EN_OK)
         return rc;
     if (t < 1 || t > 4096)
         return en_err_set(err, EN_EINVAL, "nn: clip length %d outside 1..4096", t);
@@ -383,4 +405,29 @@ int en_nn_ef_frames(en_nn_model *m, const en_frames *fr, int start, float *ef,
         }
     }
     return en_nn_ef(m, m->norm, len, fr->rows, fr->cols, ef, err);
+}
+
+int en_nn_model_prepare(en_nn_model *m, int rows, int cols, en_err *err)
+{
+    const size_t plane = (size_t)rows * (size_t)cols;
+    float *zeros, out[1];
+    int rc;
+
+    if ((rc = check_size(rows, cols, m->seg ? 32 : 16, err)) != EN_OK)
+        return rc;
+    /* one pass over zeros plans every layer for this size (dead taps,
+     * paths, their packed weights) and sizes the buffers */
+    zeros = calloc(3 * plane * (size_t)(m->seg ? 1 : m->info.clip_frames), sizeof *zeros);
+    if (!zeros)
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory");
+    if (m->seg) {
+        float *logits = malloc(plane * sizeof *logits);
+        rc = logits ? en_nn_segment(m, zeros, 1, rows, cols, logits, err)
+                    : en_err_set(err, EN_ENOMEM, "nn: out of memory");
+        free(logits);
+    } else {
+        rc = en_nn_ef(m, zeros, m->info.clip_frames, rows, cols, out, err);
+    }
+    free(zeros);
+    return rc;
 }

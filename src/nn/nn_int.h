@@ -51,6 +51,10 @@ typedef void (*nn_task_fn)(void *arg, int task, int thread);
 
 int nn_pool_create(int nthreads, nn_pool **out, en_err *err);
 void nn_pool_free(nn_pool *p);
+/* 1 when p was made by another process (this one was forked since); such
+ * a pool is only released with nn_pool_abandon. */
+int nn_pool_forked(const nn_pool *p);
+void nn_pool_abandon(nn_pool *p);
 int nn_pool_size(const nn_pool *p);
 /* Runs fn(arg, task, thread) for task in [0, ntasks) on all threads (the
  * caller included) and returns when every task is done. */

@@ -5,15 +5,22 @@
  * (openblas_set_num_threads(1) at model load), so the two never compete for
  * the cores; each task calls a single-threaded sgemm on its own tile, which
  * also parallelises the im2col and the epilogue around it.
+ *
+ * A pool belongs to the process that made it: a child forked from a process
+ * with a loaded model (a pre-forked worker that inherits the packed weights)
+ * has none of the parent's threads, so model.c abandons the inherited pool
+ * and starts its own (nn_pool_forked).
  */
 #include "nn_int.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 struct nn_pool {
     int n;                      /* threads including the caller */
+    pid_t pid;                  /* the process the threads run in */
     pthread_t *tid;
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
@@ -90,6 +97,7 @@ int nn_pool_create(int nthreads, nn_pool **out, en_err *err)
     if (!p)
         return en_err_set(err, EN_ENOMEM, "nn: out of memory");
     p->n = nthreads;
+    p->pid = getpid();
     p->tid = calloc((size_t)nthreads, sizeof *p->tid);
     p->scratch = calloc((size_t)nthreads, sizeof *p->scratch);
     p->scratch_n = calloc((size_t)nthreads, sizeof *p->scratch_n);
@@ -133,6 +141,29 @@ void nn_pool_free(nn_pool *p)
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->wake);
     pthread_cond_destroy(&p->done);
+    free(p->scratch);
+    free(p->scratch_n);
+    free(p->panels);
+    free(p->panels_n);
+    free(p->tid);
+    free(p);
+}
+
+int nn_pool_forked(const nn_pool *p)
+{
+    return p && p->pid != getpid();
+}
+
+void nn_pool_abandon(nn_pool *p)
+{
+    /* after fork: the workers, their mutex and conditions belong to the
+     * parent; only the memory is ours to release */
+    if (!p)
+        return;
+    for (int i = 0; i < p->n; i++) {
+        free(p->scratch[i]);
+        free(p->panels[i]);
+    }
     free(p->scratch);
     free(p->scratch_n);
     free(p->panels);
