@@ -65,6 +65,11 @@ typedef struct dm_pass {
     int pending;            /* something is settling: look again soon */
 } dm_pass;
 
+/* Test-only (EN_DAEMON_FAULT=claim-delay:MS, read at start): a pause
+ * between the last check of a file and its claim, so that a test can
+ * swap something else in there at will.  The shipped unit does not set it. */
+static useconds_t claim_delay_us;
+
 static int ignored_name(const char *n)
 {
     size_t l = strlen(n);
@@ -265,6 +270,8 @@ static int look_file(dm_pass *ps, int dfd, const char *name, const char *rel,
         ps->pending = 1;
         return 0;
     }
+    if (claim_delay_us)
+        usleep(claim_delay_us);
     switch (take(d, dfd, name, DM_KIND_FILE, &s->id, NULL, s->warned)) {
     case 1:
         s->gen = 0;     /* forget it at the end of the pass */
@@ -466,7 +473,13 @@ int dm_intake_start(dm_daemon *d, en_err *err)
 {
     int rc;
 
+    const char *fault = getenv("EN_DAEMON_FAULT");
+    long long ms;
+
     (void)err;  /* nothing here is fatal: the timer always rescans */
+    if (fault && !strncmp(fault, "claim-delay:", 12) &&
+        en_parse_ll(fault + 12, 0, 1000, &ms) == EN_OK)
+        claim_delay_us = (useconds_t)ms * 1000;
     d->soon.data = d->rescan.data = d->watch.data = d;
     uv_timer_start(&d->rescan, on_rescan, 0, (uint64_t)d->cfg.rescan_ms);
     rc = uv_fs_event_start(&d->watch, on_fs_event, d->cfg.inbox_dir, 0);
