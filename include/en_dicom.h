@@ -22,9 +22,12 @@ typedef struct en_dicom_limits {
     uint32_t max_cols;        /* Columns */
     uint64_t max_file_bytes;  /* size of the file on disk */
     uint64_t max_pixel_bytes; /* decoded 8-bit frames*rows*cols*channels */
+    int jpeg_via_dcmtk;       /* 1: JPEG Baseline through DCMTK's codec instead
+                                 of libjpeg-turbo (comparisons, benchmarks) */
 } en_dicom_limits;
 
-/* Defaults: 2000 frames, 2048 x 2048, 2 GiB file, 1 GiB decoded. */
+/* Defaults: 2000 frames, 2048 x 2048, 2 GiB file, 1 GiB decoded,
+ * libjpeg-turbo for JPEG Baseline. */
 void en_dicom_limits_default(en_dicom_limits *lim);
 
 typedef enum en_fps_source {

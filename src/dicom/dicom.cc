@@ -23,6 +23,10 @@
  * - A header that promises more frames than the pixel data holds is refused
  *   with EN_EFORMAT, natively (byte count) and encapsulated (fragment count):
  *   we never pad with black frames.
+ * - JPEG Baseline goes through libjpeg-turbo (dicom_jpeg.cc: about 4x
+ *   faster, the same bytes as DCMTK's codec); what it declines (several
+ *   fragments per frame, unusual sampling, damaged streams...) falls back
+ *   to DicomImage for the whole file.
  * - JPEG 2000 goes through OpenJPEG (dicom_j2k.cc) when the build has it;
  *   without it, and for every syntax nobody here decodes, the file is refused
  *   with EN_EUNSUPPORTED naming the syntax.
@@ -77,6 +81,7 @@ extern "C" void en_dicom_limits_default(en_dicom_limits *lim)
     lim->max_cols = 2048;
     lim->max_file_bytes = (uint64_t)2 << 30;
     lim->max_pixel_bytes = (uint64_t)1 << 30;
+    lim->jpeg_via_dcmtk = 0;
 }
 
 extern "C" const char *en_fps_source_name(en_fps_source s)
@@ -622,6 +627,8 @@ static int dcm_decode(dcm_ctx *c)
                           c->path, info->frames, info->cols, info->rows);
     if (dcm_is_j2k(c->xfer))
         return dcm_decode_j2k(c);
+    if (!c->lim->jpeg_via_dcmtk && (rc = dcm_decode_jpeg_turbo(c)) != DCM_JPEG_DECLINED)
+        return rc;
     DicomImage img(c->ds, c->xfer, flags, 0, chunk);
     if ((rc = dcm_image_status(c, img, 0)))
         return rc;

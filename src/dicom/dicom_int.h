@@ -42,6 +42,15 @@ bool dcm_is_j2k(E_TransferSyntax x);
 /* Decodes every frame into c->frames (already allocated). */
 int dcm_decode_j2k(dcm_ctx *c);
 
+/* JPEG Baseline (dicom_jpeg.cc): libjpeg-turbo, with DCMTK's output.
+ * Decodes every frame into c->frames (already allocated) and returns EN_OK,
+ * or DCM_JPEG_DECLINED for anything it does not take (other syntaxes and
+ * precisions, several fragments per frame, unusual sampling, a damaged
+ * stream): the caller then decodes the whole file with DCMTK, which
+ * overwrites whatever frames were written. */
+#define DCM_JPEG_DECLINED 1
+int dcm_decode_jpeg_turbo(dcm_ctx *c);
+
 /* Copies src into dst[cap], always terminated, never splitting a UTF-8
  * sequence, dropping control characters. */
 void dcm_copy_str(char *dst, size_t cap, const char *src);
