@@ -297,8 +297,9 @@ static int attempt(send_state *s, en_store *st, en_outbox_item *it, en_err *err)
         return en_outbox_finish(s->ob, it->pseudonym, it->version, EN_OUTBOX_SUPERSEDED, now,
                                 e.msg, err);
     }
-    if (rc == EN_EINVAL && n == 0 && s->cfg.keystore_file[0]) {
-        /* The result itself cannot be sent (no EF): retrying changes nothing. */
+    if (rc == EN_EINVAL && n == 0) {
+        /* The result or its key store record cannot make an SR (no EF, a
+         * malformed identifier): retrying changes nothing. */
         s->failed++;
         say(s, LOG_WARNING, SEND_MSGID_FAILED, "%s", e.msg);
         return en_outbox_finish(s->ob, it->pseudonym, it->version, EN_OUTBOX_FAILED, now,
