@@ -163,9 +163,10 @@ static void not_as_checked(dm_daemon *d, const char *job, dm_kind kind, const dm
         dm_log(DM_ERR, &f, "%s", e.msg);
 }
 
-/* Claims dfd/name, checked as want (and for a file, as *want_id).  1 when
- * it left the inbox, 0 when it was gone already, -1 when it could not be
- * moved (logged unless quiet: each thing says so once). */
+/* Claims dfd/name, checked as want (and for a file, as *want_id).  EN_OK
+ * when it left the inbox, EN_ENOTFOUND when it was gone already, another
+ * code when it could not be moved (logged unless quiet: each thing says so
+ * once). */
 static int take(dm_daemon *d, int dfd, const char *name, dm_kind want, const dm_file_id *want_id,
                 const char *why_not, int quiet)
 {
@@ -176,28 +177,28 @@ static int take(dm_daemon *d, int dfd, const char *name, dm_kind want, const dm_
     int rc = dm_spool_claim(d->cfg.work_dir, dfd, name, job, &kind, &id, &e);
 
     if (rc == EN_ENOTFOUND)
-        return 0;       /* gone meanwhile (taken by someone else) */
+        return rc;      /* gone meanwhile (taken by someone else) */
     if (rc != EN_OK) {
         /* The message names the job, not the delivered file. */
         dm_fields f = { .job = job };
         if (!quiet)
             dm_log(DM_ERR, &f, "cannot take %s from the inbox into %s: %s (trying again at "
                    "every look, silently)", dm_kind_name(want), d->cfg.work_dir, e.msg);
-        return -1;
+        return rc;
     }
     if (want == DM_KIND_FILE && kind == DM_KIND_FILE && dm_file_id_same(&id, want_id)) {
         if (dm_job_add(d, job, &id, &e) != EN_OK) {
             dm_fields f = { .job = job };
             dm_log(DM_ERR, &f, "%s", e.msg);
         }
-        return 1;
+        return EN_OK;
     }
     if (want == DM_KIND_FILE)
         not_as_checked(d, job, kind, &id, "swapped in for the checked file just before it was "
                        "taken");
     else
         not_as_checked(d, job, kind, &id, why_not);
-    return 1;
+    return EN_OK;
 }
 
 /* ---- one pass ---- */
@@ -261,7 +262,7 @@ static int look_file(dm_pass *ps, int dfd, const char *name, const char *rel,
 {
     dm_daemon *d = ps->d;
     int64_t age_ms = ps->wall_ms - id->mtime_ns / 1000000;
-    int fresh;
+    int fresh, rc;
     dm_seen *s = seen_get(ps, rel, id, &fresh);
 
     if (!s || fresh || s->looks < 2 ||
@@ -272,14 +273,13 @@ static int look_file(dm_pass *ps, int dfd, const char *name, const char *rel,
     }
     if (claim_delay_us)
         usleep(claim_delay_us);
-    switch (take(d, dfd, name, DM_KIND_FILE, &s->id, NULL, s->warned)) {
-    case 1:
+    rc = take(d, dfd, name, DM_KIND_FILE, &s->id, NULL, s->warned);
+    if (rc == EN_OK) {
         s->gen = 0;     /* forget it at the end of the pass */
         return 1;
-    case -1:
-        s->warned = 1;
-        break;
     }
+    if (rc != EN_ENOTFOUND)
+        s->warned = 1;
     ps->pending = 1;
     return 0;
 }
@@ -288,22 +288,22 @@ static int look_file(dm_pass *ps, int dfd, const char *name, const char *rel,
 static int look_other(dm_pass *ps, int dfd, const char *name, const char *rel, dm_kind kind,
                       const dm_file_id *id, const char *why)
 {
-    int fresh;
+    int fresh, rc;
     dm_seen *s = seen_get(ps, rel, id, &fresh);
 
     if (!s)
         return 0;
-    switch (take(ps->d, dfd, name, kind, id, why, s->warned)) {
-    case 1:
+    rc = take(ps->d, dfd, name, kind, id, why, s->warned);
+    if (rc == EN_OK) {
         s->gen = 0;
         return 1;
-    case -1:
+    }
+    if (rc != EN_ENOTFOUND) {
         if (!s->warned)
             dm_log(DM_ERR, NULL, "%s in the inbox cannot be processed and cannot be moved to "
                    "the failed folder (see the line above): remove it by hand",
                    dm_kind_name(kind));
         s->warned = 1;
-        break;
     }
     return 0;
 }
