@@ -74,15 +74,17 @@ static bool tj_frame(const Uint8 *p, size_t n, int rows, int cols, int comps, bo
     struct jpeg_decompress_struct ci;
     tj_error e;
 
+    /* Zeroed first: if creating fails, destroying finds nothing to free. */
+    memset(&ci, 0, sizeof ci);
     ci.err = jpeg_std_error(&e.mgr);
     e.mgr.error_exit = tj_exit;
     e.mgr.emit_message = tj_message;
     e.warned = false;
-    jpeg_create_decompress(&ci);
     if (setjmp(e.jb)) {
         jpeg_destroy_decompress(&ci);
         return false;
     }
+    jpeg_create_decompress(&ci);
     jpeg_mem_src(&ci, p, (unsigned long)n);
     if (jpeg_read_header(&ci, TRUE) != JPEG_HEADER_OK || ci.progressive_mode || ci.arith_code ||
         ci.data_precision != 8 || (int)ci.image_width != cols || (int)ci.image_height != rows ||
