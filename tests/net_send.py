@@ -9,7 +9,9 @@ sending (retries with back-off) and up again: delivered once; a SIGKILL
 between the PACS's confirmation and the "sent" commit: sent again with the
 same UIDs, so Orthanc still holds one of each; the PACS down past
 [send] give_up_after_s: failed in `echonetctl status`, and
-`echonetctl send` queues it again.  Sending is off by default and refused
+`echonetctl send` queues it again; a version whose page the daemon has not
+drawn yet waits for it (an older page is never sent).  Sending is off by
+default and refused
 without a key store; no identifier reaches the sender's log, the results
 database or the outbox.  Also the unit: systemd-analyze verify and the
 hardening of echonetd.service.  Exits 77 (skipped) without Orthanc."""
@@ -303,6 +305,25 @@ try:
     p, log = sender(cfg, "--once")
     rep.check("result version 4 sent" in text(log), "v4 after echonetctl send: %s" % text(log))
     rep.check(len(study_instances(str(orig.StudyInstanceUID))) == 9, "v4 not in Orthanc once")
+
+    # --- the page of a new version not drawn yet: the older page is not sent
+    # under the new version's UIDs; the version waits for its own page -------------
+    rc, out, err = ctl(cfg, "process", src)
+    rep.check(rc == 0 and "result v5" in out + err, "process v5: %s" % (out + err)[-300:])
+    page = os.path.join(W, "out", pseudo + ".pdf")
+    old = time.time() - 3600
+    os.utime(page, (old, old))
+    p, log = sender(cfg, "--once")
+    rep.check("not drawn yet" in text(log) and " sent to " not in text(log),
+              "v5 with an older page: %s" % text(log))
+    rep.check(outbox(ob).get((pseudo, 5), ("",))[0] == "pending", "outbox v5: %s" % outbox(ob))
+    rep.check(len(study_instances(str(orig.StudyInstanceUID))) == 9, "v5 sent with an older page")
+    os.utime(page, None)
+    time.sleep(1.2)
+    p, log = sender(cfg, "--once")
+    rep.check("result version 5 sent" in text(log) and "SR and PDF" in text(log),
+              "v5 once its page is drawn: %s" % text(log))
+    rep.check(len(study_instances(str(orig.StudyInstanceUID))) == 11, "v5 not in Orthanc once")
 
     # --- nothing identifying in the logs, the results database or the outbox -----
     alltext = "".join(text(l) for l in logs)

@@ -8,8 +8,10 @@
  * built while it is current and its clips have not changed since
  * (not stale); otherwise it is superseded and the newer version is sent
  * instead.  The PDF is the page the daemon drew for the current result
- * (<output_dir>/<pseudonym>.pdf); without it (report pdf = no) only the SR
- * is sent.
+ * (<output_dir>/<pseudonym>.pdf).  The daemon commits a result first and
+ * draws its page after (seconds later), so a page older than the result is
+ * the previous version's: it is waited for, never sent under the new
+ * version's UIDs (which the PACS would keep for good).
  */
 #include "en_send.h"
 
@@ -101,20 +103,31 @@ static void fill_patient(const en_dicom_identity *id, en_sr_patient *pt)
     COPY(pt->study_time, id->study_time);
 }
 
+/* 1: the page is there and drawn for this result (not before it). */
+static int page_current(const char *pdf, int64_t computed_ms)
+{
+    struct stat sb;
+    int64_t mtime_ms;
+
+    if (stat(pdf, &sb) != 0)
+        return 0;
+    mtime_ms = (int64_t)sb.st_mtim.tv_sec * 1000 + sb.st_mtim.tv_nsec / 1000000;
+    return mtime_ms >= computed_ms;
+}
+
 int en_send_build(const en_config *cfg, en_store *st, const char *pseudonym, int version,
-                  const char *dir, char paths[2][EN_PATH_MAX + 16], int *nfiles,
-                  int *superseded, en_sr_uids *uids, en_err *err)
+                  int64_t now_ms, const char *dir, char paths[2][EN_PATH_MAX + 16],
+                  int *nfiles, en_send_defer *defer, en_sr_uids *uids, en_err *err)
 {
     static en_sr_result r;      /* large; echonetd-send builds one at a time */
     en_store_study s;
     en_sr_patient pt;
     en_dicom_identity id;
     char pdf[EN_PATH_MAX + 80], seed[96];
-    struct stat sb;
-    int rc;
+    int rc, with_pdf;
 
     *nfiles = 0;
-    *superseded = 0;
+    *defer = EN_SEND_READY;
     if (!cfg->keystore_file[0])
         return en_err_set(err, EN_EINVAL, "study %s: sending needs the key store ([deid] "
                           "keystore_file is not set)", pseudonym);
@@ -122,7 +135,7 @@ int en_send_build(const en_config *cfg, en_store *st, const char *pseudonym, int
     if ((rc = en_store_study_show(st, pseudonym, 0, &s, err)))
         return rc;
     if (s.res.version != version || s.stale) {
-        *superseded = 1;
+        *defer = EN_SEND_SUPERSEDED;
         rc = en_err_set(err, EN_ENOTFOUND, "study %s: result version %d is superseded "
                         "(current %d%s)", pseudonym, version, s.res.version,
                         s.stale ? ", being recomputed" : "");
@@ -132,6 +145,14 @@ int en_send_build(const en_config *cfg, en_store *st, const char *pseudonym, int
         rc = en_err_set(err, EN_EINVAL, "study %s: result version %d has no EF to send (%s)",
                         pseudonym, version, s.res.no_ef_reason[0] ? s.res.no_ef_reason
                                                                   : "no usable beat");
+        goto out;
+    }
+    snprintf(pdf, sizeof pdf, "%s/%s.pdf", cfg->output_dir, pseudonym);
+    with_pdf = cfg->report_pdf && page_current(pdf, s.res.computed_ms);
+    if (cfg->report_pdf && !with_pdf && now_ms - s.res.computed_ms < EN_SEND_REPORT_WAIT_MS) {
+        *defer = EN_SEND_REPORT_PENDING;
+        rc = en_err_set(err, EN_ENOTFOUND, "study %s: the report of result version %d is not "
+                        "drawn yet", pseudonym, version);
         goto out;
     }
     fill_result(&s, &r);
@@ -145,8 +166,7 @@ int en_send_build(const en_config *cfg, en_store *st, const char *pseudonym, int
         (rc = en_sr_write(&pt, &r, uids, paths[0], err)))
         goto out;
     *nfiles = 1;
-    snprintf(pdf, sizeof pdf, "%s/%s.pdf", cfg->output_dir, pseudonym);
-    if (stat(pdf, &sb) == 0) {
+    if (with_pdf) {
         snprintf(paths[1], EN_PATH_MAX + 16, "%s/pdf.dcm", dir);
         if ((rc = en_sr_write_pdf(&pt, &r, uids, pdf, paths[1], err)))
             goto out;

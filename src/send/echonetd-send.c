@@ -34,6 +34,7 @@
 
 #include "en_config.h"
 #include "en_err.h"
+#include "en_net.h"
 #include "en_outbox.h"
 #include "en_send.h"
 #include "en_store.h"
@@ -144,22 +145,27 @@ static void ping(send_state *s)
  * cannot send at all. */
 static int settings(const en_config *c, en_send_peer *p, en_err *err)
 {
+    int rc;
+
     if (!c->keystore_file[0])
         return en_err_set(err, EN_EINVAL, "sending needs the key store: set [deid] "
                           "keystore_file (the link to each original study)");
     if (!c->send_peer_host[0] || !c->send_peer_ae_title[0])
         return en_err_set(err, EN_EINVAL, "[send] peer_host and peer_ae_title must be set "
                           "(the PACS that gets the results)");
-    if (strlen(c->send_ae_title) > 16 || strlen(c->send_peer_ae_title) > 16 ||
-        !c->send_ae_title[0] || strlen(c->send_peer_host) >= sizeof p->host)
-        return en_err_set(err, EN_EINVAL, "[send] ae_title and peer_ae_title are 1 to 16 "
-                          "characters, peer_host at most %zu", sizeof p->host - 1);
+    if ((rc = en_net_check_ae(c->send_ae_title, "[send] ae_title", err)) ||
+        (rc = en_net_check_ae(c->send_peer_ae_title, "[send] peer_ae_title", err)))
+        return rc;
+    if (strlen(c->send_peer_host) >= sizeof p->host)
+        return en_err_set(err, EN_EINVAL, "[send] peer_host: at most %zu characters",
+                          sizeof p->host - 1);
     if (c->send_backoff_min_s > c->send_backoff_max_s)
         return en_err_set(err, EN_EINVAL, "[send] backoff_min_s (%d) is above backoff_max_s "
                           "(%d)", c->send_backoff_min_s, c->send_backoff_max_s);
     memset(p, 0, sizeof *p);
-    snprintf(p->our_ae, sizeof p->our_ae, "%s", c->send_ae_title);
-    snprintf(p->peer_ae, sizeof p->peer_ae, "%s", c->send_peer_ae_title);
+    /* Lengths checked above (an AE title is at most 16 characters). */
+    memcpy(p->our_ae, c->send_ae_title, strlen(c->send_ae_title) + 1);
+    memcpy(p->peer_ae, c->send_peer_ae_title, strlen(c->send_peer_ae_title) + 1);
     memcpy(p->host, c->send_peer_host, strlen(c->send_peer_host) + 1);
     p->port = c->send_peer_port;
     p->timeout_s = c->send_timeout_s;
@@ -256,7 +262,8 @@ static int attempt(send_state *s, en_store *st, en_outbox_item *it, en_err *err)
     en_sr_uids uids;
     en_err e;
     int64_t now = en_wall_ms(), wait;
-    int rc, n = 0, superseded = 0;
+    en_send_defer defer = EN_SEND_READY;
+    int rc, n = 0;
 
     if (now - it->enqueued_ms >= (int64_t)s->cfg.send_give_up_after_s * 1000) {
         if (it->state == EN_OUTBOX_PENDING)
@@ -273,8 +280,8 @@ static int attempt(send_state *s, en_store *st, en_outbox_item *it, en_err *err)
                    tmp && tmp[0] ? tmp : "/tmp", strerror(errno));
         rc = EN_EIO;
     } else {
-        rc = en_send_build(&s->cfg, st, it->pseudonym, it->version, dir, paths, &n,
-                           &superseded, &uids, &e);
+        rc = en_send_build(&s->cfg, st, it->pseudonym, it->version, now, dir, paths, &n,
+                           &defer, &uids, &e);
         if (rc == EN_OK) {
             files[0] = paths[0];
             files[1] = paths[1];
@@ -289,10 +296,17 @@ static int attempt(send_state *s, en_store *st, en_outbox_item *it, en_err *err)
         s->sent++;
         say(s, LOG_NOTICE, SEND_MSGID_SENT, "study %s result version %d sent to %s at %s:%d "
             "(%s, attempt %d)", it->pseudonym, it->version, s->peer.peer_ae, s->peer.host,
-            s->peer.port, n == 2 ? "SR and PDF" : "SR; no PDF report to send", it->attempts);
+            s->peer.port, n == 2 ? "SR and PDF" : s->cfg.report_pdf
+                ? "SR only: its PDF report was never drawn" : "SR only: [report] pdf = no",
+            it->attempts);
         return en_outbox_sent(s->ob, it->pseudonym, it->version, now, err);
     }
-    if (superseded) {
+    if (defer == EN_SEND_REPORT_PENDING) {
+        say(s, LOG_DEBUG, NULL, "%s: waiting for it", e.msg);
+        return en_outbox_retry(s->ob, it->pseudonym, it->version,
+                               now + (int64_t)s->cfg.send_poll_s * 1000, e.msg, err);
+    }
+    if (defer == EN_SEND_SUPERSEDED) {
         say(s, LOG_INFO, NULL, "%s: not sent, the newer version will be", e.msg);
         return en_outbox_finish(s->ob, it->pseudonym, it->version, EN_OUTBOX_SUPERSEDED, now,
                                 e.msg, err);
