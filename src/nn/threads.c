@@ -14,6 +14,7 @@
 #include "nn_int.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -25,17 +26,32 @@ struct nn_pool {
     pthread_mutex_t mu;
     pthread_cond_t wake, done;
     unsigned long generation;   /* bumped per nn_pool_run */
+    _Atomic unsigned long gen;  /* its copy for spinning readers */
     int stop;
     /* the current job */
     nn_task_fn fn;
     void *arg;
-    int ntasks, next, active;
+    int ntasks, next;
+    _Atomic int active;         /* workers inside a job (changed under mu) */
     /* per-thread scratch, and packed bf16 panels */
     float **scratch;
     size_t *scratch_n;
     uint16_t **panels;
     size_t *panels_n;
 };
+
+/* Pause iterations a thread spins, watching for the next job (workers) or
+ * the end of this one (the caller), before it sleeps on a condition: a
+ * network runs hundreds of short parallel steps, and a wake-up through the
+ * kernel costs tens of microseconds each; about 100 us of spinning. */
+#define NN_SPIN 1000
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
 
 typedef struct worker_arg {
     nn_pool *p;
@@ -68,6 +84,9 @@ static void *worker(void *varg)
 
     free(wa);
     for (;;) {
+        for (int i = 0; i < NN_SPIN &&
+             atomic_load_explicit(&p->gen, memory_order_acquire) == seen; i++)
+            cpu_relax();
         pthread_mutex_lock(&p->mu);
         while (!p->stop && p->generation == seen)
             pthread_cond_wait(&p->wake, &p->mu);
@@ -130,6 +149,7 @@ void nn_pool_free(nn_pool *p)
         return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
+    atomic_store(&p->gen, p->generation + 1);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++)
@@ -190,6 +210,7 @@ void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg)
     p->ntasks = ntasks;
     p->next = 0;
     p->generation++;
+    atomic_store_explicit(&p->gen, p->generation, memory_order_release);
     pthread_cond_broadcast(&p->wake);
     pthread_mutex_unlock(&p->mu);
 
@@ -197,6 +218,8 @@ void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg)
 
     /* Wait until no worker is inside this job and none is still to join it:
      * every task taken means only stragglers that are running remain. */
+    for (int i = 0; i < NN_SPIN && atomic_load(&p->active) > 0; i++)
+        cpu_relax();
     pthread_mutex_lock(&p->mu);
     while (p->active > 0)
         pthread_cond_wait(&p->done, &p->mu);
