@@ -4,6 +4,7 @@ delivering files (rename-in, slow writes) and waiting for outcomes.
 
 Random weights say nothing about accuracy; these tests are about the
 plumbing: every file ends in done or failed exactly once."""
+import atexit
 import os
 import shutil
 import signal
@@ -52,6 +53,8 @@ class Spool:
         self.proc = None
         self.logs = []
         self.n = 0
+        # A test that dies half-way must not leave its daemon running.
+        atexit.register(self.kill)
 
     def write_conf(self, **over):
         o = dict(self.opts)
@@ -177,10 +180,13 @@ class Spool:
             pass
         return 0
 
-    def close(self):
+    def kill(self):
         if self.proc and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+
+    def close(self):
+        self.kill()
         self.site.close()
 
 
