@@ -75,8 +75,9 @@ static void *run(void *arg)
         uint16_t *bp = NULL;
         float *work = NULL;
         nn_pack pk;
+        nn_bmat bm;
         en_err err;
-        nn_gemm_out o = { c, j->n, NULL, NULL, 0, 0 };
+        nn_gemm_out o = { .c = c, .ldc = j->n };
 
         for (int i = 0; i < kp; i++) {
             kmap[i] = i < j->k ? i : -1;
@@ -92,11 +93,12 @@ static void *run(void *arg)
         for (int r = 0; r < 10; r++)
             nn_bpack(bp, rows, NULL, NULL, kp, j->n);
         j->pack_s = (now() - t0) / 10;
-        nn_gemm_bf16(&pk, 0, j->m, bp, j->n, &o, work, NULL);
+        bm = nn_bmat_packed(bp, kp);
+        nn_gemm_bf16(&pk, 0, j->m, &bm, j->n, &o, work, NULL);
         t0 = now();
         end = t0 + j->seconds;
         for (j->reps = 0; now() < end; j->reps++)
-            nn_gemm_bf16(&pk, 0, j->m, bp, j->n, &o, work, NULL);
+            nn_gemm_bf16(&pk, 0, j->m, &bm, j->n, &o, work, NULL);
         j->t = now() - t0;
         nn_pack_free(&pk);
         free(bp);

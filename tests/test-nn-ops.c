@@ -156,6 +156,30 @@ static void run_conv_case_bf16(const conv_case *cc, nn_pool *pool, int residual,
            "(max %g)", nn_kern_name(kern), cc->cin, cc->cout, cc->k[0], cc->k[1], cc->k[2],
            cc->s[0], cc->s[1], cc->p[0], cc->p[1], cc->d[0], cc->d[1], cc->b, cc->t, cc->h,
            cc->w, maxd, maxv);
+    /* the output's bf16 copy, when made, is the output rounded */
+    if (y.bfvalid) {
+        size_t bad = 0, cols = (size_t)nn_tensor_cols(&y);
+        for (size_t ch = 0; ch < (size_t)c.cout; ch++)
+            for (size_t j = 0; j < cols; j++)
+                bad += y.bf[((ch / 2) * (size_t)y.bfld + j) * 2 + ch % 2] !=
+                       nn_bf16(y.data[ch * (size_t)y.stride[NN_C] + j]);
+        CHECKF(bad == 0, "%s conv cin %d cout %d: %zu values of the bf16 copy differ",
+               nn_kern_name(kern), cc->cin, cc->cout, bad);
+    }
+    CHECK(y.bfvalid == (c.cout % 2 == 0 && !c.sparse && c.ntap[0] * c.ntap[1] * c.ntap[2] > 0));
+    /* read from the input's bf16 copy (as after another convolution): the
+     * same numbers as packing the fp32 input */
+    if (cc->cin % 2 == 0) {
+        nn_tensor y2 = { 0 };
+        CHECKF(nn_tensor_bf_fill(&x, &err) == EN_OK, "%s", err.msg);
+        CHECKF(nn_conv_forward(pool, &c, &x, &y2, residual ? &res : NULL, relu, &err) == EN_OK,
+               "%s", err.msg);
+        CHECKF(memcmp(y.data, y2.data, nn_tensor_numel(&y) * sizeof *y.data) == 0,
+               "%s conv cin %d cout %d k %dx%dx%d s %d,%d d %d,%d: input's bf16 copy gives "
+               "other numbers", nn_kern_name(kern), cc->cin, cc->cout, cc->k[0], cc->k[1],
+               cc->k[2], cc->s[0], cc->s[1], cc->d[0], cc->d[1]);
+        nn_tensor_free(&y2);
+    }
     free(cr.w);
     nn_conv_free(&c);
     nn_tensor_free(&x);
@@ -213,10 +237,12 @@ static void test_gemm_bf16(nn_kern kern)
         for (int64_t i = 0; i < npan * nkb; i++)
             live[i] = si % 2 == 0 || i % 3 != 1;
         {
-            nn_gemm_out o = { c + (size_t)m0 * n, n, bias + m0, resv + (size_t)m0 * n, n, 1 };
+            nn_gemm_out o = { .c = c + (size_t)m0 * n, .ldc = n, .bias = bias + m0,
+                              .res = resv + (size_t)m0 * n, .ldr = n, .relu = 1 };
+            nn_bmat bm = nn_bmat_packed(bp, kp);
             float *work = NULL;
             CHECK(posix_memalign((void **)&work, 64, nn_gemm_work(&pk, n) * sizeof *work + 64) == 0);
-            nn_gemm_bf16(&pk, m0, m, bp, n, &o, work, live);
+            nn_gemm_bf16(&pk, m0, m, &bm, n, &o, work, live);
             free(work);
         }
         for (int r = 0; r < m; r++)

@@ -355,7 +355,8 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     ntiles = (j.ncols + target - 1) / target;
     ntiles = (ntiles + nth - 1) / nth * nth;   /* even share per thread */
     j.nb = (j.ncols + ntiles - 1) / ntiles;
-    j.nb = (j.nb + 15) / 16 * 16;
+    j.nb = c->kern != NN_KERN_FP32 ? (j.nb + 31) / 32 * 32   /* whole bf16 panels */
+                                   : (j.nb + 15) / 16 * 16;
     ntiles = (j.ncols + j.nb - 1) / j.nb;
     if (ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
@@ -364,6 +365,12 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             ((size_t)j.nb + 2) * sizeof(seg) / sizeof(float) + 16;
     if (c->kern != NN_KERN_FP32 && j.K > 0) {
         j.implicit = !j.pointwise && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1;
+        /* bf16 copies: read the input's when it has one (pairs of whole
+         * channels: cin even), write the output's unless it is a slice */
+        j.bfin = x->bfvalid && c->cin % 2 == 0 && (j.pointwise || j.implicit);
+        j.bfout = y->cap && c->cout % 2 == 0;
+        if (j.bfout && (rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
+            return rc;
         if (j.implicit) {
             j.maxp = 16 / out[2] + 2;
             j.need = implicit_need(&j);
@@ -380,6 +387,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         double ms, flop = 2.0 * (double)c->cout * (double)j.K * (double)j.ncols;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         nn_pool_run(pool, (int)ntiles, conv_tile, &j);
+        y->bfvalid = j.bfout;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
         fprintf(stderr, "nn-profile conv %4d->%-4d k%dx%dx%d s%d,%d d%d,%d taps %d in %lldx%lldx%lld "
@@ -394,6 +402,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         return EN_OK;
     }
     nn_pool_run(pool, (int)ntiles, conv_tile, &j);
+    y->bfvalid = j.bfout;
     return EN_OK;
 }
 
@@ -503,17 +512,31 @@ static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const n
     int32_t *start = tap + pk->k;
     uint8_t *tlive = (uint8_t *)(void *)(start + ntaps * (size_t)nh + 1), *live = tlive + ntaps;
     nn_bf16_buf b;
+    nn_bmat bm;
 
-    for (int r = 0; r < pk->k; r++) {
-        const int32_t q = j->kq[r];
-        chan[r] = q >= 0 ? j->x->data + (q % c->cin) * j->x->stride[NN_C] : NULL;
-        tap[r] = q >= 0 ? q / c->cin : 0;
-    }
     implicit_pieces(j, j0, n, pieces, start);
     implicit_live(j, n, start, tlive, live);
     nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), pk, j->chunk, &b);
-    nn_bpack_pieces(b.bp, chan, tap, pieces, start, (n + 15) / 16, pk->k, n, live);
-    nn_gemm_bf16(pk, 0, c->cout, b.bp, n, o, b.work, live);
+    if (j->bfin) {
+        /* from the input's bf16 copy, two channels (one pair row) a time */
+        const uint32_t **prow = (const uint32_t **)(void *)chan;
+        for (int r = 0; r < pk->k; r += 2) {
+            const int32_t q = j->kq[r];
+            prow[r / 2] = q >= 0 ? (const uint32_t *)(const void *)j->x->bf +
+                                   (q % c->cin) / 2 * j->x->bfld : NULL;
+            tap[r / 2] = q >= 0 ? q / c->cin : 0;
+        }
+        nn_bpack_pairs(b.bp, prow, tap, pieces, start, (n + 15) / 16, pk->k, n, live);
+    } else {
+        for (int r = 0; r < pk->k; r++) {
+            const int32_t q = j->kq[r];
+            chan[r] = q >= 0 ? j->x->data + (q % c->cin) * j->x->stride[NN_C] : NULL;
+            tap[r] = q >= 0 ? q / c->cin : 0;
+        }
+        nn_bpack_pieces(b.bp, chan, tap, pieces, start, (n + 15) / 16, pk->k, n, live);
+    }
+    bm = nn_bmat_packed(b.bp, pk->k);
+    nn_gemm_bf16(pk, 0, c->cout, &bm, n, o, b.work, live);
 }
 
 /* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the
@@ -525,12 +548,22 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
     const nn_tensor *res = j->res;
     nn_tensor *y = j->y;
     nn_gemm_out o = { y->data + j0, y->stride[NN_C], c->b, res ? res->data + j0 : NULL,
-                      res ? res->stride[NN_C] : 0, j->relu };
+                      res ? res->stride[NN_C] : 0, j->relu,
+                      j->bfout ? y->bf + 2 * j0 : NULL, y->bfld };
     const float *src;
     int64_t ld;
 
     if (j->implicit) {
         implicit_tile_bf16(j, j0, n, &o, thread);
+        return;
+    }
+    if (j->pointwise && j->bfin) {
+        /* the input's bf16 copy is the right-hand matrix as it stands
+         * (j0 is a multiple of 32: whole panels) */
+        nn_bmat bm = { j->x->bf + 2 * j0, 2 * NN_NB, 2 * j->x->bfld };
+        nn_bf16_buf b;
+        nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), j->pk, j->chunk, &b);
+        nn_gemm_bf16(j->pk, 0, c->cout, &bm, n, &o, b.work, NULL);
         return;
     }
     if (j->pointwise) {

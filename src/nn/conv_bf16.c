@@ -199,6 +199,9 @@ void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
         oc.c += j0;
         if (oc.res)
             oc.res += j0;
-        nn_gemm_bf16(pk, m0, m1, b.bp, nc, &oc, b.work, NULL);
+        if (oc.bf)
+            oc.bf += 2 * j0;
+        nn_bmat bm = nn_bmat_packed(b.bp, pk->k);
+        nn_gemm_bf16(pk, m0, m1, &bm, nc, &oc, b.work, NULL);
     }
 }

@@ -30,6 +30,7 @@ typedef struct conv_job {
     int64_t chunk;
     size_t need_panels;
     int implicit;         /* stride 1, not 1x1: packed from the input */
+    int bfin, bfout;      /* read the input's bf16 copy; write the output's */
     int64_t maxp;         /* pieces per tap and half-panel, at most */
 } conv_job;
 

@@ -140,7 +140,7 @@ static void tap_product(const sparse_job *j, size_t t, int64_t m0, int64_t m1,
     const size_t kfull = (size_t)c->cin * c->k[0] * c->k[1] * c->k[2];
 
     if (c->kern != NN_KERN_FP32) {
-        nn_gemm_out o = { dst, ldd, NULL, NULL, 0, 0 };
+        nn_gemm_out o = { .c = dst, .ldc = ldd };
         nn_conv_bf16_product(&c->pk_tap[t], c->kq_chan, (int)m0, (int)m1, src, ld, n, &o,
                              nn_pool_panels(j->pool, thread, j->need_panels), j->chunk);
         return;

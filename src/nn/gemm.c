@@ -107,7 +107,19 @@ size_t nn_gemm_work(const nn_pack *a, int64_t n)
     return (size_t)NN_AMX_MC * (size_t)((n + NN_NB - 1) / NN_NB * NN_NB);
 }
 
-void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+void nn_bpack_pairs(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                    const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                    int64_t n, const uint8_t *live)
+{
+#ifdef NN_X86_KERNELS
+    nn_bpack_pairs_avx512(dst, prow, tap, pieces, start, nh, k, n, live);
+#else
+    (void)dst; (void)prow; (void)tap; (void)pieces; (void)start; (void)nh; (void)k; (void)n;
+    (void)live;
+#endif
+}
+
+void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                   const nn_gemm_out *o, float *work, const uint8_t *live)
 {
     if (m1 <= m0 || n <= 0)

@@ -6,9 +6,9 @@
  * Eight tile registers: four C tiles (2x2), two A tiles (the panel's rows
  * 0-15 and 16-31), two B tiles (columns 0-15 and 16-31 of the 32-column
  * panel).  Per step of 32 along K: four tile loads (4 KB), four products.
- * The packed B panel's rows are 128 bytes (32 columns' pairs), so a B tile
- * is a 64-byte-wide, 128-byte-stride view of it: the k-pairs format of the
- * AVX512-BF16 tier serves both.  After the whole K the four C tiles go to
+ * A B tile is 16 k-pair rows of 64 bytes (16 columns' pairs) at any row
+ * stride: 128 bytes in a packed panel (the k-pairs format of the
+ * AVX512-BF16 tier), a pair row of a tensor's bf16 copy in place.  After the whole K the four C tiles go to
  * a 4 KB block and through the shared epilogue (gemm_avx512.c).
  *
  * Blocking (nn_gemm_amx) keeps the operands of the products in the caches:
@@ -49,9 +49,10 @@ static void tiles_configure(void)
 /* c[32][32] (+)= A panel slice (kb blocks of 32x32) x B micro-panel slice
  * (kb blocks of 16 k-pairs x 32 columns); first: start from zero, else
  * from the partial sums in c; live: the slice's live blocks, or NULL. */
-static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb, float *c,
-                               int first, const uint8_t *live)
+static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t rstride,
+                               int64_t kb, float *c, int first, const uint8_t *live)
 {
+    const int64_t bstep = 16 * rstride, bld = 2 * rstride;
     if (first) {
         _tile_zero(0);
         _tile_zero(1);
@@ -63,12 +64,12 @@ static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb,
         _tile_loadd(2, c + 16 * 32, 128);
         _tile_loadd(3, c + 16 * 32 + 16, 128);
     }
-    for (int64_t k = 0; k < kb; k++, a += 1024, b += 1024) {
+    for (int64_t k = 0; k < kb; k++, a += 1024, b += bstep) {
         if (live && !live[k])
             continue;
         _tile_loadd(4, a, 64);
-        _tile_loadd(6, b, 128);
-        _tile_loadd(7, b + 32, 128);
+        _tile_loadd(6, b, bld);
+        _tile_loadd(7, b + 32, bld);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_loadd(5, a + 512, 64);
@@ -86,7 +87,7 @@ static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t kb,
  * slice stays in L1 across the block's panels, the block's A slice in L2
  * across the micro-panels.  With K in several blocks, the partial sums of
  * the row block live in work, 4 KB per 32x32 block. */
-void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                  const nn_gemm_out *o, float *work, const uint8_t *live)
 {
     const int64_t K = a->k, np = (n + NN_NB - 1) / NN_NB, nkb = nn_kblocks(a->k);
@@ -99,13 +100,14 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
             const int64_t kb = (K - k0 < NN_AMX_KC ? K - k0 : NN_AMX_KC) / 32;
             const int first = k0 == 0, last = k0 + NN_AMX_KC >= K;
             for (int64_t jp = 0; jp < np; jp++) {
-                const uint16_t *bp = b + jp * NN_NB * K + k0 * 32;
+                const uint16_t *bp = b->p + jp * b->pstride + k0 / 2 * b->rstride;
                 const int cols = n - jp * NN_NB < NN_NB ? (int)(n - jp * NN_NB) : NN_NB;
                 const uint8_t *lv = live ? live + jp * nkb + k0 / 32 : NULL;
                 for (int ir = ic; ir < mend; ir += 32) {
                     const int rows = mend - ir < 32 ? mend - ir : 32;
                     float *c = first && last ? blk : work + (((ir - ic) / 32) * np + jp) * 1024;
-                    block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, kb, c, first, lv);
+                    block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, b->rstride, kb, c, first,
+                                lv);
                     if (last)
                         nn_gemm_epilogue_avx512(c, 32, rows, ir - m0, jp * NN_NB, cols, o);
                 }

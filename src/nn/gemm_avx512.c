@@ -134,34 +134,93 @@ void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32
     (void)n;
 }
 
-/* C rows [r0, r0+rows), columns [j0, j0+cols) from a block (stride ldb)
- * through bias, residual and ReLU (max with 0 also maps NaN to 0, as the
- * fp32 epilogue does). */
+/* From a bf16 copy: the same walk as nn_bpack_pieces_avx512, one pair row
+ * (two channels) at a time, pairs copied by masked 32-bit loads. */
+void nn_bpack_pairs_avx512(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                           const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                           int64_t n, const uint8_t *live)
+{
+    const int64_t pstride = (int64_t)NN_NB * k, ghalves = 2 * NN_PACK_GROUP;
+    const int64_t nkb = nn_kblocks(k);
+
+    for (int64_t g0 = 0; g0 < nh; g0 += ghalves) {
+        const int64_t g1 = nh - g0 < ghalves ? nh : g0 + ghalves;
+        for (int r = 0; r < k; r += 2) {
+            const uint32_t *src = prow[r / 2];
+            uint16_t *pd = dst + (g0 / 2) * pstride + (int64_t)r * NN_NB;
+            for (int64_t hh = g0; hh < g1; hh += 2, pd += pstride) {
+                if (live && !live[(hh / 2) * nkb + r / 32])
+                    continue;
+                for (int h = 0; h < 2; h++) {
+                    __m512i acc = _mm512_setzero_si512();
+                    if (src && hh + h < nh) {
+                        const int64_t s0 = (int64_t)tap[r / 2] * nh + hh + h;
+                        const uint32_t *at = src + (hh + h) * 16;
+                        for (int32_t e = start[s0]; e < start[s0 + 1]; e++)
+                            acc = _mm512_mask_loadu_epi32(acc, (__mmask16)pieces[e].mask,
+                                                          at + pieces[e].off);
+                    }
+                    _mm512_storeu_si512(pd + 32 * h, acc);
+                }
+            }
+        }
+    }
+    (void)n;
+}
+
+/* One 16-column piece of a row through bias, residual and ReLU (max with
+ * 0 also maps NaN to 0, as the fp32 epilogue does). */
+static inline __m512 epi_row(const float *blk, const nn_gemm_out *o, int64_t row, int64_t col,
+                             __mmask16 m)
+{
+    __m512 v = _mm512_add_ps(_mm512_loadu_ps(blk), _mm512_set1_ps(o->bias ? o->bias[row] : 0.0f));
+    if (o->res)
+        v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, o->res + row * o->ldr + col));
+    if (o->relu)
+        v = _mm512_max_ps(v, _mm512_setzero_ps());
+    return v;
+}
+
 void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0, int64_t j0,
                              int cols, const nn_gemm_out *o)
 {
-    const __m512 zero = _mm512_setzero_ps();
+    if (o->bf) {
+        /* rows in pairs: both to C, and (row r, row r+1) interleaved to the
+         * bf16 copy; index: element 2i from the first row, 2i+1 the second */
+        int16_t ix[32];
+        for (int i = 0; i < 16; i++) {
+            ix[2 * i] = (int16_t)i;
+            ix[2 * i + 1] = (int16_t)(16 + i);
+        }
+        const __m512i idx = _mm512_loadu_si512(ix);
+        for (int r = 0; r < rows; r += 2) {
+            const int64_t row = r0 + r;
+            for (int j = 0; j < cols; j += 16) {
+                const __mmask16 m = cols - j >= 16 ? 0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+                __m512 v0 = epi_row(blk + r * ldb + j, o, row, j0 + j, m);
+                __m512 v1 = epi_row(blk + (r + 1) * ldb + j, o, row + 1, j0 + j, m);
+                __m512i x = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+                _mm512_mask_storeu_ps(o->c + row * o->ldc + j0 + j, m, v0);
+                _mm512_mask_storeu_ps(o->c + (row + 1) * o->ldc + j0 + j, m, v1);
+                _mm512_mask_storeu_epi32(o->bf + ((row / 2) * o->bfld + j0 + j) * 2, m, x);
+            }
+        }
+        return;
+    }
     for (int r = 0; r < rows; r++) {
         const int64_t row = r0 + r;
-        const __m512 bias = _mm512_set1_ps(o->bias ? o->bias[row] : 0.0f);
-        float *c = o->c + row * o->ldc + j0;
-        const float *res = o->res ? o->res + row * o->ldr + j0 : NULL;
         for (int j = 0; j < cols; j += 16) {
             const __mmask16 m = cols - j >= 16 ? 0xffff : (__mmask16)((1u << (cols - j)) - 1u);
-            __m512 v = _mm512_add_ps(_mm512_loadu_ps(blk + r * ldb + j), bias);
-            if (res)
-                v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, res + j));
-            if (o->relu)
-                v = _mm512_max_ps(v, zero);
-            _mm512_mask_storeu_ps(c + j, m, v);
+            _mm512_mask_storeu_ps(o->c + row * o->ldc + j0 + j, m,
+                                  epi_row(blk + r * ldb + j, o, row, j0 + j, m));
         }
     }
 }
 
-/* C[8][32] = A panel x B panel over kp pairs; live: the panel's live
- * blocks of 16 pairs, or NULL. */
+/* C[8][32] = A panel x B panel over kp pairs (k-pair rows rstride apart);
+ * live: the panel's live blocks of 16 pairs, or NULL. */
 static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
-                               const uint8_t *live, float *blk)
+                               int64_t rstride, const uint8_t *live, float *blk)
 {
     __m512 c[8][2];
     const uint32_t *ap = (const uint32_t *)(const void *)a;
@@ -173,8 +232,8 @@ static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
         if (live && !live[k0 / 16])
             continue;
         for (int64_t k = k0; k < k1; k++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * 64);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + k * 64 + 32);
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * rstride);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + k * rstride + 32);
 #pragma GCC unroll 8
             for (int m = 0; m < 8; m++) {
                 const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[k * 8 + m]);
@@ -189,7 +248,7 @@ static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
     }
 }
 
-void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                     const nn_gemm_out *o, const uint8_t *live)
 {
     const int64_t kp = a->k / 2, nkb = nn_kblocks(a->k);
@@ -200,7 +259,8 @@ void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t
         const int rows = m1 - mp < 8 ? m1 - mp : 8;
         for (int64_t j0 = 0; j0 < n; j0 += NN_NB) {
             const int cols = n - j0 < NN_NB ? (int)(n - j0) : NN_NB;
-            kernel_8x32(kp, ap, b + j0 * a->k, live ? live + (j0 / NN_NB) * nkb : NULL, blk);
+            kernel_8x32(kp, ap, b->p + (j0 / NN_NB) * b->pstride, b->rstride,
+                        live ? live + (j0 / NN_NB) * nkb : NULL, blk);
             nn_gemm_epilogue_avx512(blk, 32, rows, mp - m0, j0, cols, o);
         }
     }

@@ -119,8 +119,33 @@ static inline int64_t nn_kblocks(int k)
     return ((int64_t)k + 31) / 32;
 }
 
+/* Packs the right-hand matrix of a stride-1 convolution from an input's
+ * bf16 copy (channel pairs interleaved, nn_tensor.bf): as nn_bpack_pieces,
+ * but per pair of rows: prow[r / 2] is the pair row (NULL: zeros) and
+ * tap[r / 2] its tap; a column is one 32-bit pair, copied as it is. */
+void nn_bpack_pairs(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                    const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                    int64_t n, const uint8_t *live);
+
+/* A right-hand matrix as the kernels read it: column j of k-pair row q is
+ * the bf16 pair at p + (j / 32) * pstride + q * rstride + (j % 32) * 2.
+ * Packed panels (nn_bpack*): pstride 32 k, rstride 64.  A tensor's bf16
+ * copy read in place: pstride 64, rstride 2 bfld. */
+typedef struct nn_bmat {
+    const uint16_t *p;
+    int64_t pstride, rstride;
+} nn_bmat;
+
+static inline nn_bmat nn_bmat_packed(const uint16_t *p, int k)
+{
+    nn_bmat b = { p, (int64_t)NN_NB * k, 2 * NN_NB };
+    return b;
+}
+
 /* Where a product goes: C[r][j] = (A x B)[r][j] (+ bias[r]) (+ res[r][j])
- * (ReLU); bias/res NULL when absent. */
+ * (ReLU); bias/res NULL when absent.  With bf, the results are also
+ * written rounded to bf16, rows 2p and 2p+1 interleaved in pair row p
+ * (bfld columns; the rows come in pairs). */
 typedef struct nn_gemm_out {
     float *c;
     int64_t ldc;
@@ -128,14 +153,17 @@ typedef struct nn_gemm_out {
     const float *res;
     int64_t ldr;
     int relu;
+    uint16_t *bf;
+    int64_t bfld;
 } nn_gemm_out;
 
 /* C rows [m0, m1) (m0 a multiple of nn_mpanel) and columns [0, n) =
- * A x B, B packed by nn_bpack with a->k rows and n columns.  o's pointers
- * (c, bias, res) address row m0.  work: nn_gemm_work(a, n) floats of the
- * caller's (partial sums when K is cut into blocks), 64-byte aligned.
- * live: the live K blocks per panel of B, or NULL. */
-void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+ * A x B, B with a->k rows (k-pair rows a->k / 2) and n columns.  o's
+ * pointers (c, bias, res; bf: the pair row) address row m0.  work:
+ * nn_gemm_work(a, n) floats of the caller's (partial sums when K is cut
+ * into blocks), 64-byte aligned.  live: the live K blocks per panel of B,
+ * or NULL. */
+void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                   const nn_gemm_out *o, float *work, const uint8_t *live);
 size_t nn_gemm_work(const nn_pack *a, int64_t n);
 
@@ -161,9 +189,12 @@ void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
 void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
                             const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
                             int64_t n, const uint8_t *live);
-void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+void nn_bpack_pairs_avx512(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                           const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
+                           int64_t n, const uint8_t *live);
+void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                     const nn_gemm_out *o, const uint8_t *live);
-void nn_gemm_amx(const nn_pack *a, int m0, int m1, const uint16_t *b, int64_t n,
+void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                  const nn_gemm_out *o, float *work, const uint8_t *live);
 /* AMX blocking: K in blocks of NN_AMX_KC (an A slice of a 32-row panel,
  * 16 KB, and a B micro-panel of 32 columns, 16 KB, fit L1 together), rows

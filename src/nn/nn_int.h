@@ -28,6 +28,16 @@ typedef struct nn_tensor {
     int64_t shape[NN_DIMS];    /* C, B, T, H, W */
     int64_t stride[NN_DIMS];   /* elements; contiguous unless a view */
     size_t cap;                /* allocated floats when owned, 0 for views */
+    /* bf16 products' copy of the values (conv_bf16.c): rounded to bf16,
+     * channels 2p and 2p+1 interleaved in pair row p (bfld columns of
+     * (c 2p, c 2p+1) pairs), rows past C/2 zero up to bfrows.  Written by
+     * the convolutions that make the tensor, read by those that consume it
+     * instead of packing; bfvalid says it matches data (any other write to
+     * data, a reshape included, clears it). */
+    uint16_t *bf;
+    size_t bfcap;              /* allocated bf16 values */
+    int64_t bfld, bfrows;
+    int bfvalid;
 } nn_tensor;
 
 /* Sets the shape with contiguous strides, growing the storage when needed
@@ -41,8 +51,16 @@ static inline int64_t nn_tensor_cols(const nn_tensor *t)
 {
     return t->shape[NN_B] * t->shape[NN_T] * t->shape[NN_H] * t->shape[NN_W];
 }
-/* A view of channels [c0, c0+n) of a contiguous tensor (for concat). */
+/* A view of channels [c0, c0+n) of a contiguous tensor (for concat); it
+ * has no bf16 copy. */
 nn_tensor nn_tensor_channels(const nn_tensor *t, int64_t c0, int64_t n);
+/* Storage for t's bf16 copy at its current shape (C even, not a view):
+ * pair rows padded with zero rows to a multiple of 16, columns to a
+ * multiple of 32.  Does not mark it valid. */
+int nn_tensor_bf_alloc(nn_tensor *t, en_err *err);
+/* Fills t's bf16 copy from its data and marks it valid (tests; the
+ * convolutions write theirs in their epilogue). */
+int nn_tensor_bf_fill(nn_tensor *t, en_err *err);
 
 /* ---- thread pool (threads.c) -------------------------------------------- */
 

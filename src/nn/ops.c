@@ -148,6 +148,7 @@ void nn_broadcast_hw(const nn_tensor *v, nn_tensor *y)
     const int64_t C = y->shape[NN_C], B = y->shape[NN_B];
     const int64_t n = y->shape[NN_T] * y->shape[NN_H] * y->shape[NN_W];
 
+    y->bfvalid = 0;
     for (int64_t c = 0; c < C; c++)
         for (int64_t b = 0; b < B; b++) {
             float *p = y->data + c * y->stride[NN_C] + b * y->stride[NN_B];
@@ -160,6 +161,7 @@ void nn_broadcast_hw(const nn_tensor *v, nn_tensor *y)
 void nn_relu(nn_tensor *x)
 {
     size_t n = nn_tensor_numel(x);
+    x->bfvalid = 0;
     for (size_t i = 0; i < n; i++)
         x->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
 }
@@ -167,6 +169,7 @@ void nn_relu(nn_tensor *x)
 void nn_add(nn_tensor *y, const nn_tensor *x)
 {
     size_t n = nn_tensor_numel(y);
+    y->bfvalid = 0;
     for (size_t i = 0; i < n; i++)
         y->data[i] += x->data[i];
 }

@@ -34,6 +34,7 @@ int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
         t->cap = n;
     }
     memcpy(t->shape, dims, sizeof dims);
+    t->bfvalid = 0;
     t->stride[NN_W] = 1;
     for (int i = NN_DIMS - 2; i >= 0; i--)
         t->stride[i] = t->stride[i + 1] * t->shape[i + 1];
@@ -42,9 +43,48 @@ int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
 
 void nn_tensor_free(nn_tensor *t)
 {
-    if (t->cap)
+    if (t->cap) {
         free(t->data);
+        free(t->bf);
+    }
     memset(t, 0, sizeof *t);
+}
+
+int nn_tensor_bf_alloc(nn_tensor *t, en_err *err)
+{
+    const int64_t pairs = t->shape[NN_C] / 2, cols = nn_tensor_cols(t);
+    const int64_t ld = (cols + 31) / 32 * 32, rows = (pairs + 15) / 16 * 16;
+    const size_t n = (size_t)(rows * ld) * 2;
+
+    if (t->shape[NN_C] % 2 || !t->cap)
+        return en_err_set(err, EN_EINVAL, "nn: no bf16 copy for this tensor");
+    if (n > t->bfcap) {
+        uint16_t *p = NULL;
+        if (posix_memalign((void **)&p, 64, n * sizeof *p) != 0)
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for a bf16 activation");
+        free(t->bf);
+        t->bf = p;
+        t->bfcap = n;
+    }
+    if (rows > pairs)
+        memset(t->bf + (size_t)(pairs * ld) * 2, 0, (size_t)((rows - pairs) * ld) * 2 * sizeof *t->bf);
+    t->bfld = ld;
+    t->bfrows = rows;
+    return EN_OK;
+}
+
+int nn_tensor_bf_fill(nn_tensor *t, en_err *err)
+{
+    const int64_t cols = nn_tensor_cols(t);
+    int rc = nn_tensor_bf_alloc(t, err);
+
+    if (rc != EN_OK)
+        return rc;
+    for (int64_t c = 0; c < t->shape[NN_C]; c++)
+        for (int64_t j = 0; j < cols; j++)
+            t->bf[((c / 2) * t->bfld + j) * 2 + c % 2] = nn_bf16(t->data[c * t->stride[NN_C] + j]);
+    t->bfvalid = 1;
+    return EN_OK;
 }
 
 size_t nn_tensor_numel(const nn_tensor *t)
@@ -61,5 +101,8 @@ nn_tensor nn_tensor_channels(const nn_tensor *t, int64_t c0, int64_t n)
     v.data = t->data + c0 * t->stride[NN_C];
     v.shape[NN_C] = n;
     v.cap = 0;
+    v.bf = NULL;
+    v.bfcap = 0;
+    v.bfvalid = 0;
     return v;
 }
