@@ -73,17 +73,17 @@ typedef struct en_verdict_params {
     int blob_min_px;            /* smaller specks of mask are ignored (12) */
     double one_lv_fraction;     /* share of frames that must show exactly one
                                    plausible LV (0.9) */
-    double min_elongation;      /* LV long / short axis at its median; an apical
-                                   LV is long, a short-axis cut round (1.45) */
-    double max_axis_angle;      /* degrees between the LV long axis and the beam
-                                   through it; apical views look along the LV
-                                   (30) */
+    double min_lv_area_px;      /* median LV mask area below this: a short-axis or
+                                   foreshortened cut, not an apical LV (950) */
+    double max_axis_angle;      /* degrees between the cavity's long axis and
+                                   the beam through it; apical views look along
+                                   the LV (30) */
     double max_apex_depth;      /* LV apex depth as a share of the fan's radius:
                                    in an apical view the LV starts near the
-                                   probe (0.40) */
-    double min_rv_dark;         /* share of the band beside the LV that is
-                                   blood-dark: a right ventricle next to the
-                                   LV, as in four chambers (0.30) */
+                                   probe (0.25) */
+    double min_rv_closed;       /* share of the rays beside the LV that find a
+                                   closed second cavity: the right ventricle,
+                                   as in four chambers (0.30) */
     int min_beats;              /* beats with an EF a usable clip needs (1) */
     uint64_t excluding_flags;   /* quality flags (en_analysis.h) that leave a
                                    clip out: no_beat, lv_small, lv_large,
@@ -147,7 +147,8 @@ enum {
     EN_CLIP_R_TOO_SHORT      = 1u << 6,   /* shorter than one beat */
     EN_CLIP_R_VIEW_DICOM     = 1u << 7,   /* the DICOM names another view */
     EN_CLIP_R_NO_LV          = 1u << 8,   /* no plausible single LV in many frames */
-    EN_CLIP_R_LV_ROUND       = 1u << 9,   /* LV not elongated: a short-axis cut */
+    EN_CLIP_R_LV_SMALL       = 1u << 9,   /* LV smaller than an apical one: a
+                                             short-axis or foreshortened cut */
     EN_CLIP_R_LV_AXIS        = 1u << 10,  /* LV axis across the beam: not apical */
     EN_CLIP_R_LV_DEEP        = 1u << 11,  /* LV apex far from the probe: not apical */
     EN_CLIP_R_NO_RV          = 1u << 12,  /* no RV beside the LV: not four chambers */
@@ -191,11 +192,12 @@ typedef struct en_view_geometry {
 typedef struct en_clip_evidence {
     int frames;
     double one_lv_fraction;     /* frames with exactly one LV of plausible size */
-    double lv_area_median;      /* px, largest blob */
-    double elongation;          /* median long / short axis of the largest blob */
-    double axis_angle;          /* median degrees between long axis and the beam */
+    double lv_area_median;      /* px, the mask's largest blob */
     double apex_depth;          /* median nearest LV pixel to the fan apex / radius */
-    double rv_dark;             /* share of the band beside the LV that is dark */
+    double cavity_angle;        /* degrees between the mean image's cavity under
+                                   the mask and the beam */
+    double rv_closed;           /* share of rays (better side) finding a closed
+                                   second cavity beside the LV */
 } en_clip_evidence;
 
 /* Measures the clip: frames and masks are n side x side images (grey

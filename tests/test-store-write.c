@@ -41,7 +41,7 @@ static void test_round_trip(void)
     ts_key(&r, 17);
     snprintf(r.view_dicom, sizeof r.view_dicom, "a4c");
     snprintf(r.view_code, sizeof r.view_code, "SCT:399214001");
-    snprintf(r.verdict_codes, sizeof r.verdict_codes, "no_rv,lv_round");
+    snprintf(r.verdict_codes, sizeof r.verdict_codes, "no_rv,lv_small_for_view");
     snprintf(r.verdict, sizeof r.verdict, "unusable");
     snprintf(r.evidence_json, sizeof r.evidence_json, "{\"elongation\":1.2}");
     snprintf(r.job, sizeof r.job, "job-000017");
@@ -58,7 +58,7 @@ static void test_round_trip(void)
     CHECK(s.id == id && s.r.clip_id == id && s.study_id > 0);
     CHECK(strcmp(s.r.pseudonym, "1111111111111111") == 0);
     CHECK(strcmp(s.r.view_dicom, "a4c") == 0 && strcmp(s.r.view_code, "SCT:399214001") == 0);
-    CHECK(strcmp(s.r.verdict, "unusable") == 0 && strcmp(s.r.verdict_codes, "no_rv,lv_round") == 0);
+    CHECK(strcmp(s.r.verdict, "unusable") == 0 && strcmp(s.r.verdict_codes, "no_rv,lv_small_for_view") == 0);
     CHECK(strcmp(s.r.verdict_text, r.verdict_text) == 0);
     CHECK(strcmp(s.r.evidence_json, "{\"elongation\":1.2}") == 0);
     CHECK(strcmp(s.r.sop_class, r.sop_class) == 0 && strcmp(s.r.modality, "US") == 0);

@@ -6,7 +6,9 @@
  * drawn shapes (an apical LV with an RV beside it, without one, a round
  * short-axis LV, an LV lying across the beam, a deep one, several blobs,
  * none); the verdict from that evidence, the beats and the quality flags;
- * and the study aggregate when some clips are not usable.
+ * and the study aggregate when some clips are not usable.  The drawn clips
+ * hold the features the rules look for: a dark LV in a bright wall, along
+ * the beam or across it, a second closed cavity beside it or not.
  */
 #include "en_study.h"
 
@@ -146,7 +148,7 @@ static void ellipse(uint8_t *img, double cx, double cy, double a, double b, doub
 
 typedef struct shape {
     double cx, cy, a, b, deg;   /* the LV */
-    int rv;                     /* draw a cavity beside it */
+    int rv;                     /* draw a cavity beside it: 1 on the left, -1 right */
     int blobs;                  /* extra mask blobs */
     int empty;                  /* no mask at all */
 } shape;
@@ -170,7 +172,7 @@ static void draw(const shape *sh, int n)
         ellipse(img, sh->cx, sh->cy, sh->a * k + 6, sh->b * k + 6, sh->deg, 170);   /* wall */
         if (sh->rv) {
             double t = sh->deg * M_PI / 180;
-            double off = sh->b * k + 6 + 3 + 7;
+            double off = sh->rv * (sh->b * k + 6 + 3 + 7);
             ellipse(img, sh->cx - off * cos(t), sh->cy + off * sin(t), sh->a * 0.8, 7, sh->deg, 170);
             ellipse(img, sh->cx - off * cos(t), sh->cy + off * sin(t), sh->a * 0.75, 5.5, sh->deg, 12);
         }
@@ -215,21 +217,32 @@ static void test_evidence_and_verdict(void)
 {
     /* An apical four-chamber LV: long, along the beam, starting near the
      * probe, with a right ventricle beside it. */
-    shape a4c = {66, 50, 28, 14, 8, 1, 0, 0};
+    shape a4c = {68, 52, 31, 15, 8, 1, 0, 0};
     en_clip_evidence ev = measure(&a4c);
     en_clip_verdict v;
     char json[EN_STORE_META_MAX];
 
     CHECKF(ev.one_lv_fraction == 1.0, "%f", ev.one_lv_fraction);
-    CHECKF(ev.elongation > 1.8 && ev.elongation < 2.2, "elongation %f", ev.elongation);
-    CHECKF(ev.axis_angle < 10, "axis %f", ev.axis_angle);
+    CHECKF(ev.lv_area_median > 1100 && ev.lv_area_median < 1500, "area %f", ev.lv_area_median);
+    CHECKF(ev.cavity_angle < 12, "axis %f", ev.cavity_angle);
     CHECKF(ev.apex_depth > 0.1 && ev.apex_depth < 0.25, "apex %f", ev.apex_depth);
-    CHECKF(ev.rv_dark > 0.4, "rv %f", ev.rv_dark);
+    CHECKF(ev.rv_closed >= 0.75, "rv %f", ev.rv_closed);
     v = judge(&ev, EN_VIEW_UNKNOWN, 3, 0, 1);
     CHECKF(v.kind == EN_CLIP_USABLE && v.reasons == 0, "%s", v.text);
     CHECK(strncmp(v.text, "usable: looks apical four-chamber", 33) == 0);
     en_clip_evidence_json(&ev, json, sizeof json);
     CHECKF(strncmp(json, "{\"frames\":40,\"one_lv_fraction\":1,", 33) == 0, "%s", json);
+    /* The image flipped left-right (the RV on the other side): the same. */
+    {
+        shape flipped = a4c;
+        flipped.cx = 54;
+        flipped.deg = -8;
+        flipped.rv = -1;
+        ev = measure(&flipped);
+        CHECKF(ev.rv_closed >= 0.75 && ev.cavity_angle < 12, "rv %f axis %f", ev.rv_closed,
+               ev.cavity_angle);
+        ev = measure(&a4c);
+    }
 
     /* The DICOM calls it something else: left out whatever it looks like. */
     v = judge(&ev, EN_VIEW_A2C, 3, 0, 1);
@@ -249,7 +262,7 @@ static void test_evidence_and_verdict(void)
         shape a2c = a4c;
         a2c.rv = 0;
         ev = measure(&a2c);
-        CHECKF(ev.rv_dark < 0.1, "rv %f", ev.rv_dark);
+        CHECKF(ev.rv_closed < 0.1, "rv %f", ev.rv_closed);
         v = judge(&ev, EN_VIEW_UNKNOWN, 3, 0, 1);
         CHECK(v.kind == EN_CLIP_UNUSABLE && v.reasons == EN_CLIP_R_NO_RV);
         /* ... unless the DICOM itself says four chambers */
@@ -259,17 +272,18 @@ static void test_evidence_and_verdict(void)
     }
     /* A short-axis ring: round. */
     {
-        shape psax = {61, 60, 17, 16, 0, 0, 0, 0};
+        shape psax = {61, 60, 17, 16, 0, 1, 0, 0};
         ev = measure(&psax);
-        CHECKF(ev.elongation < 1.2, "elongation %f", ev.elongation);
+        CHECKF(ev.lv_area_median < 900, "area %f", ev.lv_area_median);
         v = judge(&ev, EN_VIEW_UNKNOWN, 3, 0, 1);
-        CHECK(v.reasons & EN_CLIP_R_LV_ROUND);
+        CHECK(v.reasons & EN_CLIP_R_LV_SMALL);
+        CHECKF(strstr(v.text, "smaller than in an apical view") != NULL, "%s", v.text);
     }
     /* A parasternal long axis: long, across the beam. */
     {
         shape plax = {61, 55, 30, 12, 80, 0, 0, 0};
         ev = measure(&plax);
-        CHECKF(ev.axis_angle > 60, "axis %f", ev.axis_angle);
+        CHECKF(ev.cavity_angle > 60, "axis %f", ev.cavity_angle);
         v = judge(&ev, EN_VIEW_UNKNOWN, 3, 0, 1);
         CHECK(v.reasons & EN_CLIP_R_LV_AXIS);
     }
@@ -291,14 +305,14 @@ static void test_evidence_and_verdict(void)
         CHECK(v.reasons & EN_CLIP_R_NO_LV);
         none.empty = 1;
         ev = measure(&none);
-        CHECK(ev.one_lv_fraction == 0 && isnan(ev.elongation) && isnan(ev.rv_dark));
+        CHECK(ev.one_lv_fraction == 0 && isnan(ev.lv_area_median) && isnan(ev.rv_closed));
         v = judge(&ev, EN_VIEW_UNKNOWN, 0, EN_QF_NO_BEAT | EN_QF_LV_SMALL, 1);
         CHECK(v.kind == EN_CLIP_UNUSABLE);
         CHECK((v.reasons & (EN_CLIP_R_NO_LV | EN_CLIP_R_NO_RV | EN_CLIP_R_NO_BEAT)) ==
               (EN_CLIP_R_NO_LV | EN_CLIP_R_NO_RV | EN_CLIP_R_NO_BEAT));
-        CHECK(!(v.reasons & (EN_CLIP_R_LV_ROUND | EN_CLIP_R_LV_AXIS)));
+        CHECK(!(v.reasons & (EN_CLIP_R_LV_SMALL | EN_CLIP_R_LV_AXIS)));
         en_clip_evidence_json(&ev, json, sizeof json);
-        CHECKF(strstr(json, "\"elongation\":null") != NULL, "%s", json);
+        CHECKF(strstr(json, "\"rv_closed\":null") != NULL, "%s", json);
     }
 }
 

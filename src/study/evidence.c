@@ -1,27 +1,34 @@
 /*
- * evidence.c - what the segmentation says about a clip's view.
+ * evidence.c - what the images and the segmentation say about a clip's view.
  *
  * The segmentation network was trained on apical four-chamber clips and
- * will outline something left-ventricle-like in almost any echo, so its
- * output cannot be trusted blindly; but the shape it finds, and the
- * pixels around it, tell the views apart:
+ * outlines something LV-like in almost any echo: on simulated parasternal
+ * short-axis, off-axis or two-chamber clips its mask is an elongated
+ * bullet along the beam, as in the view it knows (docs/accuracy.md has the
+ * numbers).  So the mask only says where to look; the shape of the view is
+ * read from the pixels, on the clip's mean image (averaging the frames
+ * removes the speckle: cavities are dark and flat, walls bright):
  *
- * - one blob of plausible size in (nearly) every frame: a clip where the
- *   mask vanishes, splits or swells is not an LV the network recognises;
- * - elongation (long over short axis of the blob's second moments): an
- *   apical LV is a long bullet, a short-axis cut a ring;
- * - axis angle: in an apical view the beam runs from the apex down the
- *   LV's long axis; in parasternal and subcostal views the LV lies across
- *   the beam;
- * - apex depth: in an apical view the LV starts just below the probe;
- * - rv_dark: in four chambers a second cavity (the right ventricle) lies
- *   beside the LV, past the septum; in two chambers there is only the LV's
- *   wall and the tissue around it.  Measured as the share of blood-dark
- *   pixels in a band parallel to the LV's axis, on whichever side is
- *   darker (machines flip the image left-right).
- *
- * Each measure is taken per frame on the largest blob and summarised by its
- * median over the frames that have one.
+ * - one LV: exactly one mask blob of plausible size in (nearly) every
+ *   frame; a clip where the mask vanishes, splits or swells is not an LV
+ *   the network recognises;
+ * - LV area: the mask's median area.  An apical LV spans most of the
+ *   view's depth; a short-axis ring or a foreshortened cut is smaller;
+ * - apex depth: the mask's nearest pixel to the fan's apex, as a share of
+ *   the radius.  In an apical view the LV starts just below the probe;
+ * - cavity angle: the dark region of the mean image that the mask overlaps
+ *   most (the real cavity) and the angle between its long axis and the
+ *   beam through it.  Apical views look down the LV; in parasternal and
+ *   subcostal views, and in off-axis cuts, it lies across the beam;
+ * - RV: rays cast from the LV's middle third outwards, on both sides (a
+ *   machine may flip the image): the share of rays on the better side that
+ *   leave the LV, cross a bright wall (the septum), run through a cavity as
+ *   dark as the LV's for at least 30 % of its half-width, and meet a bright
+ *   wall again (the RV's free wall).  Four chambers show a second closed
+ *   cavity beside the LV; two chambers show the LV's wall and tissue.  A
+ *   dark run that ends at the fan's edge is not counted: an RV cut off by
+ *   the fan and dark tissue beside a two-chamber LV look the same, and
+ *   when in doubt the clip is left out.
  */
 #include "en_study.h"
 
@@ -30,16 +37,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The band beside the LV, in units of the LV's half-width (measured from
- * its axis): past the septum (about a third of a half-width thick) and as
- * wide as a right ventricle. */
-#define BAND_IN 1.45
-#define BAND_OUT 2.7
-/* ... along the middle of the LV's length, where the RV lies beside it. */
-#define BAND_FROM 0.2
-#define BAND_TO 0.75
-/* A pixel is blood-dark below blood + this share of (wall - blood). */
-#define DARK_SHARE 0.35
+/* Levels on the mean image, as shares of (wall - blood) above blood. */
+#define DARK_SHARE 0.35     /* below: cavity */
+#define WALL_SHARE 0.60     /* above: wall */
+/* The RV rays: along the middle of the LV, reaching this many half-widths. */
+#define RAY_FROM 0.30
+#define RAY_TO 0.70
+#define RAY_COUNT 9
+#define RAY_REACH 3.5
+#define RAY_STEP 0.5
+#define RV_MIN_RUN 0.30     /* dark run at least this share of the half-width */
 
 typedef struct blob {
     int area;
@@ -49,19 +56,23 @@ typedef struct blob {
 } blob;
 
 typedef struct scratch {
-    int *label;             /* side*side component labels of one frame */
+    int side;
+    int *label;             /* side*side component labels */
     int *stack;
-    uint8_t *fan;           /* pixels lit in any frame: inside the fan */
-    uint8_t *in_px, *ring_px;   /* grey levels of the blob and its rim */
-    double *v[5];           /* per-frame measures */
+    uint8_t *fan;           /* 1 inside the fan */
+    uint8_t *lv;            /* 1 where the LV mask is set in half the frames or more */
+    uint8_t *dark;
+    float *mean;            /* the mean image */
+    float *values;          /* levels for medians and percentiles */
+    double *v[2];           /* per-frame measures */
 } scratch;
 
-/* Labels the 4-connected components of mask; returns the number of blobs
- * of at least min_px pixels and the label of the largest in *best. */
-static int components(const uint8_t *mask, int side, int min_px, scratch *w, int *best,
-                      int *best_area)
+/* Labels the 4-connected components of the non-zero pixels of mask;
+ * returns the number of blobs of at least min_px pixels, and the label and
+ * area of the largest. */
+static int components(const uint8_t *mask, scratch *w, int min_px, int *best, int *best_area)
 {
-    int n = side * side, next = 0, count = 0;
+    int side = w->side, n = side * side, next = 0, count = 0;
 
     memset(w->label, 0, (size_t)n * sizeof *w->label);
     *best = 0;
@@ -93,21 +104,27 @@ static int components(const uint8_t *mask, int side, int min_px, scratch *w, int
     return count;
 }
 
-static void moments(const int *label, int side, int id, blob *b)
+/* Centroid and principal axes of the pixels where label == id (or, with
+ * label NULL, where mask is set). */
+static int moments(const int *label, const uint8_t *mask, int side, int id, blob *b)
 {
-    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, tr, det, disc;
+    double sx = 0, sy = 0, sxx = 0, syy = 0, sxy = 0, tr, det, disc, norm;
     int n = 0;
 
     for (int y = 0; y < side; y++)
-        for (int x = 0; x < side; x++)
-            if (label[y * side + x] == id) {
-                sx += x;
-                sy += y;
-                sxx += (double)x * x;
-                syy += (double)y * y;
-                sxy += (double)x * y;
-                n++;
-            }
+        for (int x = 0; x < side; x++) {
+            int p = y * side + x;
+            if (label ? label[p] != id : !mask[p])
+                continue;
+            sx += x;
+            sy += y;
+            sxx += (double)x * x;
+            syy += (double)y * y;
+            sxy += (double)x * y;
+            n++;
+        }
+    if (n < 5)
+        return 0;
     b->area = n;
     b->cx = sx / n;
     b->cy = sy / n;
@@ -130,9 +147,39 @@ static void moments(const int *label, int side, int id, blob *b)
         b->ux = 0;
         b->uy = 1;
     }
-    double norm = hypot(b->ux, b->uy);
+    norm = hypot(b->ux, b->uy);
     b->ux /= norm;
     b->uy /= norm;
+    return 1;
+}
+
+/* Degrees between the blob's long axis and the beam through its centre. */
+static double beam_angle(const blob *b, const en_view_geometry *g)
+{
+    double bx = b->cx - g->apex_x, by = b->cy - g->apex_y, bn = hypot(bx, by);
+    double c = bn > 0 ? fabs(bx * b->ux + by * b->uy) / bn : 1;
+    return acos(fmin(1.0, c)) * 180.0 / M_PI;
+}
+
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+/* The q-quantile (0..1) of mean-image values where sel is set and want
+ * says (1: set, 0: clear) for other; NAN when there are none. */
+static double quantile(scratch *w, const uint8_t *sel, const uint8_t *other, int want, double q)
+{
+    int n = 0, px = w->side * w->side;
+
+    for (int i = 0; i < px; i++)
+        if (sel[i] && (!other || (other[i] != 0) == want))
+            w->values[n++] = w->mean[i];
+    if (n == 0)
+        return NAN;
+    qsort(w->values, (size_t)n, sizeof *w->values, cmp_float);
+    return w->values[(int)(q * (n - 1))];
 }
 
 static double median(double *v, int n)
@@ -153,75 +200,122 @@ static double median(double *v, int n)
     return m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
 }
 
-static int cmp_u8(const void *a, const void *b)
+/* Bilinear sample of the mean image; -1 outside the image. */
+static double sample(const scratch *w, double x, double y)
 {
-    return (int)*(const uint8_t *)a - (int)*(const uint8_t *)b;
+    int x0 = (int)floor(x), y0 = (int)floor(y), s = w->side;
+    double fx = x - x0, fy = y - y0;
+
+    if (x0 < 0 || y0 < 0 || x0 + 1 >= s || y0 + 1 >= s)
+        return -1;
+    return (1 - fy) * ((1 - fx) * w->mean[y0 * s + x0] + fx * w->mean[y0 * s + x0 + 1]) +
+           fy * ((1 - fx) * w->mean[(y0 + 1) * s + x0] + fx * w->mean[(y0 + 1) * s + x0 + 1]);
 }
 
-/* The share of blood-dark fan pixels in the band beside the blob, on the
- * darker side; NAN when the band holds no fan pixel. */
-static double rv_dark(const uint8_t *img, const scratch *w, int id, const blob *b, int side,
-                      const en_view_geometry *g)
+static int at(const uint8_t *m, int side, double x, double y)
 {
-    const int *label = w->label;
-    const uint8_t *fan = w->fan;
-    uint8_t *in_px = w->in_px, *ring_px = w->ring_px;
-    double half = 2.0 * sqrt(fmax(b->l2, 0.0));      /* semi-minor axis of an ellipse */
-    double len = 2.0 * 2.0 * sqrt(fmax(b->l1, 0.0)); /* full long axis */
-    double ux = b->ux, uy = b->uy, tmin, dark_level;
-    int n_in = 0, n_ring = 0, lit[2] = {0, 0}, dark[2] = {0, 0};
+    int xi = (int)x, yi = (int)y;
+    return xi >= 0 && yi >= 0 && xi < side && yi < side && m[yi * side + xi];
+}
 
-    if (half < 1 || len < 2)
+/* One ray from (ox, oy) along (nx, ny): 1 when it leaves the LV, crosses a
+ * wall, runs through a dark cavity long enough and meets a wall again. */
+static int ray_hits(const scratch *w, double ox, double oy, double nx, double ny, double half,
+                    double blood, double wall)
+{
+    double range = wall - blood, run = 0;
+    int stage = 0;   /* 0 in the LV, 1 to the wall, 2 through it, 3 the dark run */
+
+    for (double t = 0; t <= RAY_REACH * half; t += RAY_STEP) {
+        double x = ox + t * nx, y = oy + t * ny, v = sample(w, x, y);
+        if (v < 0 || !at(w->fan, w->side, x, y))
+            return 0;   /* the image or the fan ends: not a closed cavity */
+        v = (v - blood) / range;
+        if (stage == 0 && !at(w->lv, w->side, x, y))
+            stage = 1;
+        if (stage == 1 && v >= WALL_SHARE)
+            stage = 2;
+        else if (stage == 2 && v < DARK_SHARE)
+            stage = 3;
+        if (stage == 3) {
+            if (v < DARK_SHARE)
+                run += RAY_STEP;
+            else if (v >= WALL_SHARE)
+                return run >= RV_MIN_RUN * half;
+        }
+    }
+    return 0;
+}
+
+/* The share of rays, on the better side, that find a closed cavity beside
+ * the LV. */
+static double rv_closed(const scratch *w, const blob *lv, const en_view_geometry *g,
+                        double blood, double wall)
+{
+    double ux = lv->ux, uy = lv->uy, half = 2.0 * sqrt(fmax(lv->l2, 0.0));
+    double len = 4.0 * sqrt(fmax(lv->l1, 0.0)), best = 0;
+
+    if (half < 1 || !(wall > blood))
         return NAN;
-    /* Point the axis away from the fan's apex: t grows from the LV's apex. */
-    if ((b->cx - g->apex_x) * ux + (b->cy - g->apex_y) * uy < 0) {
+    /* The axis runs from the LV's apex (the probe's side) down. */
+    if ((lv->cx - g->apex_x) * ux + (lv->cy - g->apex_y) * uy < 0) {
         ux = -ux;
         uy = -uy;
     }
-    tmin = -len / 2;
-    /* Cavity and wall levels: inside the blob, and a thin ring around it. */
-    for (int y = 0; y < side; y++)
-        for (int x = 0; x < side; x++) {
-            double dx = x - b->cx, dy = y - b->cy;
-            double s = fabs(-uy * dx + ux * dy);
-            int p = y * side + x;
-            if (label[p] == id)
-                in_px[n_in++] = img[p];
-            else if (fan[p] && s > half && s < 1.3 * half &&
-                     dx * ux + dy * uy > tmin && dx * ux + dy * uy < tmin + len)
-                ring_px[n_ring++] = img[p];
+    for (int side = -1; side <= 1; side += 2) {
+        int hits = 0;
+        for (int k = 0; k < RAY_COUNT; k++) {
+            double tf = RAY_FROM + (RAY_TO - RAY_FROM) * k / (RAY_COUNT - 1);
+            double ox = lv->cx + (tf - 0.5) * len * ux, oy = lv->cy + (tf - 0.5) * len * uy;
+            hits += ray_hits(w, ox, oy, -uy * side, ux * side, half, blood, wall);
         }
-    if (n_in < 5 || n_ring < 5)
-        return NAN;
-    qsort(in_px, (size_t)n_in, 1, cmp_u8);
-    qsort(ring_px, (size_t)n_ring, 1, cmp_u8);
-    dark_level = in_px[n_in / 2] +
-                 DARK_SHARE * (ring_px[(3 * n_ring) / 4] - in_px[n_in / 2]);
-    for (int y = 0; y < side; y++)
-        for (int x = 0; x < side; x++) {
-            double dx = x - b->cx, dy = y - b->cy;
-            double t = dx * ux + dy * uy - tmin, s = -uy * dx + ux * dy;
-            int p = y * side + x, k = s < 0;
-            if (!fan[p] || label[p] == id || t < BAND_FROM * len || t > BAND_TO * len ||
-                fabs(s) < BAND_IN * half || fabs(s) > BAND_OUT * half)
-                continue;
-            lit[k]++;
-            dark[k] += img[p] < dark_level;
-        }
-    if (!lit[0] && !lit[1])
-        return NAN;
-    return fmax(lit[0] ? (double)dark[0] / lit[0] : 0, lit[1] ? (double)dark[1] / lit[1] : 0);
+        best = fmax(best, (double)hits / RAY_COUNT);
+    }
+    return best;
 }
 
-static double apex_depth(const int *label, int id, int side, const en_view_geometry *g)
+/* The mean image's cavity the LV mask overlaps most, and its angle to the
+ * beam; NAN without one. */
+static double cavity_angle(scratch *w, const en_view_geometry *g, double blood, double wall)
 {
-    double best = INFINITY;
+    int side = w->side, px = side * side, best = 0, best_overlap = 0, nlab = 0, unused, area;
+    double cut = blood + DARK_SHARE * (wall - blood);
+    blob b;
 
-    for (int y = 0; y < side; y++)
-        for (int x = 0; x < side; x++)
-            if (label[y * side + x] == id)
-                best = fmin(best, hypot(x - g->apex_x, y - g->apex_y));
-    return best / g->radius;
+    for (int i = 0; i < px; i++)
+        w->dark[i] = w->fan[i] && w->mean[i] < cut;
+    /* Erode once (3x3): thin dark gaps in valves and walls no longer join
+     * the LV to its neighbours. */
+    for (int i = 0; i < px; i++) {
+        int x = i % side, y = i / side, keep = w->dark[i];
+        for (int dy = -1; keep && dy <= 1; dy++)
+            for (int dx = -1; keep && dx <= 1; dx++) {
+                int xx = x + dx, yy = y + dy;
+                keep = xx >= 0 && yy >= 0 && xx < side && yy < side && w->dark[yy * side + xx];
+            }
+        w->values[i] = (float)keep;
+    }
+    for (int i = 0; i < px; i++)
+        w->dark[i] = w->values[i] != 0;
+    components(w->dark, w, 1, &unused, &area);
+    for (int i = 0; i < px; i++)
+        if (w->label[i] > nlab)
+            nlab = w->label[i];
+    if (nlab == 0)
+        return NAN;
+    /* overlap per label, counted in values[] (labels are 1..nlab <= px) */
+    memset(w->values, 0, (size_t)(nlab + 1) * sizeof *w->values);
+    for (int i = 0; i < px; i++)
+        if (w->label[i] && w->lv[i])
+            w->values[w->label[i]] += 1;
+    for (int k = 1; k <= nlab; k++)
+        if (w->values[k] > best_overlap) {
+            best_overlap = (int)w->values[k];
+            best = k;
+        }
+    if (!best || !moments(w->label, NULL, side, best, &b))
+        return NAN;
+    return beam_angle(&b, g);
 }
 
 static void scratch_free(scratch *w)
@@ -229,10 +323,30 @@ static void scratch_free(scratch *w)
     free(w->label);
     free(w->stack);
     free(w->fan);
-    free(w->in_px);
-    free(w->ring_px);
-    for (int k = 0; k < 5; k++)
-        free(w->v[k]);
+    free(w->lv);
+    free(w->dark);
+    free(w->mean);
+    free(w->values);
+    free(w->v[0]);
+    free(w->v[1]);
+}
+
+static int scratch_alloc(scratch *w, int side, int n)
+{
+    size_t px = (size_t)side * side;
+
+    w->side = side;
+    w->label = malloc(px * sizeof *w->label);
+    w->stack = malloc(px * sizeof *w->stack);
+    w->fan = calloc(px, 1);
+    w->lv = calloc(px, 1);
+    w->dark = calloc(px, 1);
+    w->mean = calloc(px, sizeof *w->mean);
+    w->values = malloc((px + 1) * sizeof *w->values);
+    w->v[0] = malloc((size_t)n * sizeof(double));
+    w->v[1] = malloc((size_t)n * sizeof(double));
+    return w->label && w->stack && w->fan && w->lv && w->dark && w->mean && w->values &&
+           w->v[0] && w->v[1];
 }
 
 int en_clip_evidence_compute(const uint8_t *frames, const uint8_t *masks, int n, int side,
@@ -241,58 +355,60 @@ int en_clip_evidence_compute(const uint8_t *frames, const uint8_t *masks, int n,
 {
     size_t px = (size_t)side * side;
     scratch w = {0};
+    double blood, wall;
     int one = 0;
+    blob lv;
 
     memset(ev, 0, sizeof *ev);
     ev->frames = n;
-    ev->lv_area_median = ev->elongation = ev->axis_angle = NAN;
-    ev->apex_depth = ev->rv_dark = NAN;
+    ev->lv_area_median = ev->apex_depth = ev->cavity_angle = ev->rv_closed = NAN;
     if (n <= 0 || side <= 0)
         return EN_OK;
-    w.label = malloc(px * sizeof *w.label);
-    w.stack = malloc(px * sizeof *w.stack);
-    w.fan = calloc(px, 1);
-    w.in_px = malloc(px);
-    w.ring_px = malloc(px);
-    for (int k = 0; k < 5; k++)
-        w.v[k] = malloc((size_t)n * sizeof(double));
-    if (!w.label || !w.stack || !w.fan || !w.in_px || !w.ring_px || !w.v[0] || !w.v[1] || !w.v[2] || !w.v[3] || !w.v[4]) {
+    if (!scratch_alloc(&w, side, n)) {
         scratch_free(&w);
         return en_err_set(err, EN_ENOMEM, "clip evidence: out of memory for %d frames", n);
     }
-    if (g->fan)
-        memcpy(w.fan, g->fan, px);
-    else
+    /* The mean image, the fan, and where the mask is in half the frames. */
+    for (int f = 0; f < n; f++)
+        for (size_t i = 0; i < px; i++)
+            w.mean[i] += frames[(size_t)f * px + i];
+    for (size_t i = 0; i < px; i++) {
+        int on = 0;
+        w.mean[i] /= (float)n;
         for (int f = 0; f < n; f++)
-            for (size_t i = 0; i < px; i++)
-                w.fan[i] |= frames[(size_t)f * px + i] != 0;
+            on += masks[(size_t)f * px + i] != 0;
+        w.lv[i] = 2 * on >= n;
+        w.fan[i] = g->fan ? g->fan[i] != 0 : w.mean[i] > 0;
+    }
+    /* Per frame: one blob of plausible size?  Its area, its apex's depth. */
     for (int f = 0; f < n; f++) {
         const uint8_t *mask = masks + (size_t)f * px;
-        int best, area, count = components(mask, side, p->blob_min_px, &w, &best, &area);
-        blob b;
-        for (int k = 0; k < 5; k++)
-            w.v[k][f] = NAN;
+        int best, area, count = components(mask, &w, p->blob_min_px, &best, &area);
+        w.v[0][f] = w.v[1][f] = NAN;
         if (count == 1 && area >= p->lv_min_px && area <= p->lv_max_px)
             one++;
         if (area < p->blob_min_px)
             continue;
-        moments(w.label, side, best, &b);
-        w.v[0][f] = b.area;
-        w.v[1][f] = b.l2 > 0 ? sqrt(b.l1 / b.l2) : NAN;
+        w.v[0][f] = area;
         {
-            double bx = b.cx - g->apex_x, by = b.cy - g->apex_y, bn = hypot(bx, by);
-            double c = bn > 0 ? fabs(bx * b.ux + by * b.uy) / bn : 1;
-            w.v[2][f] = acos(fmin(1.0, c)) * 180.0 / M_PI;
+            double nearest = INFINITY;
+            for (size_t i = 0; i < px; i++)
+                if (w.label[i] == best)
+                    nearest = fmin(nearest, hypot((double)(i % (size_t)side) - g->apex_x,
+                                                  (double)(i / (size_t)side) - g->apex_y));
+            w.v[1][f] = nearest / g->radius;
         }
-        w.v[3][f] = apex_depth(w.label, best, side, g);
-        w.v[4][f] = rv_dark(frames + (size_t)f * px, &w, best, &b, side, g);
     }
     ev->one_lv_fraction = (double)one / n;
     ev->lv_area_median = median(w.v[0], n);
-    ev->elongation = median(w.v[1], n);
-    ev->axis_angle = median(w.v[2], n);
-    ev->apex_depth = median(w.v[3], n);
-    ev->rv_dark = median(w.v[4], n);
+    ev->apex_depth = median(w.v[1], n);
+    /* The pixels: blood as in the LV, walls as the brightest tenth around. */
+    blood = quantile(&w, w.lv, NULL, 1, 0.5);
+    wall = quantile(&w, w.fan, w.lv, 0, 0.9);
+    if (moments(NULL, w.lv, side, 0, &lv) && isfinite(blood) && isfinite(wall)) {
+        ev->cavity_angle = cavity_angle(&w, g, blood, wall);
+        ev->rv_closed = rv_closed(&w, &lv, g, blood, wall);
+    }
     scratch_free(&w);
     return EN_OK;
 }
@@ -315,9 +431,8 @@ void en_clip_evidence_json(const en_clip_evidence *ev, char *buf, size_t len)
     num(buf, len, "frames", ev->frames, 0);
     num(buf, len, "one_lv_fraction", ev->one_lv_fraction, 0);
     num(buf, len, "lv_area_median", ev->lv_area_median, 0);
-    num(buf, len, "elongation", ev->elongation, 0);
-    num(buf, len, "axis_angle", ev->axis_angle, 0);
     num(buf, len, "apex_depth", ev->apex_depth, 0);
-    num(buf, len, "rv_dark", ev->rv_dark, 1);
+    num(buf, len, "cavity_angle", ev->cavity_angle, 0);
+    num(buf, len, "rv_closed", ev->rv_closed, 1);
     snprintf(buf + strlen(buf), len - strlen(buf), "}");
 }

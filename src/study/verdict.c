@@ -27,10 +27,10 @@ void en_verdict_params_default(en_verdict_params *p)
     p->lv_max_px = 5000;
     p->blob_min_px = 12;
     p->one_lv_fraction = 0.9;
-    p->min_elongation = 1.45;
+    p->min_lv_area_px = 950;
     p->max_axis_angle = 30;
-    p->max_apex_depth = 0.40;
-    p->min_rv_dark = 0.30;
+    p->max_apex_depth = 0.25;
+    p->min_rv_closed = 0.30;
     p->min_beats = 1;
     p->excluding_flags = EN_QF_NO_BEAT | EN_QF_LV_SMALL | EN_QF_LV_LARGE | EN_QF_NOT_PERIODIC;
     p->trust_dicom_view = 1;
@@ -62,8 +62,9 @@ static const struct {
                                            "four-chamber"},
     {EN_CLIP_R_NO_LV, "no_single_lv", "the segmentation does not find one left ventricle of "
                                       "plausible size in every frame"},
-    {EN_CLIP_R_LV_ROUND, "lv_round", "the left ventricle is not elongated, as in a "
-                                     "short-axis cut"},
+    {EN_CLIP_R_LV_SMALL, "lv_small_for_view", "the left ventricle is smaller than in an "
+                                              "apical view, as in a short-axis or "
+                                              "foreshortened cut"},
     {EN_CLIP_R_LV_AXIS, "lv_axis", "the left ventricle lies across the beam, not along it "
                                    "as in an apical view"},
     {EN_CLIP_R_LV_DEEP, "lv_deep", "the left ventricle starts far from the probe, not at "
@@ -222,14 +223,14 @@ void en_clip_judge(const en_clip_facts *f, const en_clip_evidence *ev, int nbeat
         reason(v, EN_CLIP_R_NO_LV, detail);
     }
     /* The shape tests need a shape; with no LV the reason above says it. */
-    if (isfinite(ev->elongation) && ev->elongation < p->min_elongation) {
-        snprintf(detail, sizeof detail, "long/short axis %.2f, at least %.2f expected",
-                 ev->elongation, p->min_elongation);
-        reason(v, EN_CLIP_R_LV_ROUND, detail);
+    if (isfinite(ev->lv_area_median) && ev->lv_area_median < p->min_lv_area_px) {
+        snprintf(detail, sizeof detail, "median %.0f pixels of 112x112, at least %.0f expected",
+                 ev->lv_area_median, p->min_lv_area_px);
+        reason(v, EN_CLIP_R_LV_SMALL, detail);
     }
-    if (isfinite(ev->axis_angle) && ev->axis_angle > p->max_axis_angle) {
-        snprintf(detail, sizeof detail, "%.0f degrees from the beam, at most %.0f",
-                 ev->axis_angle, p->max_axis_angle);
+    if (isfinite(ev->cavity_angle) && ev->cavity_angle > p->max_axis_angle) {
+        snprintf(detail, sizeof detail, "its cavity lies %.0f degrees from the beam, at most "
+                 "%.0f", ev->cavity_angle, p->max_axis_angle);
         reason(v, EN_CLIP_R_LV_AXIS, detail);
     }
     if (isfinite(ev->apex_depth) && ev->apex_depth > p->max_apex_depth) {
@@ -239,10 +240,10 @@ void en_clip_judge(const en_clip_facts *f, const en_clip_evidence *ev, int nbeat
     }
     /* A two-chamber clip has an LV that passes every test above: only the
      * missing right ventricle tells it apart, unless the DICOM says A4C. */
-    if (!named_a4c && !(ev->rv_dark >= p->min_rv_dark)) {
-        snprintf(detail, sizeof detail, "%.0f %% of the band beside the LV is cavity, "
-                 "at least %.0f %% expected", 100 * (isfinite(ev->rv_dark) ? ev->rv_dark : 0),
-                 100 * p->min_rv_dark);
+    if (!named_a4c && !(ev->rv_closed >= p->min_rv_closed)) {
+        snprintf(detail, sizeof detail, "a closed cavity beside the LV on %.0f %% of the rays, "
+                 "at least %.0f %% expected", 100 * (isfinite(ev->rv_closed) ? ev->rv_closed : 0),
+                 100 * p->min_rv_closed);
         reason(v, EN_CLIP_R_NO_RV, detail);
     }
     if (nbeats < p->min_beats) {
@@ -262,6 +263,6 @@ void en_clip_judge(const en_clip_facts *f, const en_clip_evidence *ev, int nbeat
         snprintf(v->text, sizeof v->text, "usable: %s%s, one plausible LV in %.0f %% of "
                  "frames, %d beat%s", named_a4c ? "the DICOM names it apical four-chamber"
                                                 : "looks apical four-chamber",
-                 named_a4c ? "" : " (elongated LV along the beam, RV beside it)",
+                 named_a4c ? "" : " (an LV along the beam, the RV beside it)",
                  100 * ev->one_lv_fraction, nbeats, nbeats == 1 ? "" : "s");
 }
