@@ -279,6 +279,12 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     }
     if ((rc = plan_taps(c, in, out, err)) != EN_OK)
         return rc;
+    if (c->sparse || c->wino || c->kern == NN_KERN_FP32) {
+        /* these read fp32 only */
+        nn_tensor_data(x);
+        if (res)
+            nn_tensor_data(res);
+    }
     if (c->sparse) {
         struct timespec t0, t1;
         if (nn_profile())
@@ -369,6 +375,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
          * channels: cin even), write the output's unless it is a slice */
         j.bfin = x->bfvalid && c->cin % 2 == 0 && (j.pointwise || j.implicit);
         j.bfout = y->cap && c->cout % 2 == 0;
+        j.bfonly = j.bfout && c->bf_only;
         if (j.bfout && (rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
             return rc;
         if (j.implicit) {
@@ -377,6 +384,10 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         }
         j.need_panels = nn_conv_bf16_panels(j.pk, j.chunk);
     }
+    if (!j.bfin)
+        nn_tensor_data(x);
+    if (res && !j.bfout)
+        nn_tensor_data(res);
     /* make sure every thread's buffers exist before going parallel */
     for (int t = 0; t < nth; t++)
         if ((j.need && !nn_pool_scratch(pool, t, j.need)) ||
@@ -388,6 +399,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         clock_gettime(CLOCK_MONOTONIC, &t0);
         nn_pool_run(pool, (int)ntiles, conv_tile, &j);
         y->bfvalid = j.bfout;
+        y->dataold = j.bfonly;
         clock_gettime(CLOCK_MONOTONIC, &t1);
         ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
         fprintf(stderr, "nn-profile conv %4d->%-4d k%dx%dx%d s%d,%d d%d,%d taps %d in %lldx%lldx%lld "
@@ -403,6 +415,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     }
     nn_pool_run(pool, (int)ntiles, conv_tile, &j);
     y->bfvalid = j.bfout;
+    y->dataold = j.bfonly;
     return EN_OK;
 }
 
@@ -547,12 +560,20 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
     const nn_conv *c = j->c;
     const nn_tensor *res = j->res;
     nn_tensor *y = j->y;
-    nn_gemm_out o = { y->data + j0, y->stride[NN_C], c->b, res ? res->data + j0 : NULL,
-                      res ? res->stride[NN_C] : 0, j->relu,
-                      j->bfout ? y->bf + 2 * j0 : NULL, y->bfld };
+    nn_gemm_out o = {
+        .c = j->bfonly ? NULL : y->data + j0, .ldc = y->stride[NN_C], .bias = c->b,
+        .relu = j->relu, .bf = j->bfout ? y->bf + 2 * j0 : NULL, .bfld = y->bfld
+    };
     const float *src;
     int64_t ld;
 
+    if (res && res->dataold) {      /* only when bfout (nn_conv_forward) */
+        o.resbf = res->bf + 2 * j0;
+        o.resbfld = res->bfld;
+    } else if (res) {
+        o.res = res->data + j0;
+        o.ldr = res->stride[NN_C];
+    }
     if (j->implicit) {
         implicit_tile_bf16(j, j0, n, &o, thread);
         return;

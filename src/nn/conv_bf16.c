@@ -196,11 +196,14 @@ void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
         for (int r = 0; r < pk->k; r++)
             b.rows[r] = kq[r] >= 0 ? src + (int64_t)kq[r] * ld + j0 : NULL;
         nn_bpack(b.bp, b.rows, NULL, NULL, pk->k, nc);
-        oc.c += j0;
+        if (oc.c)
+            oc.c += j0;
         if (oc.res)
             oc.res += j0;
         if (oc.bf)
             oc.bf += 2 * j0;
+        if (oc.resbf)
+            oc.resbf += 2 * j0;
         nn_bmat bm = nn_bmat_packed(b.bp, pk->k);
         nn_gemm_bf16(pk, m0, m1, &bm, nc, &oc, b.work, NULL);
     }

@@ -31,6 +31,7 @@ typedef struct conv_job {
     size_t need_panels;
     int implicit;         /* stride 1, not 1x1: packed from the input */
     int bfin, bfout;      /* read the input's bf16 copy; write the output's */
+    int bfonly;           /* ... and not the fp32 output (c->bf_only) */
     int64_t maxp;         /* pieces per tap and half-panel, at most */
 } conv_job;
 

@@ -127,6 +127,24 @@ static int build_head(nn_st *st, nn_deeplab *net, int feat, en_err *err)
     return EN_OK;
 }
 
+/* With bf16 products, outputs read only by convolutions that take the
+ * bf16 copy (1x1 and stride-1 ones, and residual adds) need no fp32 copy
+ * (nn_conv.bf_only): inside a bottleneck (conv1 -> conv2 -> conv3, the
+ * projection -> the residual), a block's output when the next block reads
+ * it that way (not layer 2's stride-2 projection, not ASPP after the last
+ * block), ASPP's projection and the head.  The stem's output goes to max
+ * pooling and keeps fp32. */
+static void mark_bf_only(nn_deeplab *net)
+{
+    for (int i = 0; i < DL_NBLOCKS; i++) {
+        bottleneck *b = &net->blocks[i];
+        const bottleneck *next = i + 1 < DL_NBLOCKS ? &net->blocks[i + 1] : NULL;
+        b->c1.bf_only = b->c2.bf_only = b->ds.bf_only = 1;
+        b->c3.bf_only = next && (!next->has_ds || next->ds.s[1] == 1);
+    }
+    net->project.bf_only = net->head.bf_only = 1;
+}
+
 int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)
 {
     nn_deeplab *net = calloc(1, sizeof *net);
@@ -139,6 +157,7 @@ int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)
         nn_deeplab_free(net);
         return rc;
     }
+    mark_bf_only(net);
     *out = net;
     return EN_OK;
 }

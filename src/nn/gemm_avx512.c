@@ -176,7 +176,7 @@ static inline __m512 epi_row(const float *blk, const nn_gemm_out *o, int64_t row
     __m512 v = _mm512_add_ps(_mm512_loadu_ps(blk), _mm512_set1_ps(o->bias ? o->bias[row] : 0.0f));
     if (o->res)
         v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(m, o->res + row * o->ldr + col));
-    if (o->relu)
+    if (o->relu && !o->resbf)      /* with resbf: after the residual (caller) */
         v = _mm512_max_ps(v, _mm512_setzero_ps());
     return v;
 }
@@ -185,8 +185,9 @@ void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0
                              int cols, const nn_gemm_out *o)
 {
     if (o->bf) {
-        /* rows in pairs: both to C, and (row r, row r+1) interleaved to the
-         * bf16 copy; index: element 2i from the first row, 2i+1 the second */
+        /* rows in pairs: both to C (unless bf16 only), and (row r, row
+         * r+1) interleaved to the bf16 copy; index: element 2i from the
+         * first row, 2i+1 the second */
         int16_t ix[32];
         for (int i = 0; i < 16; i++) {
             ix[2 * i] = (int16_t)i;
@@ -199,9 +200,24 @@ void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0
                 const __mmask16 m = cols - j >= 16 ? 0xffff : (__mmask16)((1u << (cols - j)) - 1u);
                 __m512 v0 = epi_row(blk + r * ldb + j, o, row, j0 + j, m);
                 __m512 v1 = epi_row(blk + (r + 1) * ldb + j, o, row + 1, j0 + j, m);
-                __m512i x = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
-                _mm512_mask_storeu_ps(o->c + row * o->ldc + j0 + j, m, v0);
-                _mm512_mask_storeu_ps(o->c + (row + 1) * o->ldc + j0 + j, m, v1);
+                __m512i x;
+                if (o->resbf) {
+                    /* a pair (lo: row r, hi: row r+1) widens to two floats */
+                    __m512i pr = _mm512_maskz_loadu_epi32(m, o->resbf + ((row / 2) * o->resbfld +
+                                                                         j0 + j) * 2);
+                    v0 = _mm512_add_ps(v0, _mm512_castsi512_ps(_mm512_slli_epi32(pr, 16)));
+                    v1 = _mm512_add_ps(v1, _mm512_castsi512_ps(
+                                               _mm512_and_si512(pr, _mm512_set1_epi32(-65536))));
+                    if (o->relu) {
+                        v0 = _mm512_max_ps(v0, _mm512_setzero_ps());
+                        v1 = _mm512_max_ps(v1, _mm512_setzero_ps());
+                    }
+                }
+                x = _mm512_permutexvar_epi16(idx, (__m512i)_mm512_cvtne2ps_pbh(v1, v0));
+                if (o->c) {
+                    _mm512_mask_storeu_ps(o->c + row * o->ldc + j0 + j, m, v0);
+                    _mm512_mask_storeu_ps(o->c + (row + 1) * o->ldc + j0 + j, m, v1);
+                }
                 _mm512_mask_storeu_epi32(o->bf + ((row / 2) * o->bfld + j0 + j) * 2, m, x);
             }
         }

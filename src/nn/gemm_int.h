@@ -145,7 +145,9 @@ static inline nn_bmat nn_bmat_packed(const uint16_t *p, int k)
 /* Where a product goes: C[r][j] = (A x B)[r][j] (+ bias[r]) (+ res[r][j])
  * (ReLU); bias/res NULL when absent.  With bf, the results are also
  * written rounded to bf16, rows 2p and 2p+1 interleaved in pair row p
- * (bfld columns; the rows come in pairs). */
+ * (bfld columns; the rows come in pairs); then c may be NULL (bf16 only),
+ * and the residual may come from a bf16 copy in the same layout (resbf,
+ * resbfld) instead of res. */
 typedef struct nn_gemm_out {
     float *c;
     int64_t ldc;
@@ -155,6 +157,8 @@ typedef struct nn_gemm_out {
     int relu;
     uint16_t *bf;
     int64_t bfld;
+    const uint16_t *resbf;
+    int64_t resbfld;
 } nn_gemm_out;
 
 /* C rows [m0, m1) (m0 a multiple of nn_mpanel) and columns [0, n) =

@@ -38,6 +38,9 @@ typedef struct nn_tensor {
     size_t bfcap;              /* allocated bf16 values */
     int64_t bfld, bfrows;
     int bfvalid;
+    int dataold;               /* only bf holds the values (a convolution
+                                  that feeds only convolutions skipped the
+                                  fp32 ones); nn_tensor_data brings them */
 } nn_tensor;
 
 /* Sets the shape with contiguous strides, growing the storage when needed
@@ -61,6 +64,9 @@ int nn_tensor_bf_alloc(nn_tensor *t, en_err *err);
 /* Fills t's bf16 copy from its data and marks it valid (tests; the
  * convolutions write theirs in their epilogue). */
 int nn_tensor_bf_fill(nn_tensor *t, en_err *err);
+/* Makes t->data hold t's values: when only its bf16 copy does (dataold),
+ * widens it into data.  Logically const: the values do not change. */
+void nn_tensor_data(const nn_tensor *t);
 
 /* ---- thread pool (threads.c) -------------------------------------------- */
 
@@ -105,6 +111,9 @@ typedef struct nn_conv {
     /* Temporal-only kernels (k,1,1), stride 1: each tap is a product with
      * the input shifted by whole frames, no im2col at all. */
     int tshift;
+    /* bf16 products: the output feeds only convolutions (set by the
+     * network), so only its bf16 copy is written */
+    int bf_only;
     /* Stride-1 3x3 kernels by Winograd F(4x4,3x3) (conv_wino.c): wu holds
      * the transformed weights [36][cout][cin], made on first use. */
     int wino;

@@ -54,6 +54,7 @@ static void maxpool_plane(void *arg, int task, int thread)
 int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
                  int s, int p, en_err *err)
 {
+    nn_tensor_data(x);
     int64_t Ho = (x->shape[NN_H] + 2 * p - k) / s + 1;
     int64_t Wo = (x->shape[NN_W] + 2 * p - k) / s + 1;
     int64_t planes = x->shape[NN_C] * x->shape[NN_B] * x->shape[NN_T];
@@ -71,6 +72,7 @@ int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
 
 int nn_avgpool_global(const nn_tensor *x, nn_tensor *y, en_err *err)
 {
+    nn_tensor_data(x);
     const int64_t C = x->shape[NN_C], B = x->shape[NN_B];
     const int64_t n = x->shape[NN_T] * x->shape[NN_H] * x->shape[NN_W];
     int rc = nn_tensor_reshape(y, C, B, 1, 1, 1, err);
@@ -133,6 +135,7 @@ static void upsample_plane(void *arg, int task, int thread)
 int nn_upsample_bilinear(nn_pool *pool, const nn_tensor *x, nn_tensor *y,
                          int64_t oh, int64_t ow, en_err *err)
 {
+    nn_tensor_data(x);
     int64_t planes = x->shape[NN_C] * x->shape[NN_B] * x->shape[NN_T];
     plane_job j = { x, y, 0, 0, 0, oh, ow };
     int rc = nn_tensor_reshape(y, x->shape[NN_C], x->shape[NN_B], x->shape[NN_T],
@@ -148,6 +151,7 @@ void nn_broadcast_hw(const nn_tensor *v, nn_tensor *y)
     const int64_t C = y->shape[NN_C], B = y->shape[NN_B];
     const int64_t n = y->shape[NN_T] * y->shape[NN_H] * y->shape[NN_W];
 
+    nn_tensor_data(v);
     y->bfvalid = 0;
     for (int64_t c = 0; c < C; c++)
         for (int64_t b = 0; b < B; b++) {
@@ -161,6 +165,7 @@ void nn_broadcast_hw(const nn_tensor *v, nn_tensor *y)
 void nn_relu(nn_tensor *x)
 {
     size_t n = nn_tensor_numel(x);
+    nn_tensor_data(x);
     x->bfvalid = 0;
     for (size_t i = 0; i < n; i++)
         x->data[i] = x->data[i] > 0.0f ? x->data[i] : 0.0f;
@@ -169,6 +174,8 @@ void nn_relu(nn_tensor *x)
 void nn_add(nn_tensor *y, const nn_tensor *x)
 {
     size_t n = nn_tensor_numel(y);
+    nn_tensor_data(x);
+    nn_tensor_data(y);
     y->bfvalid = 0;
     for (size_t i = 0; i < n; i++)
         y->data[i] += x->data[i];
@@ -180,6 +187,7 @@ int nn_linear_forward(const nn_linear *l, const nn_tensor *x, nn_tensor *y,
     const int64_t B = x->shape[NN_B];
     int rc;
 
+    nn_tensor_data(x);
     if (x->shape[NN_C] != l->in || nn_tensor_cols(x) != B)
         return en_err_set(err, EN_EINVAL, "nn: linear layer expects %d features", l->in);
     if ((rc = nn_tensor_reshape(y, l->out, B, 1, 1, 1, err)) != EN_OK)

@@ -98,6 +98,19 @@ int nn_r2p1d_build(nn_st *st, nn_r2p1d **out, en_err *err)
     }
     if ((rc = nn_w_linear(st, "fc", inplanes, &net->fc, err)) != EN_OK)
         goto fail;
+    /* With bf16 products, outputs read only by convolutions that take the
+     * bf16 copy (stride-1 ones, residual adds) need no fp32 copy
+     * (nn_conv.bf_only): inside a block unless the temporal half strides,
+     * the projection, a block's output when the next block does not stride
+     * (the first blocks of layers 2-4 read theirs through im2col), the
+     * temporal stem.  The last block's output goes to average pooling. */
+    net->stem_t.bf_only = 1;
+    for (int i = 0; i < R_NBLOCKS; i++) {
+        basic_block *b = &net->blocks[i];
+        b->s1.bf_only = b->t1.s[0] == 1;
+        b->t1.bf_only = b->s2.bf_only = b->ds.bf_only = 1;
+        b->t2.bf_only = i + 1 < R_NBLOCKS && net->blocks[i + 1].s1.s[1] == 1;
+    }
     if (net->fc.out != 1) {
         rc = en_err_set(err, EN_EFORMAT, "weights file %s: tensor 'fc.weight' has %d outputs, "
                         "expected 1 (EF)", st->path, net->fc.out);

@@ -35,6 +35,7 @@ int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
     }
     memcpy(t->shape, dims, sizeof dims);
     t->bfvalid = 0;
+    t->dataold = 0;
     t->stride[NN_W] = 1;
     for (int i = NN_DIMS - 2; i >= 0; i--)
         t->stride[i] = t->stride[i + 1] * t->shape[i + 1];
@@ -105,4 +106,20 @@ nn_tensor nn_tensor_channels(const nn_tensor *t, int64_t c0, int64_t n)
     v.bfcap = 0;
     v.bfvalid = 0;
     return v;
+}
+
+void nn_tensor_data(const nn_tensor *ct)
+{
+    nn_tensor *t = (nn_tensor *)(uintptr_t)ct;   /* see nn_int.h */
+    const int64_t cols = nn_tensor_cols(t);
+
+    if (!t->dataold)
+        return;
+    for (int64_t c = 0; c < t->shape[NN_C]; c++) {
+        const uint16_t *src = t->bf + (c / 2) * t->bfld * 2 + c % 2;
+        float *dst = t->data + c * t->stride[NN_C];
+        for (int64_t j = 0; j < cols; j++)
+            dst[j] = nn_bf16_float(src[2 * j]);
+    }
+    t->dataold = 0;
 }
