@@ -13,7 +13,14 @@ the accuracy benchmark measures against: its truth must be the truth.
     FrameTime match, the fan sits where the truth says, and the pixels
     inside it move while burned-in text outside it does not;
   * echonetctl convert finds the fan the simulator drew (IoU >= 0.95), so
-    truth masks map into the network's view.
+    truth masks map into the network's view;
+  * a whole study (`write_study`) is what it claims: every instance of one
+    StudyInstanceUID and patient with its own SOPInstanceUID, View Code
+    Sequence written when asked, the still a single-frame US Image, the
+    Doppler strip a spectral region, the non-echo object a secondary
+    capture of another modality; the other views keep the heart's cycle
+    (a two-chamber LV has the four-chamber LV's areas frame by frame), and
+    the study EF is the mean of the A4C clips' complete beats.
 """
 import json
 import os
@@ -124,4 +131,46 @@ with tempfile.TemporaryDirectory() as tmp:
         drawn = f.mask(rows, cols)
         iou = (found & drawn).sum() / max(1, (found | drawn).sum())
         rep.check(iou >= 0.95, "%s (%s): located fan IoU %.3f" % (t["file"], t["machine"], iou))
+
+# Whole studies.
+p = echosim.draw_params(4242)
+p.seconds = 1.5
+base = echosim.Study(p)
+for view in ("a2c", "plax", "subcostal"):
+    v = echosim.ViewStudy(p, view, np.random.default_rng(1))
+    a = [echosim.polygon_area(base.heart(t).lv) for t in base.times[:10]]
+    b = [echosim.polygon_area(v.heart(t).lv) for t in v.times[:10]]
+    rep.check(np.allclose(a, b), "%s: the LV is not the same heart's" % view)
+psax = echosim.ViewStudy(p, "psax", np.random.default_rng(1))
+h = psax.heart(0.0)
+ys = h.lv[:, 1]
+rep.check(len(h.cavities) == 2 and abs((ys.max() - ys.min()) / (np.ptp(h.lv[:, 0])) - 1) < 0.01,
+          "psax: the LV is not round")
+with tempfile.TemporaryDirectory() as tmp:
+    import pydicom
+    rec = echosim.write_study(tmp, 4243, n_a4c=2, others=("a2c", "still", "doppler", "nonecho"),
+                              max_seconds=1.5, with_codes=True, work=os.path.join(tmp, "w"))
+    dss = {i["kind"] + str(k): pydicom.dcmread(os.path.join(tmp, i["file"]))
+           for k, i in enumerate(rec["instances"])}
+    rep.check(len(set(d.StudyInstanceUID for d in dss.values())) == 1 and
+              len(set(d.PatientName for d in dss.values())) == 1, "one study, one patient")
+    rep.check(len(set(d.SOPInstanceUID for d in dss.values())) == len(dss), "one SOP UID each")
+    for key, d in dss.items():
+        kind = key.rstrip("0123456789")
+        if kind in ("a4c", "a2c"):
+            rep.check(d.ViewCodeSequence[0].CodeValue == echosim.VIEW_CODES[kind][1],
+                      "%s: view code" % key)
+        if kind == "still":
+            rep.check(d.SOPClassUID == "1.2.840.10008.5.1.4.1.1.6.1" and
+                      "NumberOfFrames" not in d, "still: single-frame US Image")
+        if kind == "doppler":
+            rep.check(d.SequenceOfUltrasoundRegions[0].RegionSpatialFormat == 3, "doppler region")
+        if kind == "nonecho":
+            rep.check(d.SOPClassUID == "1.2.840.10008.5.1.4.1.1.7" and d.Modality == "OT",
+                      "nonecho: SC, modality OT")
+    a4c = [i for i in rec["instances"] if i["kind"] == "a4c"]
+    beats = [e for i in a4c for e in i["complete_beat_efs"]]
+    rep.check(len(a4c) == 2 and abs(rec["ef"] - np.mean(beats)) < 1e-9,
+              "study EF is the mean of the A4C clips' complete beats")
+    rep.check(sum(i["counts"] for i in rec["instances"]) == 2, "only the A4C clips count")
 sys.exit(rep.finish())

@@ -22,16 +22,24 @@ LV volume by the single-plane area-length rule V = 8 A^2 / (3 pi L), and per
 beat the ED and ES frames and the beat's EF.  The study EF is the mean of the
 complete beats' EFs, which is what echonetd reports.
 
-Two outputs:
+Three outputs:
   * the network's view directly (112 x 112, the fan placed as en_sector_frame
     places it), for training: `Study.render_view()`;
   * whole DICOM files as scanners write them (header band, burned-in text,
     ECG trace, compressed syntaxes), through tests/gen/make_dicoms.py's
-    writer: `write_dicom()`, and the `dicoms` subcommand.
+    writer: `write_dicom()`, and the `dicoms` subcommand;
+  * whole studies as a machine sends them (`study` subcommand,
+    `write_study()`): several apical four-chamber clips of one heart, and
+    what must not count: the same heart from other windows (two-chamber,
+    parasternal long and short axis, subcostal, an off-axis A4C attempt,
+    `ViewStudy`), a still, a Doppler and an M-mode strip, a screen without
+    a sector, a non-echo object; one StudyInstanceUID, View Code Sequence
+    written or not, and the truth of what a reader should conclude.
 
 Everything is seeded: the same seed gives the same study, bit for bit.
 Run with Debian's interpreter (numpy, scipy, OpenCV, pydicom):
     /usr/bin/python3 tools/echosim.py dicoms --out DIR --count N --seed S
+    /usr/bin/python3 tools/echosim.py study --out DIR --count N --seed S
     /usr/bin/python3 tools/echosim.py preview --out montage.png --seed S
 """
 
@@ -39,6 +47,7 @@ import argparse
 import json
 import math
 import os
+import shutil
 import sys
 from dataclasses import dataclass, field
 
@@ -693,9 +702,12 @@ def dicom_layout(machine, seed, nframes, angle_left, angle_right, depth):
     return spec, header_h, fan
 
 
-def write_dicom(study, machine, storage, path, n, workdir):
-    """Writes the study as one DICOM file; returns a truth record (no
-    identifying values other than the generator's fake ones)."""
+def write_dicom(study, machine, storage, path, n, workdir, identity=None, view_code=None,
+                sop=None):
+    """Writes the study as one DICOM file; returns (geometry, phi).  identity
+    (a dict of attributes) overrides the generator's fake identifying values,
+    so several files can be instances of one study; view_code (scheme,
+    value, meaning) writes View Code Sequence; sop picks the SOP class."""
     md = _gen_module()
     p = study.p
     spec, header_h, fan = dicom_layout(machine, p.seed, study.nframes, p.angle_left,
@@ -716,14 +728,30 @@ def write_dicom(study, machine, storage, path, n, workdir):
     scene.index = frames
     photometric, encoding = storage
     v = md.Variant(os.path.basename(path)[:-4], spec.name, photometric, encoding,
-                   timing="frametime", regions=machine.get("regions", "fan"))
+                   timing="frametime", regions=machine.get("regions", "fan"),
+                   sop=sop or md.SOP_US_MULTIFRAME)
     v.px = md.encode_pixels(frames, photometric, 0)
     ds, phi, _, _ = md.build_dataset(v, n, p.seed, scene, v.px)
-    # The real frame rate, not the generator's fixed ones.
-    ds.FrameTime = f"{1000.0 / p.fps:.4f}"
+    if v.sop != md.SOP_US_IMAGE:
+        # The real frame rate, not the generator's fixed ones.
+        ds.FrameTime = f"{1000.0 / p.fps:.4f}"
     ds.HeartRate = int(round(p.hr))
+    _finish(ds, phi, identity, view_code)
     md.write_variant(v, ds, path, workdir)
     return geom, phi
+
+
+def _finish(ds, phi, identity, view_code):
+    """The shared identity of a study's instances, and the view code."""
+    for key, value in (identity or {}).items():
+        setattr(ds, key, value)
+        phi[key] = value
+    if view_code:
+        from pydicom.dataset import Dataset
+        from pydicom.sequence import Sequence
+        item = Dataset()
+        item.CodingSchemeDesignator, item.CodeValue, item.CodeMeaning = view_code
+        ds.ViewCodeSequence = Sequence([item])
 
 
 def _draw_ecg(md, scene, frames, study):
@@ -745,6 +773,299 @@ def _draw_ecg(md, scene, frames, study):
     if (scratch > 0)[scene.mask].any():
         raise RuntimeError("ECG crosses the fan")
     frames[:, scratch > 0] = md.IDX_ECG
+
+
+# --------------------------------------------------------------------------
+# Whole studies: one heart seen from several windows, and what else an echo
+# study holds
+# --------------------------------------------------------------------------
+
+# The view codes machines write (DICOM CID 12226, SNOMED CT).
+VIEW_CODES = {
+    "a4c": ("SCT", "399214001", "Apical four chamber"),
+    "a2c": ("SCT", "399232001", "Apical two chamber"),
+    "plax": ("SCT", "399139001", "Parasternal long axis"),
+    "psax": ("SCT", "399271003", "Parasternal short axis at the papillary muscle level"),
+    "subcostal": ("SCT", "399310008", "Subcostal long axis"),
+    # an attempt at A4C that missed: the sonographer still labels it A4C
+    "offaxis": ("SCT", "399214001", "Apical four chamber"),
+}
+
+# Instances that must not count, and what a reader should say about them.
+OTHER_KINDS = ("a2c", "plax", "psax", "subcostal", "offaxis", "still", "doppler", "mmode",
+               "nosector", "nonecho")
+
+
+class ViewStudy(Study):
+    """The same heart from another window: its cycle (hence its volumes and
+    EF) unchanged, its shapes placed as that view shows them.
+      a2c        the apical view rotated to two chambers: LV and LA only;
+      plax       parasternal long axis: the LV lies across the beam, mid-depth,
+                 the RV above it (nearer the probe), the LA beyond its base;
+      psax       parasternal short axis: a round LV with a crescent RV;
+      subcostal  four chambers seen from below the ribs: deeper, the heart's
+                 axis far from the beam;
+      offaxis    an apical four-chamber attempt that missed: foreshortened
+                 and tilted away from the beam."""
+
+    def __init__(self, params, view, rng):
+        import copy
+        p = copy.deepcopy(params)
+        self.view = view
+        u = rng.uniform
+        if view == "plax":
+            side = rng.choice([-1.0, 1.0])
+            p.tilt = side * u(82, 98)
+            p.apex_x = -side * p.lv_len * u(0.42, 0.5)   # the base runs to the other side
+            p.apex_z = u(6.5, 8.5)
+        elif view == "subcostal":
+            side = rng.choice([-1.0, 1.0])
+            p.tilt = side * u(55, 75)
+            p.apex_x = side * u(-3.5, -2.0)
+            p.apex_z = u(5.5, 7.5)
+        elif view == "offaxis":
+            p.tilt = rng.choice([-1.0, 1.0]) * u(35, 50)
+            p.lv_len *= u(0.72, 0.85)
+            p.apex_x = u(-0.5, 0.5)
+        elif view == "psax":
+            p.apex_z = u(6.0, 8.0)      # the LV's centre depth
+            p.apex_x = u(-0.8, 0.8)
+        need = {"plax": p.apex_z + 5.5, "subcostal": p.apex_z + p.lv_len + 3.0,
+                "psax": p.apex_z + 5.0}.get(view, p.depth)
+        p.depth = max(p.depth, need)
+        super().__init__(p)
+        # The same beats and phases as the study they are cut from.
+        self.beats = make_beats(p, np.random.default_rng([p.seed, 7002]))
+
+    def heart(self, t):
+        if self.view == "psax":
+            return self._short_axis(t)
+        h = super().heart(t)
+        if self.view == "a2c":
+            keep = [0, 2]                   # LV and LA, no RV, no RA
+            return Heart(lv=h.lv, lv_len=h.lv_len,
+                         myo_outer=[h.myo_outer[i] for i in keep],
+                         cavities=[h.cavities[i] for i in keep],
+                         atrial_walls=[h.atrial_walls[0]], valves=h.valves[:2],
+                         heart_outline=h.heart_outline[:1])
+        if self.view == "plax":
+            keep = [0, 1, 2]                # LV, RV (above), LA; the RA is out of plane
+            return Heart(lv=h.lv, lv_len=h.lv_len,
+                         myo_outer=[h.myo_outer[i] for i in keep],
+                         cavities=[h.cavities[i] for i in keep],
+                         atrial_walls=[h.atrial_walls[0]], valves=h.valves[:2],
+                         heart_outline=h.heart_outline)
+        return h
+
+    def _short_axis(self, t):
+        p = self.p
+        half, _length, wall, c, _ = self.state(t)
+        centre = np.array([p.apex_x, p.apex_z])
+        ring = np.linspace(0, 2 * np.pi, 160, endpoint=False)
+
+        def circle(r, cx=0.0, cz=0.0, sx=1.0, sz=1.0):
+            return np.stack([centre[0] + cx + r * sx * np.cos(ring),
+                             centre[1] + cz + r * sz * np.sin(ring)], 1)
+        lv = circle(half)
+        lv_outer = circle(half + wall)
+        # The RV wraps the septum on the probe's side.
+        rv_r = 0.75 * p.lv_half * (1.0 - 0.15 * c)
+        rv = circle(rv_r, cx=-0.55 * (half + wall), cz=-0.75 * (half + wall), sx=1.5, sz=0.6)
+        rv_outer = circle(rv_r + 0.4, cx=-0.55 * (half + wall), cz=-0.75 * (half + wall),
+                          sx=1.5, sz=0.6)
+        return Heart(lv=lv, lv_len=2 * half, myo_outer=[lv_outer, rv_outer],
+                     cavities=[(lv, "lv"), (rv, "rv")], atrial_walls=[], valves=[],
+                     heart_outline=[lv_outer, rv_outer])
+
+
+def _ds_only(md, name, index, n, seed, sop, modality, regions, identity, fps, workdir, path,
+             photometric="MONOCHROME2"):
+    """A DICOM file of drawn palette indices (frames x rows x cols) that is
+    no echo loop: identity shared with the study, its own regions."""
+    v = md.Variant(name, "S", photometric, "explicit", timing="none", regions="none", sop=sop)
+    v.px = md.encode_pixels(index, photometric, 0)
+    ds, phi, _, _ = md.build_dataset(v, n, seed, None, v.px)
+    ds.Modality = modality
+    if sop != md.SOP_US_IMAGE and index.shape[0] > 1:
+        ds.FrameTime = f"{1000.0 / fps:.4f}"
+        ds.FrameIncrementPointer = md.Tag(0x0018, 0x1063)
+    if regions:
+        ds.SequenceOfUltrasoundRegions = md.Sequence(regions)
+    _finish(ds, phi, identity, None)
+    md.write_variant(v, ds, path, workdir)
+    return phi
+
+
+def _strip(md, rng, kind, rows, cols, nframes, hr, fps):
+    """A Doppler spectrum or an M-mode trace scrolling across a strip: the
+    time axis runs left to right, a new column appears on the right each
+    frame.  Returns (indices, strip box)."""
+    top, bottom, left, right = rows // 6, rows - rows // 10, cols // 10, cols - cols // 12
+    h, w = bottom - top, right - left
+    total = w + nframes * 3
+    t = np.arange(total) / (w / 3.0)                       # 3 s across the strip
+    phase = (t * hr / 60.0) % 1.0
+    canvas = np.zeros((h, total), np.float32)
+    ys = np.arange(h)[:, None]
+    if kind == "doppler":
+        base = int(h * 0.3)
+        env = (0.62 * np.exp(-((phase - 0.18) / 0.07) ** 2) + 0.25 * np.exp(-((phase - 0.62) / 0.06) ** 2)
+               + 0.18 * np.exp(-((phase - 0.85) / 0.05) ** 2))
+        depth = base + env[None, :] * (h - base)
+        fill = (ys >= base) & (ys <= depth)
+        canvas[fill] = 0.6
+        canvas *= rng.rayleigh(1.0, canvas.shape).astype(np.float32)
+        canvas[base - 1:base + 1, :] = 0.9                 # the baseline
+    else:                                                  # M-mode: walls moving over time
+        for depth0, amp, thick, level in ((0.15, 0.02, 0.05, 0.7), (0.35, 0.07, 0.06, 0.9),
+                                          (0.65, 0.06, 0.07, 0.85), (0.8, 0.02, 0.04, 0.6)):
+            c = (depth0 + amp * np.cos(2 * np.pi * phase)) * h
+            canvas[np.abs(ys - c[None, :]) < thick * h] = level
+        canvas = cv2.GaussianBlur(canvas, (0, 0), 1.2) * rng.rayleigh(1.0, canvas.shape).astype(np.float32)
+    canvas = np.clip(canvas * md.IDX_FAN_MAX, 0, md.IDX_FAN_MAX).astype(np.uint8)
+    frames = np.zeros((nframes, rows, cols), np.uint8)
+    for f in range(nframes):
+        frames[f, top:bottom, left:right] = canvas[:, f * 3:f * 3 + w]
+        frames[f, top:bottom, left:left + 2] = md.IDX_TEXT   # the strip's frame
+        frames[f, top:bottom, right - 2:right] = md.IDX_TEXT
+    return frames, (left, top, right - 1, bottom - 1)
+
+
+def _text_screen(md, rows, cols, nframes, lines):
+    """A screen of text only (a measurement or report page)."""
+    img = np.zeros((rows, cols), np.uint8)
+    for i, line in enumerate(lines):
+        cv2.putText(img, line, (20, 40 + 28 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.7, md.IDX_TEXT, 1,
+                    cv2.LINE_8)
+    return np.repeat(img[None], nframes, axis=0)
+
+
+def write_other(kind, base, machine, storage, path, n, workdir, identity, seed, with_codes):
+    """One instance of the study that must not count.  Returns a truth
+    record: kind, and what a reader should conclude."""
+    md = _gen_module()
+    rng = np.random.default_rng([seed, 7101, n])
+    name = os.path.basename(path)[:-4]
+    p = base.p
+    rec = {"kind": kind, "counts": False}
+    if kind in ("a2c", "plax", "psax", "subcostal", "offaxis"):
+        st = ViewStudy(p, kind, rng)
+        code = VIEW_CODES[kind] if with_codes else None
+        write_dicom(st, machine, storage, path, n, workdir, identity=identity, view_code=code)
+        rec.update(expect="unusable", view_dicom=code[1] if code else None)
+    elif kind == "still":
+        st = Study(p)
+        st.nframes, st.times = 1, st.times[:1]
+        write_dicom(st, machine, storage, path, n, workdir, identity=identity,
+                    view_code=VIEW_CODES["a4c"] if with_codes else None, sop=md.SOP_US_IMAGE)
+        rec.update(expect="not_analysed", reason="single_frame")
+    elif kind in ("doppler", "mmode"):
+        rows, cols = machine["rows"], machine["cols"]
+        frames, (x0, y0, x1, y1) = _strip(md, rng, kind, rows, cols, 40, p.hr, 30.0)
+        regions = []
+        if kind == "doppler":   # a machine that describes its spectral region
+            item = md.region_item(x0, y0, x1, y1, 0, int(0.3 * (y1 - y0)), 0.01, spatial=3,
+                                  data_type=3, units=(4, 7))
+            regions = [item]
+        _ds_only(md, name, frames, n, seed, md.SOP_US_MULTIFRAME, "US", regions, identity, 30.0,
+                 workdir, path)
+        rec.update(expect="not_analysed", reason="doppler" if kind == "doppler" else "no_sector")
+    elif kind == "nosector":
+        frames = _text_screen(md, machine["rows"], machine["cols"], 30,
+                              ["LV MEASUREMENTS", "IVSd 1.0 cm", "LVIDd 4.9 cm", "LVPWd 0.9 cm"])
+        _ds_only(md, name, frames, n, seed, md.SOP_US_MULTIFRAME, "US", [], identity, 30.0,
+                 workdir, path)
+        rec.update(expect="not_analysed", reason="no_sector")
+    elif kind == "nonecho":
+        frames = _text_screen(md, 480, 640, 1, ["REPORT", "Echocardiogram summary",
+                                                 "See measurements"])
+        _ds_only(md, name, frames, n, seed, md.SOP_SECONDARY_CAPTURE, "OT", [], identity, 30.0,
+                 workdir, path)
+        rec.update(expect="not_analysed", reason="not_ultrasound")
+    else:
+        raise ValueError(kind)
+    return rec
+
+
+def write_study(out, seed, n_a4c=3, others=OTHER_KINDS, held_out=False, max_seconds=0,
+                with_codes=None, work=None):
+    """A whole study: n_a4c apical four-chamber clips of one heart (each its
+    own stretch of the rhythm, its own probe position and speckle) and one
+    instance of each kind in `others`, all sharing one StudyInstanceUID and
+    patient.  Files are named <seed>-NN.dcm in a shuffled order.  Returns
+    the truth record: the study EF is the mean over the complete beats'
+    EFs of the A4C clips, as echonetd should report it."""
+    md = _gen_module()
+    rng = np.random.default_rng([seed, 7100])
+    p = draw_params(seed, held_out=held_out)
+    if max_seconds:
+        p.seconds = min(p.seconds, max_seconds)
+    if with_codes is None:
+        with_codes = bool(rng.random() < 0.5)      # about half the machines write view codes
+    machines = [m for m in MACHINES if m["held_out"] == held_out] or MACHINES
+    machine = machines[int(rng.integers(len(machines)))]
+    storage = STORAGE[int(rng.integers(len(STORAGE)))]
+    phi = md.phi_for(seed % 100000, seed)
+    identity = {k: phi[k] for k in ("PatientName", "PatientID", "PatientBirthDate",
+                                    "AccessionNumber", "StudyInstanceUID", "StudyDate",
+                                    "StudyTime", "InstitutionName")}
+    kinds = ["a4c"] * n_a4c + list(others)
+    order = rng.permutation(len(kinds))
+    work = work or os.path.join(out, ".work")
+    os.makedirs(work, exist_ok=True)
+    instances, beats = [], []
+    for slot, k in enumerate(order):
+        kind = kinds[k]
+        n = 1000 * (seed % 1000) + slot + 1
+        fname = f"study{seed}-{slot + 1:02d}.dcm"
+        path = os.path.join(out, fname)
+        if kind == "a4c":
+            q = draw_params(seed, held_out=held_out)
+            if max_seconds:
+                q.seconds = min(q.seconds, max_seconds)
+            # Another recording of the same heart: a new stretch of the
+            # rhythm, a slightly moved probe, fresh speckle.
+            q.seed = seed * 100 + slot
+            q.tilt = p.tilt + rng.uniform(-3, 3)
+            q.apex_x = p.apex_x + rng.uniform(-0.3, 0.3)
+            q.texture_seed = int(rng.integers(1 << 30))
+            st = Study(q)
+            write_dicom(st, machine, storage, path, n, work, identity=identity,
+                        view_code=VIEW_CODES["a4c"] if with_codes else None)
+            tr = st.truth()
+            complete = [b for b in tr["beats"] if b["complete"]]
+            beats += [b["ef"] for b in complete]
+            rec = {"kind": "a4c", "counts": True, "expect": "usable", "ef": tr["ef"],
+                   "complete_beat_efs": [b["ef"] for b in complete], "frames": st.nframes}
+        else:
+            rec = write_other(kind, Study(p), machine, storage, path, n, work, identity, seed,
+                              with_codes)
+        rec["file"] = fname
+        rec["phi"] = [identity["PatientName"], identity["PatientID"], identity["StudyInstanceUID"]]
+        instances.append(rec)
+        print(f"echosim: {fname} {kind}", flush=True)
+    return {"seed": seed, "machine": machine["name"], "storage": list(storage),
+            "view_codes": with_codes, "ef": float(np.mean(beats)) if beats else None,
+            "target_ef": 100 * p.ef, "instances": instances}
+
+
+def cmd_study(args):
+    os.makedirs(args.out, exist_ok=True)
+    work = os.path.join(args.out, ".work")
+    others = tuple(k for k in args.others.split(",") if k) if args.others is not None else OTHER_KINDS
+    records = []
+    for i in range(args.count):
+        d = os.path.join(args.out, f"study{args.seed + i}") if args.count > 1 else args.out
+        os.makedirs(d, exist_ok=True)
+        codes = None if args.view_codes == "random" else args.view_codes == "yes"
+        records.append(write_study(d, args.seed + i, n_a4c=args.a4c, others=others,
+                                   held_out=args.held_out, max_seconds=args.max_seconds,
+                                   with_codes=codes, work=work))
+    shutil.rmtree(work, ignore_errors=True)
+    with open(os.path.join(args.out, "studies.json"), "w") as fh:
+        json.dump(records, fh, indent=1)
+        fh.write("\n")
+    return 0
 
 
 def truth_record(study, fname=None, machine=None, storage=None):
@@ -795,7 +1116,8 @@ def cmd_dicoms(args):
 
 def cmd_preview(args):
     p = draw_params(args.seed, held_out=args.held_out)
-    st = Study(p)
+    st = Study(p) if args.view == "a4c" else \
+        ViewStudy(p, args.view, np.random.default_rng([args.seed, 7101]))
     frames, masks = st.render_view()
     tr = st.truth()
     picks = np.linspace(0, len(frames) - 1, 8).astype(int)
@@ -827,10 +1149,26 @@ def main(argv=None):
     d.add_argument("--max-seconds", type=float, default=0,
                    help="cap each loop's length (quick samples)")
     d.set_defaults(fn=cmd_dicoms)
+    w = sub.add_parser("study", help="write whole studies: several A4C clips of one heart "
+                       "and instances that must not count; studies.json holds the truth")
+    w.add_argument("--out", required=True)
+    w.add_argument("--count", type=int, default=1)
+    w.add_argument("--seed", type=int, default=1)
+    w.add_argument("--a4c", type=int, default=3, help="apical four-chamber clips per study")
+    w.add_argument("--others", default=None,
+                   help="comma-separated kinds that must not count (default: all of %s)"
+                   % ",".join(OTHER_KINDS))
+    w.add_argument("--view-codes", choices=("yes", "no", "random"), default="random",
+                   help="whether the machine writes View Code Sequence")
+    w.add_argument("--held-out", action="store_true")
+    w.add_argument("--max-seconds", type=float, default=0)
+    w.set_defaults(fn=cmd_study)
     v = sub.add_parser("preview", help="a PNG montage of one study's network view")
     v.add_argument("--out", required=True)
     v.add_argument("--seed", type=int, default=1)
     v.add_argument("--held-out", action="store_true")
+    v.add_argument("--view", default="a4c", choices=("a4c", "a2c", "plax", "psax", "subcostal",
+                                                    "offaxis"))
     v.set_defaults(fn=cmd_preview)
     args = ap.parse_args(argv)
     return args.fn(args)
