@@ -45,6 +45,15 @@
     "networks (EchoNet-Dynamic method) from one echo video. A qualified " \
     "clinician must review the images and measurements before any clinical use."
 
+/* The same note on a study page, whose EF comes from several videos. */
+#define EN_REPORT_NOTE_STUDY \
+    "Not a diagnosis. This is research software output: the ejection fraction " \
+    "and the left-ventricle outlines were estimated automatically by neural " \
+    "networks (EchoNet-Dynamic method) from the echo videos of the study judged " \
+    "to be apical four-chamber views; that judgement is automatic too. A " \
+    "qualified clinician must review the images, the views and the " \
+    "measurements before any clinical use."
+
 /* The line printed, in a red box, when a model is a phantom-trained default. */
 #define EN_REPORT_PHANTOM_TEXT "phantom-trained default model, not for clinical use"
 

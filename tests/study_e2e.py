@@ -182,7 +182,7 @@ rep.check(pseudonym in ptext and "Instances of the study" in ptext and
           "the report's study page: %s" % ptext[:300])
 for f in used:
     key = con.execute("SELECT dedup_key FROM clips WHERE id = ?", (clip_of[f],)).fetchone()[0]
-    rep.check(key[:8] in ptext, "the report lists used clip %s" % key[:8])
+    rep.check(key[:6] in ptext, "the report lists used clip %s" % key[:6])
 
 # A machine that names its views: the DICOM decides where it speaks.
 coded = os.path.join(site.dir, "coded")

@@ -1061,10 +1061,12 @@ def cmd_study(args):
         records.append(write_study(d, args.seed + i, n_a4c=args.a4c, others=others,
                                    held_out=args.held_out, max_seconds=args.max_seconds,
                                    with_codes=codes, work=work))
+        # after each study, so an interrupted run keeps what it made
+        with open(os.path.join(args.out, "studies.json.tmp"), "w") as fh:
+            json.dump(records, fh, indent=1)
+            fh.write("\n")
+        os.replace(os.path.join(args.out, "studies.json.tmp"), os.path.join(args.out, "studies.json"))
     shutil.rmtree(work, ignore_errors=True)
-    with open(os.path.join(args.out, "studies.json"), "w") as fh:
-        json.dump(records, fh, indent=1)
-        fh.write("\n")
     return 0
 
 

@@ -180,20 +180,35 @@ static const char *verdict_word(const en_store_clip *c)
     return "left out";
 }
 
+/* Table order: used clips first, then the ones left out after analysis,
+ * never judged, not analysed, failed, unfinished; by arrival within each. */
+static int rank(const en_store_clip *c)
+{
+    if (c->status == EN_STORE_FAILED)
+        return 4;
+    if (c->status != EN_STORE_DONE)
+        return 5;
+    if (used(c))
+        return 0;
+    if (!strcmp(c->r.verdict, "not_analysed"))
+        return 3;
+    return c->r.verdict[0] ? 1 : 2;
+}
+
 static void clip_row(const en_store_clip *c, int i, char *label, char *view, en_report_clip *row)
 {
     const char *reasons = c->r.verdict_text;
 
     if (c->r.dedup_key[0])
-        snprintf(label, 32, "%d (%.8s)", i + 1, c->r.dedup_key);
+        snprintf(label, 32, "%d (%.6s)", i + 1, c->r.dedup_key);
     else
         snprintf(label, 32, "%d (c%lld)", i + 1, (long long)c->id);
     if (c->r.view_dicom[0])
-        snprintf(view, 96, "DICOM: %s", en_view_text(en_view_parse(c->r.view_dicom)));
+        snprintf(view, 96, "DICOM: %s", c->r.view_dicom);
     else if (!strcmp(c->r.verdict, "usable"))
-        snprintf(view, 96, "images: apical four-chamber");
+        snprintf(view, 96, "images: a4c");
     else if (!strcmp(c->r.verdict, "unusable"))
-        snprintf(view, 96, "images: not apical four-chamber");
+        snprintf(view, 96, "images: not a4c");
     else
         snprintf(view, 96, "%s", "\xe2\x80\x94");
     if (!strncmp(reasons, "usable: ", 8))
@@ -265,7 +280,10 @@ int en_study_report(const en_config *cfg, const en_store_study *s,
         rc = EN_ENOMEM;
     for (int i = 0; rc == EN_OK && i < s->nclips; i++) {
         const en_store_clip *c = &s->clip[i];
-        clip_row(c, i, pg.labels[i], pg.views[i], &pg.clips[i]);
+        int row = 0;
+        for (int j = 0; j < s->nclips; j++)   /* this clip's place in table order */
+            row += rank(&s->clip[j]) < rank(c) || (rank(&s->clip[j]) == rank(c) && j < i);
+        clip_row(c, i, pg.labels[i], pg.views[i], &pg.clips[row]);
         if (!first && used(c))
             first = c;
         if (!models_of && c->r.seg_model.sha256[0])

@@ -13,8 +13,9 @@
 #include "report_int.h"
 
 #include <stdio.h>
+#include <string.h>
 
-#define KEY_SIDE 74.0
+#define KEY_SIDE 64.0
 #define KEY_LABEL_H 12.0
 #define TITLE_H 16.0
 #define HEAD_H 13.0
@@ -78,13 +79,13 @@ typedef struct column {
 } column;
 
 static const column cols[] = {
-    {"Clip", 0, REP_LEFT},      {"View evidence", 78, REP_LEFT},
-    {"Frames", 205, REP_RIGHT}, {"Beats", 238, REP_RIGHT},
-    {"EF (%)", 275, REP_RIGHT}, {"Verdict and reasons", 285, REP_LEFT},
+    {"Clip", 0, REP_LEFT},      {"View evidence", 66, REP_LEFT},
+    {"Frames", 188, REP_RIGHT}, {"Beats", 220, REP_RIGHT},
+    {"EF (%)", 256, REP_RIGHT}, {"Verdict and reasons", 266, REP_LEFT},
 };
 #define NCOLS (int)(sizeof cols / sizeof cols[0])
-#define REASON_W (REP_WIDTH - 285)
-#define REASON_LINES 3
+#define REASON_W (REP_WIDTH - 266)
+#define REASON_LINES 1
 
 double rep_clip_table_min_height(void)
 {
@@ -155,7 +156,7 @@ double rep_clip_table(rep_page *p, double y, double max_h)
     cairo_t *cr = p->cr;
     const en_report_input *in = p->in;
     double ry = y + TITLE_H + HEAD_H, bottom = y + max_h;
-    char buf[96];
+    char buf[256];
     int i;
 
     rep_font(cr, 11, REP_BOLD);
@@ -176,7 +177,20 @@ double rep_clip_table(rep_page *p, double y, double max_h)
     }
     if (i < in->n_clips) {
         int more = in->n_clips - i;
-        snprintf(buf, sizeof buf, "and %d more instance%s", more, more == 1 ? "" : "s");
+        size_t n = (size_t)snprintf(buf, sizeof buf, "and %d more instance%s:", more,
+                                    more == 1 ? "" : "s");
+        /* what they were, by verdict, in table order */
+        for (int k = i; k < in->n_clips && n < sizeof buf; k++) {
+            const char *v = in->clips[k].verdict ? in->clips[k].verdict : "?";
+            int seen = 0, count = 0;
+            for (int j = i; j < k; j++)
+                seen |= in->clips[j].verdict && !strcmp(in->clips[j].verdict, v);
+            if (seen)
+                continue;
+            for (int j = k; j < in->n_clips; j++)
+                count += in->clips[j].verdict && !strcmp(in->clips[j].verdict, v);
+            n += (size_t)snprintf(buf + n, sizeof buf - n, "%s %d %s", k > i ? "," : "", count, v);
+        }
         rep_font(cr, 8.5, REP_BOLD);
         rep_rgb(cr, REP_INK);
         rep_text(cr, REP_X0 + 4, ry + 8.5, REP_LEFT, buf);

@@ -17,7 +17,7 @@
 #include <math.h>
 
 #define PLOT_H 190.0
-#define STUDY_PLOT_H 150.0
+#define STUDY_PLOT_H 118.0
 /* flags beyond this height are summarised as "and N more flags" */
 #define FLAGS_MAX_H 170.0
 

@@ -135,7 +135,8 @@ double rep_models(rep_page *p, double y, int draw)
 double rep_note(rep_page *p, double y, int draw)
 {
     cairo_t *cr = p->cr;
-    const char *note = EN_REPORT_NOTE, *rest = strchr(note, '.');
+    const char *note = p->in->n_clips > 0 ? EN_REPORT_NOTE_STUDY : EN_REPORT_NOTE;
+    const char *rest = strchr(note, '.');
     char first[64];
     double w;
     int lines;
