@@ -28,9 +28,11 @@
 #include <string.h>
 
 /* Bytes of packed right-hand panels per chunk of columns: the weights are
- * read once per chunk (from L3 or memory), so chunks are large; the
- * kernels block them for the caches (gemm_amx.c). */
-#define NN_BF16_CHUNK_BYTES (4u << 20)
+ * read once per chunk (from L3 or memory), and a chunk that fits L2 goes
+ * from the packing to the kernel without leaving it; so the chunk is about
+ * as large as the packed weights, within these bounds. */
+#define NN_BF16_CHUNK_MIN (512u << 10)
+#define NN_BF16_CHUNK_MAX (4u << 20)
 
 /* Column map for ntaps taps of cin channels: q = t * cin + ci, channel
  * groups padded to pairs, the whole to the tier's K step. */
@@ -159,7 +161,10 @@ void nn_conv_bf16_dense(const nn_conv *c, const nn_pack **pk, const int32_t **kq
 
 int64_t nn_conv_bf16_chunk(const nn_pack *pk)
 {
-    int64_t n = (int64_t)NN_BF16_CHUNK_BYTES / (2 * (int64_t)pk->k);
+    int64_t bytes = 2 * (int64_t)pk->m * pk->k, n;
+    bytes = bytes < NN_BF16_CHUNK_MIN ? NN_BF16_CHUNK_MIN :
+            bytes > NN_BF16_CHUNK_MAX ? NN_BF16_CHUNK_MAX : bytes;
+    n = bytes / (2 * (int64_t)pk->k);
     n = n / NN_NB * NN_NB;
     return n < NN_NB ? NN_NB : n;
 }
