@@ -18,6 +18,7 @@
  * matrix is packed with the same zero rows (NULL row pointers).
  */
 #include "gemm_int.h"
+#include "nn_int.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,7 +44,7 @@ int nn_pack_a(nn_kern kern, const float *w, int64_t lda, int m, const int32_t *k
     if (kern == NN_KERN_FP32 || k <= 0 || k % ks || m <= 0)
         return en_err_set(err, EN_EINVAL, "nn: cannot pack a %dx%d matrix for %s", m, k,
                           nn_kern_name(kern));
-    if (posix_memalign((void **)&d, 64, mpad * (size_t)k * sizeof *d) != 0)
+    if (!(d = nn_alloc(mpad * (size_t)k * sizeof *d)))
         return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
     for (size_t r = 0; r < mpad; r++) {
         const float *src = r < (size_t)m ? w + (int64_t)r * lda : NULL;

@@ -68,6 +68,12 @@ int nn_tensor_bf_fill(nn_tensor *t, en_err *err);
  * widens it into data.  Logically const: the values do not change. */
 void nn_tensor_data(const nn_tensor *t);
 
+/* Allocates n bytes aligned for the vector units; buffers of 2 MB and more
+ * are aligned to 2 MB and offered to the kernel as transparent huge pages
+ * (the kernels read matrices with row strides of kilobytes: one TLB entry
+ * per 2 MB instead of per 4 KB).  NULL when out of memory; free() frees. */
+void *nn_alloc(size_t n);
+
 /* ---- thread pool (threads.c) -------------------------------------------- */
 
 typedef struct nn_pool nn_pool;

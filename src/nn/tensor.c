@@ -7,6 +7,24 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#define NN_HUGE (2u << 20)
+
+void *nn_alloc(size_t n)
+{
+    void *p = NULL;
+    if (n >= NN_HUGE) {
+        n = (n + NN_HUGE - 1) / NN_HUGE * NN_HUGE;
+        if (posix_memalign(&p, NN_HUGE, n) != 0)
+            return NULL;
+#ifdef MADV_HUGEPAGE
+        (void)madvise(p, n, MADV_HUGEPAGE);   /* advice only: failure is harmless */
+#endif
+        return p;
+    }
+    return posix_memalign(&p, 64, n) == 0 ? p : NULL;
+}
 
 int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
                       int64_t h, int64_t w, en_err *err)
@@ -24,8 +42,8 @@ int nn_tensor_reshape(nn_tensor *t, int64_t c, int64_t b, int64_t tt,
     }
     if (n > t->cap) {
         /* 64-byte alignment keeps rows friendly to the vector units. */
-        float *p = NULL;
-        if (posix_memalign((void **)&p, 64, n * sizeof(float)) != 0)
+        float *p = nn_alloc(n * sizeof(float));
+        if (!p)
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for a %zu MB activation",
                               n * sizeof(float) >> 20);
         if (t->cap)
@@ -60,8 +78,8 @@ int nn_tensor_bf_alloc(nn_tensor *t, en_err *err)
     if (t->shape[NN_C] % 2 || !t->cap)
         return en_err_set(err, EN_EINVAL, "nn: no bf16 copy for this tensor");
     if (n > t->bfcap) {
-        uint16_t *p = NULL;
-        if (posix_memalign((void **)&p, 64, n * sizeof *p) != 0)
+        uint16_t *p = nn_alloc(n * sizeof *p);
+        if (!p)
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for a bf16 activation");
         free(t->bf);
         t->bf = p;

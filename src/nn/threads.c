@@ -234,8 +234,8 @@ float *nn_pool_scratch(nn_pool *p, int thread, size_t n)
     size_t *cap = p ? &p->scratch_n[thread] : &solo_n;
 
     if (n > *cap) {
-        float *q = NULL;
-        if (posix_memalign((void **)&q, 64, n * sizeof(float)) != 0)
+        float *q = nn_alloc(n * sizeof(float));
+        if (!q)
             return NULL;
         free(*slot);
         *slot = q;
@@ -252,8 +252,8 @@ uint16_t *nn_pool_panels(nn_pool *p, int thread, size_t n)
     size_t *cap = p ? &p->panels_n[thread] : &solo_n;
 
     if (n > *cap) {
-        uint16_t *q = NULL;
-        if (posix_memalign((void **)&q, 64, n * sizeof *q) != 0)
+        uint16_t *q = nn_alloc(n * sizeof *q);
+        if (!q)
             return NULL;
         free(*slot);
         *slot = q;
