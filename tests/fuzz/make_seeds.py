@@ -8,7 +8,8 @@ DCMTK encoders), with and without ultrasound regions; a few AVIs of the
 reader's own kind (MJPEG, written with OpenCV as upstream does); weights
 files with the shipped models' tensor names, metadata and header layout
 over tiny tensors (tools/nn_safetensors.py); the shipped models' JSON
-headers; and etc/echonetd.conf.  Nothing here is committed: scripts/fuzz.sh
+headers; and etc/echonetd.conf, as shipped and with every setting
+written out.  Nothing here is committed: scripts/fuzz.sh
 runs this at test time.
 
     /usr/bin/python3 tests/fuzz/make_seeds.py --out DIR
@@ -19,6 +20,7 @@ DICOM seeds).
 import argparse
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -110,6 +112,18 @@ def weights_seeds(out_weights, out_json):
             f.write(text)
 
 
+def config_seeds(out):
+    """etc/echonetd.conf as shipped (every setting commented out at its
+    default) and with every setting written out, so the parser's every
+    row is reached from the start."""
+    src = os.path.join(TOP, "etc", "echonetd.conf")
+    shutil.copy(src, out)
+    with open(src) as f:
+        text = f.read()
+    with open(os.path.join(out, "all-set.conf"), "w") as f:
+        f.write(re.sub(r"(?m)^#([a-z_]+ = )", r"\1", text))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", required=True)
@@ -127,7 +141,7 @@ def main(argv=None):
         shutil.rmtree(workdir, ignore_errors=True)
     avi_seeds(dirs["avi"])
     weights_seeds(dirs["weights"], dirs["json"])
-    shutil.copy(os.path.join(TOP, "etc", "echonetd.conf"), dirs["config"])
+    config_seeds(dirs["config"])
     total = sum(len(os.listdir(d)) for d in dirs.values())
     print(f"make_seeds: {total} seeds in {out}")
     return 0
