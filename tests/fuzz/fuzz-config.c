@@ -54,6 +54,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             v = *(const uint32_t *)field;
             FZ_CHECK(v >= r->min && v <= r->max);
             break;
+        case EN_CONF_MB:
+            v = (long long)(*(const uint64_t *)field >> 20);
+            FZ_CHECK(v >= r->min && v <= r->max);
+            break;
         case EN_CONF_PATH:
             FZ_CHECK(memchr(field, '\0', EN_PATH_MAX) != NULL);
             break;
