@@ -7,6 +7,8 @@
  *   intake.c       the inbox: watch, rescan, settle, take files (also the
  *                  ones inside delivered folders) into work/, turn away
  *                  what is not a file
+ *   studies.c      when a study is done: its result over its clips, in a
+ *                  child process, once it has been quiet study_quiet_s
  *   jobs.c         the work queue: one child process per study, attempts,
  *                  back-off after transient errors, timeouts, archive /
  *                  failed, resume after a crash, when intake must pause
@@ -17,6 +19,8 @@
  *
  *   process_one.c  `echonetd --process-one`: the child that runs one
  *                  study; uses spool.c and proto.c only
+ *   finish_one.c   `echonetd --finish-study`: the child that computes one
+ *                  study's result; uses proto.c only
  *
  * One thread runs the libuv loop; studies run in child processes
  * (`echonetd --process-one WORK/<job>.dcm`) so a decoder crash or hang
@@ -95,6 +99,28 @@ typedef struct dm_job {
     struct dm_job *next;
 } dm_job;
 
+/* The child computing one study's result (studies.c): one at a time. */
+typedef struct dm_study_child {
+    char pseudonym[EN_STORE_KEY_MAX];
+    int exited, eof;
+    int64_t exit_status;
+    int term_signal;
+    int timed_out, stop_killed;
+    char line[2048];
+    size_t linelen;
+    dm_msg outcome;         /* result or failed */
+    uv_process_t proc;
+    uv_pipe_t out;
+    uv_timer_t timer;
+} dm_study_child;
+
+/* A study whose result could not be computed: tried again after this. */
+typedef struct dm_study_retry {
+    char pseudonym[EN_STORE_KEY_MAX];
+    int fails;
+    double retry_at;        /* en_mono_ms */
+} dm_study_retry;
+
 /* Something seen in the inbox (a file waiting to settle, or a folder
  * being emptied), by its path relative to the inbox. */
 typedef struct dm_seen {
@@ -144,7 +170,17 @@ typedef struct dm_daemon {
     double backoff_until, backoff_set;  /* en_mono_ms */
     int64_t counts[EN_STORE_NSTATUS];   /* studies per status, for STATUS= */
     int counts_stale;
-    void (*idle)(struct dm_daemon *);   /* stopping and no child left */
+    void (*idle)(struct dm_daemon *);   /* stopping and a child ended: on_idle
+                                           checks that none is left */
+    void (*clip_ended)(struct dm_daemon *); /* a clip's process ended (studies) */
+    /* studies */
+    uv_timer_t study_timer;             /* the next study due */
+    dm_study_child study;
+    int study_running;                  /* study's child alive or its pipe open */
+    int study_closing;                  /* its handles still closing */
+    int studies_waiting;                /* due at the last look, not computed */
+    dm_study_retry *retry;
+    size_t nretry, capretry;
     /* state */
     int stopping;
     int paused;             /* backpressure: DM_PAUSE_* */
@@ -159,6 +195,7 @@ enum { DM_ERR = 3, DM_WARN = 4, DM_NOTICE = 5, DM_INFO = 6, DM_DEBUG = 7 };
 #define DM_MSGID_FAILED "9f3e27c4a1b84d06b5c2e8d7130a6f41"
 #define DM_MSGID_BACKPRESSURE "c2a8e5f1076d4b93a4e1d9b8f53c7e22"
 #define DM_MSGID_STARTED "e7b3c9d2a4f14e68b0d5a1c6f2983b57"
+#define DM_MSGID_STUDY_RESULT "5d8a2f6e3b1c4a97b2e0c7d4f9163a85"
 
 typedef struct dm_fields {
     const char *job, *study, *stage, *msgid;
@@ -223,6 +260,15 @@ int dm_jobs_idle(const dm_daemon *d);      /* 1: no child running or closing */
 int dm_pressure(dm_daemon *d);             /* recomputes d->paused */
 void dm_status(dm_daemon *d);              /* STATUS= line */
 
+/* ---- studies.c ---- */
+void dm_studies_start(dm_daemon *d);        /* at start-up: studies left due first */
+void dm_studies_scan(dm_daemon *d);         /* compute a due study, arm the timer */
+void dm_studies_kick(dm_daemon *d);         /* a clip ended: look again shortly */
+int dm_studies_idle(const dm_daemon *d);    /* 1: no study's child running or closing */
+/* Stopping: no new one; kill: end the running one too. */
+void dm_studies_stop(dm_daemon *d, int kill);
+void dm_studies_free(dm_daemon *d);
+
 /* ---- intake.c ---- */
 int dm_intake_start(dm_daemon *d, en_err *err);
 void dm_intake_stop(dm_daemon *d);
@@ -230,5 +276,8 @@ void dm_intake_kick(dm_daemon *d);         /* scan soon */
 
 /* ---- process_one.c ---- */
 int dm_process_one(const char *conf_path, const char *work_file, const char *job);
+
+/* ---- finish_one.c ---- */
+int dm_finish_one(const char *conf_path, const char *pseudonym);
 
 #endif

@@ -4,7 +4,10 @@
  *
  *   echonetd [-c FILE] [-v]        run in the foreground (systemd Type=notify)
  *   echonetd --process-one WORKFILE --job JOB [-c FILE]
- *                                  one study; what the daemon runs per file
+ *                                  one file; what the daemon runs per file
+ *   echonetd --finish-study PSEUDONYM [-c FILE]
+ *                                  one study's result; what the daemon runs
+ *                                  once a study has been quiet study_quiet_s
  *
  * Start-up: configuration, spool folders (must exist, one file system),
  * then the site secret, both models and the database are opened once here
@@ -37,6 +40,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: echonetd [-c FILE] [-v]\n"
                "       echonetd --process-one WORKFILE --job JOB [-c FILE]\n"
+               "       echonetd --finish-study PSEUDONYM [-c FILE]\n"
                "Runs in the foreground; see echonetd.conf [daemon] and docs/operations.md.\n");
 }
 
@@ -90,6 +94,8 @@ static void close_walk(uv_handle_t *h, void *arg)
  * Queued jobs simply stay in work/ for the next start. */
 static void on_idle(dm_daemon *d)
 {
+    if (!dm_jobs_idle(d) || !dm_studies_idle(d))
+        return;     /* the last child's end calls again */
     dm_jobs_free_queue(d);
     uv_walk(d->loop, close_walk, NULL);
 }
@@ -100,6 +106,7 @@ static void on_grace(uv_timer_t *t)
     dm_log(DM_WARN, NULL, "stop: %d studies still running after %d s; killing them (they "
            "resume at the next start)", d->nrunning, d->cfg.stop_grace_s);
     dm_jobs_stop_all(d);
+    dm_studies_stop(d, 1);
 }
 
 static void stop(dm_daemon *d, int signum)
@@ -107,6 +114,7 @@ static void stop(dm_daemon *d, int signum)
     if (d->stopping) {
         dm_log(DM_NOTICE, NULL, "second stop signal: killing running studies now");
         dm_jobs_stop_all(d);
+        dm_studies_stop(d, 1);
         return;
     }
     d->stopping = 1;
@@ -114,12 +122,12 @@ static void stop(dm_daemon *d, int signum)
     dm_log(DM_NOTICE, NULL, "%s: taking no more files; %d running studies may finish "
            "(up to %d s)", strsignal(signum), d->nrunning, d->cfg.stop_grace_s);
     dm_intake_stop(d);
+    dm_studies_stop(d, 0);
     uv_timer_stop(&d->status_tick);
     dm_status(d);
-    if (d->nrunning > 0)
+    if (d->nrunning > 0 || !dm_studies_idle(d))
         uv_timer_start(&d->grace, on_grace, (uint64_t)d->cfg.stop_grace_s * 1000, 0);
-    if (dm_jobs_idle(d))
-        on_idle(d);
+    on_idle(d);
 }
 
 static void log_change(const en_config_change *c, void *user)
@@ -175,6 +183,7 @@ static void reload(dm_daemon *d)
     dm_intake_start(d, &e);
     dm_notify("READY=1");
     dm_jobs_pump(d);
+    dm_studies_kick(d);     /* study_quiet_s may have changed */
 }
 
 static void on_signal(uv_signal_t *s, int signum)
@@ -211,7 +220,7 @@ int main(int argc, char **argv)
     static dm_daemon dd = { .lock_fd = -1 };
     dm_daemon *d = &dd;
     const char *conf = getenv("ECHONETD_CONF");
-    const char *one = NULL, *job = "-";
+    const char *one = NULL, *job = "-", *finish = NULL;
     uv_loop_t *loop;
     uint64_t wd;
     size_t exelen = sizeof d->exe;
@@ -222,6 +231,8 @@ int main(int argc, char **argv)
             conf = argv[++i];
         else if (!strcmp(argv[i], "--process-one") && i + 1 < argc)
             one = argv[++i];
+        else if (!strcmp(argv[i], "--finish-study") && i + 1 < argc)
+            finish = argv[++i];
         else if (!strcmp(argv[i], "--job") && i + 1 < argc)
             job = argv[++i];
         else if (!strcmp(argv[i], "-v") || !strcmp(argv[i], "--verbose"))
@@ -238,6 +249,8 @@ int main(int argc, char **argv)
              conf && conf[0] ? conf : EN_SYSCONFDIR "/echonetd.conf");
     if (one)
         return dm_process_one(d->conf_path, one, job);
+    if (finish)
+        return dm_finish_one(d->conf_path, finish);
 
     dm_log_init(d->verbose);
     /* A file-size limit fails a write instead of killing the daemon. */
@@ -266,6 +279,7 @@ int main(int argc, char **argv)
     d->concurrency = auto_concurrency(&d->cfg);
     d->counts_stale = 1;
     d->idle = on_idle;
+    d->clip_ended = dm_studies_kick;
     signal(SIGPIPE, SIG_IGN);
 
     loop = d->loop = uv_default_loop();
@@ -286,6 +300,7 @@ int main(int argc, char **argv)
     uv_signal_start(&d->sighup, on_signal, SIGHUP);
 
     dm_jobs_resume(d);
+    dm_studies_start(d);
     dm_intake_start(d, &e);
     uv_timer_start(&d->status_tick, on_status_tick, 1000, 1000);
     if (dm_watchdog_usec(&wd) && wd >= 2000)
@@ -305,6 +320,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < d->nseen; i++)
         free(d->seen[i].name);
     free(d->seen);
+    dm_studies_free(d);
     en_store_close(d->db);
     uv_loop_close(loop);
     dm_spool_unlock(&d->lock_fd);

@@ -394,6 +394,8 @@ static void finish(dm_daemon *d, dm_job *j)
             count_attempt(d, j, 0, stage, code, msg);
     }
     close_handles(d, j);
+    if (d->clip_ended)
+        d->clip_ended(d);
     dm_status(d);
 }
 
@@ -795,10 +797,11 @@ void dm_status(dm_daemon *d)
         d->counts_stale = 0;
     for (dm_job *j = d->running; j && l < sizeof stages - 40; j = j->next)
         l += (size_t)snprintf(stages + l, sizeof stages - l, "%s%s", l ? "," : "", j->stage);
-    snprintf(line, sizeof line, "%s%squeue %d, running %d%s%s%s, done %lld, failed %lld",
-             d->stopping ? "stopping: " : "", why[d->paused], d->nqueued, d->nrunning,
-             l ? " (" : "", stages, l ? ")" : "", (long long)c[EN_STORE_DONE],
-             (long long)c[EN_STORE_FAILED]);
+    snprintf(line, sizeof line, "%s%squeue %d, running %d%s%s%s, done %lld, failed %lld, "
+             "studies waiting %d%s", d->stopping ? "stopping: " : "", why[d->paused],
+             d->nqueued, d->nrunning, l ? " (" : "", stages, l ? ")" : "",
+             (long long)c[EN_STORE_DONE], (long long)c[EN_STORE_FAILED], d->studies_waiting,
+             d->study_running ? " (one computing)" : "");
     if (strcmp(line, last)) {
         snprintf(last, sizeof last, "%s", line);
         dm_notify("STATUS=%s", line);

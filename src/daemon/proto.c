@@ -13,7 +13,8 @@
 
 static const char *const kw[] = {
     [DM_MSG_STAGE] = "stage", [DM_MSG_STUDY] = "study", [DM_MSG_WARNING] = "warning",
-    [DM_MSG_DONE] = "done", [DM_MSG_DUPLICATE] = "duplicate", [DM_MSG_FAILED] = "failed"
+    [DM_MSG_DONE] = "done", [DM_MSG_DUPLICATE] = "duplicate", [DM_MSG_FAILED] = "failed",
+    [DM_MSG_RESULT] = "result"
 };
 
 /* A word: non-empty, no blank, fits in cap (with its NUL). */
@@ -65,6 +66,12 @@ int dm_msg_send(FILE *f, const dm_msg *m)
         if (word_ok(m->code, sizeof m->code) && word_ok(m->stage, sizeof m->stage) &&
             (!m->study[0] || study_ok(m->study)))
             n = fprintf(f, "failed %s %s %s %s\n", m->code, m->stage, study, text);
+        break;
+    case DM_MSG_RESULT:
+        if (study_ok(m->study) && word_ok(m->flags[0] ? m->flags : "none", sizeof m->flags))
+            n = fprintf(f, "result %s %d %d %.2f %d %d %d %s\n", m->study, m->version,
+                        m->changed ? 1 : 0, m->nbeats > 0 ? m->ef : NAN, m->clips_usable,
+                        m->clips_total, m->nbeats, m->flags[0] ? m->flags : "none");
         break;
     case DM_MSG_NONE:
         break;
@@ -163,6 +170,23 @@ int dm_msg_parse(const char *line, dm_msg *m)
             (rc = next_study(&p, m->study)) == EN_OK)
             snprintf(m->text, sizeof m->text, "%s", p);
         break;
+    case DM_MSG_RESULT: {
+        long long ver, chg, use, all;
+        rc = EN_EFORMAT;
+        if (next_study(&p, m->study) == EN_OK && m->study[0] &&
+            next_ll(&p, 0, INT32_MAX, &ver) == EN_OK && next_ll(&p, 0, 1, &chg) == EN_OK &&
+            next_double(&p, &m->ef) == EN_OK && next_ll(&p, 0, 1000000, &use) == EN_OK &&
+            next_ll(&p, 0, 1000000, &all) == EN_OK && next_ll(&p, 0, 1000000, &v) == EN_OK &&
+            next_word(&p, m->flags, sizeof m->flags) == EN_OK) {
+            m->version = (int)ver;
+            m->changed = (int)chg;
+            m->clips_usable = (int)use;
+            m->clips_total = (int)all;
+            m->nbeats = (int)v;
+            rc = EN_OK;
+        }
+        break;
+    }
     case DM_MSG_NONE:
         break;
     }
@@ -175,5 +199,6 @@ int dm_msg_parse(const char *line, dm_msg *m)
 
 int dm_msg_final(const dm_msg *m)
 {
-    return m->kind == DM_MSG_DONE || m->kind == DM_MSG_DUPLICATE || m->kind == DM_MSG_FAILED;
+    return m->kind == DM_MSG_DONE || m->kind == DM_MSG_DUPLICATE || m->kind == DM_MSG_FAILED ||
+           m->kind == DM_MSG_RESULT;
 }

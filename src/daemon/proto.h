@@ -18,6 +18,13 @@
  *   failed CODE STAGE PSEUDONYM|- TEXT        the study failed (CODE is an
  *                                             en_err_name, e.g. EN_EFORMAT)
  *
+ * `echonetd --finish-study` (a study's result over its clips) ends with
+ * `failed` or with
+ *
+ *   result PSEUDONYM VERSION CHANGED EF USABLE ALL BEATS FLAGS
+ *                                             the result's version now;
+ *                                             CHANGED 1 when this run made it
+ *
  * The child's exit status completes the story (enum in daemon.h).
  */
 #ifndef EN_DAEMON_PROTO_H
@@ -34,7 +41,8 @@ typedef enum dm_msg_kind {
     DM_MSG_WARNING,
     DM_MSG_DONE,
     DM_MSG_DUPLICATE,
-    DM_MSG_FAILED
+    DM_MSG_FAILED,
+    DM_MSG_RESULT
 } dm_msg_kind;
 
 #define DM_MSG_WORD 64          /* stage, code and flag words */
@@ -45,10 +53,12 @@ typedef struct dm_msg {
     char stage[DM_MSG_WORD];        /* stage, warning, failed */
     char study[EN_STORE_KEY_MAX];   /* study, done, duplicate, failed ("" = unknown) */
     long long study_id;             /* done, duplicate */
-    double ef;                      /* done: NAN when no beat */
-    int nbeats;                     /* done */
+    double ef;                      /* done, result: NAN when no beat */
+    int nbeats;                     /* done, result */
+    int version, changed;           /* result */
+    int clips_usable, clips_total;  /* result */
     double ms;                      /* done: wall time of the study */
-    char flags[EN_STORE_TEXT_MAX];  /* done: comma-separated, "none" when none */
+    char flags[EN_STORE_TEXT_MAX];  /* done, result: comma-separated, "none" when none */
     char code[DM_MSG_WORD];         /* failed */
     char text[DM_MSG_TEXT];         /* warning, failed */
 } dm_msg;
@@ -62,7 +72,7 @@ int dm_msg_send(FILE *f, const dm_msg *m);
  * anything that is not a well-formed message. */
 int dm_msg_parse(const char *line, dm_msg *m);
 
-/* 1 for the messages that end a study (done, duplicate, failed). */
+/* 1 for the messages that end a process (done, duplicate, failed, result). */
 int dm_msg_final(const dm_msg *m);
 
 #endif
