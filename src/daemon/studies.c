@@ -159,7 +159,7 @@ void dm_studies_kick(dm_daemon *d)
 
 /* ---- the child ---- */
 
-static void log_result(dm_daemon *d, const dm_msg *m)
+static void log_result(const dm_msg *m)
 {
     char e1[64], e2[64], e3[64], e4[64];
     dm_fields f = { .study = m->study, .stage = "result", .msgid = DM_MSGID_STUDY_RESULT };
@@ -182,7 +182,6 @@ static void log_result(dm_daemon *d, const dm_msg *m)
                "flags %s", m->version, m->clips_usable, m->clips_usable == 1 ? "" : "s",
                m->clips_total, m->flags);
     }
-    (void)d;
 }
 
 static void on_closed(uv_handle_t *h)
@@ -213,7 +212,7 @@ static void ended(dm_daemon *d)
     if (c->exit_status == DM_EXIT_DONE && !c->term_signal && m->kind == DM_MSG_RESULT &&
         !strcmp(m->study, c->pseudonym)) {
         retry_drop(d, c->pseudonym);
-        log_result(d, m);
+        log_result(m);
     } else if (!c->stop_killed) {
         if (c->timed_out)
             snprintf(why, sizeof why, "killed after %d s (study_timeout_s)",
