@@ -30,6 +30,17 @@ without them the configured defaults (the shipped phantom models) are used.
 
 --check exits 1 unless EF MAE <= 5, Dice >= 0.90 and beat recall >= 0.95
 (issue 5's targets for the default models); --targets changes them.
+
+Whole studies (issue 11): --whole-studies N simulates N studies with
+`echosim.py study` (A4C clips of one heart and instances that must not
+count), processes each through `echonetctl process` and measures which
+clips counted: how often an instance that must not count was let in, how
+often a good A4C clip was left out, how many studies got an EF, and the
+study EF against the truth (the mean of the A4C clips' complete beats),
+overall and by whether the machine wrote view codes.
+
+    /usr/bin/python3 bench/accuracy.py --whole-studies 20 --seed 90000 \
+        [--data DIR] [--json-out FILE]
 """
 
 import argparse
@@ -219,6 +230,102 @@ def summarise(rows):
     return s
 
 
+def generate_studies(data, count, seed, max_seconds):
+    r = run([sys.executable, os.path.join(TOP, "tools", "echosim.py"), "study", "--out", data,
+             "--count", count, "--seed", seed, "--held-out"]
+            + (["--max-seconds", max_seconds] if max_seconds else []))
+    if r.returncode != 0:
+        sys.exit("accuracy: echosim failed: " + r.stderr)
+
+
+def evaluate_studies(args):
+    """Which clips counted, over whole simulated studies."""
+    import sqlite3
+    data = args.data or tempfile.mkdtemp(prefix="echonet-studies-")
+    truth_path = os.path.join(data, "studies.json")
+    if not os.path.exists(truth_path):
+        t0 = time.time()
+        generate_studies(data, args.whole_studies, args.seed, args.max_seconds)
+        print(f"accuracy: simulated {args.whole_studies} studies in {time.time() - t0:.0f} s",
+              file=sys.stderr)
+    with open(truth_path) as fh:
+        truth = json.load(fh)
+    rows, studies = [], []
+    try:
+        for rec in truth:
+            folder = os.path.join(data, f"study{rec['seed']}") if len(truth) > 1 else data
+            state = tempfile.mkdtemp(prefix="echonet-acc-state-")
+            os.makedirs(os.path.join(state, "out"))
+            sets = ["--set", f"paths.output_dir={state}/out", "--set", f"paths.database={state}/r.db",
+                    "--set", f"deid.secret_file={state}/secret", "--set", "report.pdf=no",
+                    "--set", "report.png=no", "--set", f"nn.threads={args.threads}"]
+            base = [args.echonetctl] + (["-c", args.config] if args.config else []) + sets
+            files = [i["file"] for i in rec["instances"]]
+            r = run(base + ["process", "--json"] + [os.path.join(folder, f) for f in files])
+            lines = [json.loads(x) for x in r.stdout.splitlines() if x.strip()]
+            clips = [x for x in lines if x.get("kind") == "clip"]
+            study = [x for x in lines if x.get("kind") == "study"]
+            db = sqlite3.connect(os.path.join(state, "r.db"))
+            for inst, c in zip(rec["instances"], clips):
+                v, codes = db.execute("SELECT verdict, verdict_codes FROM clips WHERE id = ?",
+                                      (c["clip_id"],)).fetchone()
+                rows.append({"seed": rec["seed"], "kind": inst["kind"], "counts": inst["counts"],
+                             "codes": rec["view_codes"], "verdict": v, "reasons": codes})
+            db.close()
+            ef = study[0]["ef_mean"] if study else None
+            studies.append({"seed": rec["seed"], "codes": rec["view_codes"], "truth": rec["ef"],
+                            "ef": ef, "clips_usable": study[0]["clips_usable"] if study else 0,
+                            "failed": len(clips) != len(files)})
+            shutil.rmtree(state, ignore_errors=True)
+            print(f"accuracy: study {rec['seed']}: EF {fmt(ef, 1)} (truth {rec['ef']:.1f}), "
+                  f"{studies[-1]['clips_usable']} usable of {len(files)}", file=sys.stderr)
+    finally:
+        if not args.data and not args.keep:
+            shutil.rmtree(data, ignore_errors=True)
+    return summarise_studies(rows, studies)
+
+
+def rate(rows, pred):
+    sel = [r for r in rows if pred(r)]
+    return sum(r["verdict"] == "usable" for r in sel), len(sel)
+
+
+def summarise_studies(rows, studies):
+    s = {"studies": len(studies), "failed": sum(x["failed"] for x in studies), "by_kind": {}}
+    for kind in sorted(set(r["kind"] for r in rows)):
+        k = [r for r in rows if r["kind"] == kind]
+        s["by_kind"][kind] = {v: sum(r["verdict"] == v for r in k)
+                              for v in ("usable", "unusable", "not_analysed")}
+    for label, codes in (("all", None), ("with_codes", True), ("without_codes", False)):
+        sel = [r for r in rows if codes is None or r["codes"] == codes]
+        let_in = rate(sel, lambda r: not r["counts"])
+        kept = rate(sel, lambda r: r["counts"])
+        st = [x for x in studies if codes is None or x["codes"] == codes]
+        with_ef = [x for x in st if x["ef"] is not None]
+        err = [abs(x["ef"] - x["truth"]) for x in with_ef]
+        s[label] = {"must_not_count": let_in[1], "let_in": let_in[0],
+                    "a4c": kept[1], "a4c_left_out": kept[1] - kept[0],
+                    "studies": len(st), "studies_with_ef": len(with_ef),
+                    "study_ef_mae": float(np.mean(err)) if err else None,
+                    "study_ef_max_err": float(np.max(err)) if err else None}
+    s["rows"] = rows
+    s["per_study"] = studies
+    return s
+
+
+def print_studies(s):
+    print(f"studies {s['studies']} (failed {s['failed']})")
+    for kind, c in s["by_kind"].items():
+        print(f"  {kind:10s} usable {c['usable']:3d}  unusable {c['unusable']:3d}  "
+              f"not analysed {c['not_analysed']:3d}")
+    for label in ("all", "with_codes", "without_codes"):
+        x = s[label]
+        print(f"{label}: let in {x['let_in']} of {x['must_not_count']} that must not count; "
+              f"left out {x['a4c_left_out']} of {x['a4c']} A4C clips; EF for "
+              f"{x['studies_with_ef']} of {x['studies']} studies, MAE {fmt(x['study_ef_mae'], 2)}"
+              f" (max {fmt(x['study_ef_max_err'], 1)})")
+
+
 def fmt(v, p=3):
     return "n/a" if v is None else (f"{v:.{p}f}" if isinstance(v, float) else str(v))
 
@@ -239,9 +346,18 @@ def main(argv=None):
     ap.add_argument("--check", action="store_true")
     ap.add_argument("--targets", default="5,0.90,0.95",
                     help="EF MAE, Dice, beat recall for --check")
+    ap.add_argument("--whole-studies", type=int, default=0,
+                    help="measure clip verdicts on this many whole simulated studies")
     args = ap.parse_args(argv)
     if args.data:
         os.makedirs(args.data, exist_ok=True)
+    if args.whole_studies:
+        s = evaluate_studies(args)
+        if args.json_out:
+            with open(args.json_out, "w") as fh:
+                json.dump(s, fh, indent=1)
+        print_studies(s)
+        return 1 if s["failed"] else 0
     s = evaluate(args)
     if args.json_out:
         with open(args.json_out, "w") as fh:
