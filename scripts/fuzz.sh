@@ -111,9 +111,11 @@ for t in $targets; do
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$out" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$out" | tail -1)
     rss=$(sed -n 's/^stat::peak_rss_mb: *//p' "$out" | tail -1)
-    cov=$(grep -E '^#[0-9]+.*cov: ' "$out" | tail -1 | sed -n 's/.*\(cov: [0-9]*\).*\(ft: [0-9]*\).*/\1 \2/p')
-    ncorp=$(find "$corpus" -type f | wc -l)
-    figures="${execs:-?} execs, ${rate:-?}/s, ${cov:-cov: ?}, corpus $ncorp, peak ${rss:-?} MB"
+    # cov: edges, ft: features, corp: units/bytes in the corpus, from
+    # libFuzzer's last status line (the folder also keeps replaced units).
+    cov=$(grep -E '^#[0-9]+.*cov: ' "$out" | tail -1 |
+          sed -n 's/.*\(cov: [0-9]*\).*\(ft: [0-9]*\).*\(corp: [0-9]*\/[0-9]*[a-zA-Z]*\).*/\1 \2 \3/p')
+    figures="${execs:-?} execs, ${rate:-?}/s, ${cov:-cov: ?}, peak ${rss:-?} MB"
     if [ $rc -eq 0 ]; then
         echo "   ok: $figures"
         pass=$((pass + 1))
