@@ -1101,7 +1101,8 @@ def cmd_dicoms(args):
         machine = machines[i % len(machines)]
         storage = STORAGE[i % len(STORAGE)]
         fname = f"phantom-{seed:05d}.dcm"
-        write_dicom(st, machine, storage, os.path.join(args.out, fname), 100 + i, work)
+        write_dicom(st, machine, storage, os.path.join(args.out, fname), 100 + i, work,
+                    view_code=VIEW_CODES["a4c"] if args.view_codes == "yes" else None)
         rec = truth_record(st, fname=fname, machine=machine["name"], storage=list(storage))
         rec["lv_masks_file"] = f"phantom-{seed:05d}.masks.npz"
         np.savez_compressed(os.path.join(args.out, rec["lv_masks_file"]),
@@ -1150,6 +1151,9 @@ def main(argv=None):
                    help="machine settings outside the training range")
     d.add_argument("--max-seconds", type=float, default=0,
                    help="cap each loop's length (quick samples)")
+    d.add_argument("--view-codes", choices=("yes", "no"), default="no",
+                   help="write View Code Sequence (apical four chamber), as machines that "
+                        "name their views do")
     d.set_defaults(fn=cmd_dicoms)
     w = sub.add_parser("study", help="write whole studies: several A4C clips of one heart "
                        "and instances that must not count; studies.json holds the truth")

@@ -102,6 +102,10 @@ static int list_row(const en_store_study *s, void *ud)
         en_json_begin_object(&l->j, NULL);
         en_json_string(&l->j, "pseudonym", s->pseudonym);
         en_json_string(&l->j, "received", when);
+        /* done: a result over every clip it has; waiting: clips unfinished,
+         * or a clip changed since the result (a new version will follow) */
+        en_json_string(&l->j, "status", r->version > 0 && !s->stale && !s->clips_unfinished
+                                            ? "done" : "waiting");
         en_json_int(&l->j, "version", r->version);
         en_json_bool(&l->j, "stale", s->stale);
         en_json_double(&l->j, "ef_mean", r->ef_mean);
