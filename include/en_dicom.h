@@ -101,7 +101,10 @@ typedef struct en_dicom_identity {
  * DICOM, truncated, lying lengths), EN_ENOTIMAGE, EN_EUNSUPPORTED (names the
  * transfer syntax / photometric interpretation), EN_ELIMIT (names the limit
  * and the value), EN_EIO, EN_ENOMEM; err names the file.  Never aborts.
- * lim NULL means the defaults; id and err may be NULL.
+ * lim NULL means the defaults; id and err may be NULL.  On EN_ENOTIMAGE
+ * (a data set without pixel data: an SR, an encapsulated PDF) info's SOP
+ * fields and id are still filled, so the caller can account for the
+ * instance in its study; on every other failure id is cleared.
  *
  * Pixels: stored values are scaled linearly from their BitsStored range to
  * 0..255 (identity for 8-bit data); no VOI window or modality LUT is

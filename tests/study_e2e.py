@@ -42,7 +42,7 @@ rep = enlib.Report("study_e2e")
 SEED = 424242
 OTHERS = ("a2c", "psax", "offaxis", "still", "doppler", "nosector", "nonecho")
 EXPECT_REASON = {"still": "single_frame", "doppler": "doppler", "nosector": "no_sector",
-                 "nonecho": "not_ultrasound"}
+                 "nonecho": "not_ultrasound", "sr": "not_ultrasound"}
 
 site = enlib.Site()
 data = os.path.join(site.dir, "study")
@@ -55,6 +55,27 @@ truth = echosim.write_study(data, SEED, n_a4c=3, others=OTHERS, max_seconds=2.6,
                             work=os.path.join(site.dir, "work"))
 print("simulated %d instances in %.0f s" % (len(truth["instances"]), time.time() - t0))
 kinds = {i["file"]: i["kind"] for i in truth["instances"]}
+
+
+def add_sr(src, name):
+    """A structured report of the study (no pixel data), as a machine or a
+    PACS sends it with the clips: an instance of the study all the same."""
+    import pydicom
+    import pydicom.uid
+    ds = pydicom.dcmread(os.path.join(data, src))
+    for tag in list(ds.keys()):
+        if tag.group in (0x0028, 0x7FE0, 0x6000) or tag.group == 0x0018 and tag.element >= 0x6011:
+            del ds[tag]
+    ds.SOPClassUID = "1.2.840.10008.5.1.4.1.1.88.33"
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "SR"
+    ds.save_as(os.path.join(data, name), write_like_original=False)
+    kinds[name] = "sr"
+
+
+add_sr(next(f for f in kinds if kinds[f] == "a4c"), "report-sr.dcm")
 files = sorted(kinds)
 random.Random(SEED).shuffle(files)
 # The same instance delivered again, under another name.

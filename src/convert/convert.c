@@ -112,6 +112,15 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
     if (keep)
         memset(keep, 0, sizeof *keep);
     rc = en_dicom_read(in_path, &cfg->limits, &res->info, &id, &src, err);
+    if (rc == EN_ENOTIMAGE && (id.study_instance_uid[0] || id.sop_instance_uid[0])) {
+        /* No pixels, but an instance of its study all the same: the
+         * pseudonym lets the pipeline record it as a clip not analysed. */
+        en_err cause = *err;
+        if (deidentify(cfg, deid, &id, res, err) == EN_OK)
+            *err = cause;
+        memset(&id, 0, sizeof id);
+        return EN_ENOTIMAGE;
+    }
     if (rc != EN_OK)
         return rc;
     rc = deidentify(cfg, deid, &id, res, err);

@@ -673,7 +673,13 @@ static int dcm_read(dcm_ctx *c, en_dicom_identity *id)
     if ((rc = dcm_unknown_meta_xfer(c)))
         return rc; /* DCMTK guessed an encoding; we do not decode guesses */
     dcm_read_sop(c);
-    if ((rc = dcm_check_pixeldata(c)) || (rc = dcm_check_xfer(c)) || (rc = dcm_geometry(c)) ||
+    if ((rc = dcm_check_pixeldata(c)) == EN_ENOTIMAGE && id) {
+        /* An SR or a PDF in a study is still one of its instances: the
+         * caller needs its identity to account for it, not to read it. */
+        dcm_read_identity(c->ds, id);
+        return rc;
+    }
+    if (rc || (rc = dcm_check_xfer(c)) || (rc = dcm_geometry(c)) ||
         (rc = dcm_pixel_format(c)) || (rc = dcm_check_sizes(c)))
         return rc;
     dcm_read_fps(c->ds, c->info);
@@ -726,7 +732,7 @@ extern "C" int en_dicom_read(const char *path, const en_dicom_limits *lim, en_di
     }
     if (rc != EN_OK) {
         en_frames_free(frames);
-        if (id)
+        if (id && rc != EN_ENOTIMAGE)
             memset(id, 0, sizeof *id);
     }
     return rc;

@@ -542,7 +542,13 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
         rc = en_convert_file_frames(p->cfg, &p->deid, path, w.tmp_avi, &res->conv, &w.net, err);
     fill_facts(&res->conv.info, &w.facts);
     unanalysable = en_clip_screen(&w.facts, &p->verdict, &w.verdict);
-    if (rc != EN_OK && no_sector(res, rc)) {
+    if (rc == EN_ENOTIMAGE && res->conv.pseudonym[0]) {
+        /* The reader's words without the file's path (a delivered name). */
+        const char *why = strstr(err->msg, "no pixel data");
+        en_clip_not_analysed(&w.verdict, EN_CLIP_R_NOT_US, why ? why : "no pixel data");
+        unanalysable = 1;
+        rc = EN_OK;
+    } else if (rc != EN_OK && no_sector(res, rc)) {
         en_clip_not_analysed(&w.verdict, EN_CLIP_R_NO_SECTOR, sector_detail(err));
         unanalysable = 1;
         rc = EN_OK;
