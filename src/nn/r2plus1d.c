@@ -106,10 +106,10 @@ int nn_r2p1d_build(nn_st *st, nn_r2p1d **out, en_err *err)
      * temporal stem.  The last block's output goes to average pooling. */
     net->stem_t.bf_only = 1;
     for (int i = 0; i < R_NBLOCKS; i++) {
-        basic_block *b = &net->blocks[i];
-        b->s1.bf_only = b->t1.s[0] == 1;
-        b->t1.bf_only = b->s2.bf_only = b->ds.bf_only = 1;
-        b->t2.bf_only = i + 1 < R_NBLOCKS && net->blocks[i + 1].s1.s[1] == 1;
+        basic_block *blk = &net->blocks[i];
+        blk->s1.bf_only = blk->t1.s[0] == 1;
+        blk->t1.bf_only = blk->s2.bf_only = blk->ds.bf_only = 1;
+        blk->t2.bf_only = i + 1 < R_NBLOCKS && net->blocks[i + 1].s1.s[1] == 1;
     }
     if (net->fc.out != 1) {
         rc = en_err_set(err, EN_EFORMAT, "weights file %s: tensor 'fc.weight' has %d outputs, "
