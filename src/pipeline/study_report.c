@@ -282,7 +282,7 @@ int en_study_report(const en_config *cfg, const en_store_study *s,
         const en_store_clip *c = &s->clip[i];
         int row = 0;
         for (int j = 0; j < s->nclips; j++)   /* this clip's place in table order */
-            row += rank(&s->clip[j]) < rank(c) || (rank(&s->clip[j]) == rank(c) && j < i);
+            row += rank(&s->clip[j]) < rank(c) || (j < i && rank(&s->clip[j]) == rank(c));
         clip_row(c, i, pg.labels[i], pg.views[i], &pg.clips[row]);
         if (!first && used(c))
             first = c;
