@@ -527,6 +527,50 @@ static int dcm_check_jpeg_size(dcm_ctx *c, DcmPixelSequence *seq)
                       "the header lies; export the file again", c->path, w, h, c->info->cols, c->info->rows);
 }
 
+static uint32_t dcm_le32(const Uint8 *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* RLE Lossless (PS3.5 Annex G): each frame is one fragment that opens with
+ * a 64-byte header, the segment count (1..15) and each segment's offset,
+ * the first 64, ascending.  DCMTK's RLE decoder follows the offsets without
+ * checking them against the fragment (an offset past its end crashed the
+ * reader: tests/fuzz/crashes/dicom-read/rle-segment-offset-past-fragment),
+ * so every header is checked here first. */
+static int dcm_check_rle(dcm_ctx *c, DcmPixelSequence *seq, unsigned long fragments)
+{
+    if (c->xfer != EXS_RLELossless)
+        return EN_OK;
+    if (fragments != (unsigned long)c->info->frames)
+        return en_err_set(c->err, EN_EFORMAT, "%s: RLE PixelData holds %lu fragments for %d frame(s); "
+                          "RLE needs exactly one per frame: the file is malformed; export it again",
+                          c->path, fragments, c->info->frames);
+    for (unsigned long i = 1; i <= fragments; i++) {
+        DcmPixelItem *item = NULL;
+        Uint8 *data = NULL;
+        uint32_t len, nseg, prev = 0;
+
+        if (seq->getItem(item, i).bad() || !item || item->getUint8Array(data).bad() || !data)
+            return en_err_set(c->err, EN_EFORMAT, "%s: RLE frame %lu cannot be read: the pixel data is "
+                              "damaged", c->path, i);
+        len = item->getLength();
+        nseg = len >= 64 ? dcm_le32(data) : 0;
+        if (nseg < 1 || nseg > 15)
+            return en_err_set(c->err, EN_EFORMAT, "%s: RLE frame %lu has no valid header (%u segments, "
+                              "%u bytes): the pixel data is damaged or hostile", c->path, i, nseg, len);
+        for (uint32_t k = 0; k < nseg; k++) {
+            uint32_t off = dcm_le32(data + 4 + 4 * k);
+            if ((k == 0 && off != 64) || (k > 0 && off <= prev) || off >= len)
+                return en_err_set(c->err, EN_EFORMAT, "%s: RLE frame %lu: segment %u starts at byte %u of a "
+                                  "%u-byte fragment: the pixel data is damaged or hostile",
+                                  c->path, i, k + 1, off, len);
+            prev = off;
+        }
+    }
+    return EN_OK;
+}
+
 /* Each frame needs at least one fragment; fewer means NumberOfFrames lies
  * or the file lost its tail. */
 static int dcm_check_encapsulated(dcm_ctx *c, DcmElement *el)
@@ -534,6 +578,7 @@ static int dcm_check_encapsulated(dcm_ctx *c, DcmElement *el)
     DcmPixelData *pd = dynamic_cast<DcmPixelData *>(el);
     DcmPixelSequence *seq = NULL;
     unsigned long fragments;
+    int rc;
 
     if (!pd || pd->getEncapsulatedRepresentation(c->xfer, NULL, seq).bad() || !seq)
         return en_err_set(c->err, EN_EFORMAT, "%s: compressed PixelData is not encapsulated as the transfer "
@@ -543,6 +588,8 @@ static int dcm_check_encapsulated(dcm_ctx *c, DcmElement *el)
         return en_err_set(c->err, EN_EFORMAT, "%s: NumberOfFrames=%d but the compressed PixelData holds only "
                           "%lu fragment(s): the header lies or the file is truncated",
                           c->path, c->info->frames, fragments);
+    if ((rc = dcm_check_rle(c, seq, fragments)) != EN_OK)
+        return rc;
     return dcm_check_jpeg_size(c, seq);
 }
 
