@@ -114,7 +114,7 @@ static int moments(const int *label, const uint8_t *mask, int side, int id, blob
     for (int y = 0; y < side; y++)
         for (int x = 0; x < side; x++) {
             int p = y * side + x;
-            if (label ? label[p] != id : !mask[p])
+            if (label ? label[p] != id : !(mask && mask[p]))
                 continue;
             sx += x;
             sy += y;
