@@ -103,7 +103,7 @@ void nn_bpack_pieces(uint16_t *dst, const float *const *chan, const int32_t *tap
 
 size_t nn_gemm_work(const nn_pack *a, int64_t n)
 {
-    if (a->kern != NN_KERN_AMX || a->k <= NN_AMX_KC)
+    if (a->kern != NN_KERN_AMX || nn_amx_kc(a->k) >= a->k)
         return 0;
     return (size_t)NN_AMX_MC * (size_t)((n + NN_NB - 1) / NN_NB * NN_NB);
 }

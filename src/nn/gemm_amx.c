@@ -91,14 +91,15 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                  const nn_gemm_out *o, float *work, const uint8_t *live)
 {
     const int64_t K = a->k, np = (n + NN_NB - 1) / NN_NB, nkb = nn_kblocks(a->k);
+    const int64_t kc = nn_amx_kc(K);
     float blk[32 * 32] __attribute__((aligned(64)));
 
     tiles_configure();
     for (int ic = m0; ic < m1; ic += NN_AMX_MC) {
         const int mend = m1 - ic < NN_AMX_MC ? m1 : ic + NN_AMX_MC;
-        for (int64_t k0 = 0; k0 < K; k0 += NN_AMX_KC) {
-            const int64_t kb = (K - k0 < NN_AMX_KC ? K - k0 : NN_AMX_KC) / 32;
-            const int first = k0 == 0, last = k0 + NN_AMX_KC >= K;
+        for (int64_t k0 = 0; k0 < K; k0 += kc) {
+            const int64_t kb = (K - k0 < kc ? K - k0 : kc) / 32;
+            const int first = k0 == 0, last = k0 + kc >= K;
             for (int64_t jp = 0; jp < np; jp++) {
                 const uint16_t *bp = b->p + jp * b->pstride + k0 / 2 * b->rstride;
                 const int cols = n - jp * NN_NB < NN_NB ? (int)(n - jp * NN_NB) : NN_NB;

@@ -206,6 +206,15 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
  * columns).  Chosen among KC 128..1024, MC 128..512 and both loop orders on
  * the networks' shapes (docs/performance.md). */
 #define NN_AMX_KC 256
+
+/* K block of an AMX product: the whole K up to 512 (no partial sums to
+ * store and reload: each 32x32 block of C is finished in one go), else
+ * NN_AMX_KC */
+#define NN_AMX_KSINGLE 512
+static inline int64_t nn_amx_kc(int64_t k)
+{
+    return k <= NN_AMX_KSINGLE ? k : NN_AMX_KC;
+}
 #define NN_AMX_MC 256
 /* Rows [r0, r0+rows) of o (relative to o's pointers), columns [j0,
  * j0+cols), from a block of the product (row stride ldb) through o's bias,
