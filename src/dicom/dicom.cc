@@ -571,6 +571,62 @@ static int dcm_check_rle(dcm_ctx *c, DcmPixelSequence *seq, unsigned long fragme
     return EN_OK;
 }
 
+/* JPEG family: the marker segments ahead of the first scan.  DCMTK's JPEG
+ * codec looks for the bit depth by walking them and never returns from a
+ * stream broken there (tests/fuzz/crashes/dicom-read/jpeg-baseline-scan-loop.dcm
+ * held `convert` until killed), so each frame's first fragment is walked
+ * here first: SOI, then markers with lengths inside the fragment, up to the
+ * first SOS.  A fragment that ends before its SOS (headers split across
+ * fragments) is left to the decoder. */
+static int dcm_check_jpeg_markers(dcm_ctx *c, DcmPixelSequence *seq, unsigned long fragments)
+{
+    /* With one fragment per frame every fragment starts a frame; otherwise
+     * only the first is known to. */
+    unsigned long last = fragments == (unsigned long)c->info->frames ? fragments : 1;
+
+    if (!dcm_is_jpeg(c->xfer))
+        return EN_OK;
+    for (unsigned long i = 1; i <= last; i++) {
+        DcmPixelItem *item = NULL;
+        Uint8 *d = NULL;
+        uint32_t len, k = 2;
+
+        if (seq->getItem(item, i).bad() || !item || item->getUint8Array(d).bad() || !d)
+            continue;   /* an empty or unreadable fragment is the decoder's to refuse */
+        len = item->getLength();
+        if (len < 2 || d[0] != 0xff || d[1] != 0xd8)
+            return en_err_set(c->err, EN_EFORMAT, "%s: compressed frame %lu does not start with a JPEG "
+                              "SOI marker: the pixel data is damaged or hostile", c->path, i);
+        while (k + 2 <= len) {
+            uint8_t m;
+            uint32_t seg;
+            if (d[k] != 0xff)
+                return en_err_set(c->err, EN_EFORMAT, "%s: compressed frame %lu: no JPEG marker at byte %u "
+                                  "before its scan: the pixel data is damaged or hostile", c->path, i, k);
+            m = d[k + 1];
+            if (m == 0xff) {            /* fill byte */
+                k++;
+                continue;
+            }
+            if (m == 0xda)              /* SOS: the headers are whole */
+                break;
+            if (m == 0x01 || (m >= 0xd0 && m <= 0xd8)) {   /* markers without a length */
+                k += 2;
+                continue;
+            }
+            if (k + 4 > len)
+                break;
+            seg = (uint32_t)d[k + 2] << 8 | d[k + 3];
+            if (seg < 2 || seg > len - k - 2)
+                return en_err_set(c->err, EN_EFORMAT, "%s: compressed frame %lu: JPEG marker FF%02X at byte "
+                                  "%u has length %u, outside the fragment: the pixel data is damaged or "
+                                  "hostile", c->path, i, m, k, seg);
+            k += 2 + seg;
+        }
+    }
+    return EN_OK;
+}
+
 /* Each frame needs at least one fragment; fewer means NumberOfFrames lies
  * or the file lost its tail. */
 static int dcm_check_encapsulated(dcm_ctx *c, DcmElement *el)
@@ -588,7 +644,8 @@ static int dcm_check_encapsulated(dcm_ctx *c, DcmElement *el)
         return en_err_set(c->err, EN_EFORMAT, "%s: NumberOfFrames=%d but the compressed PixelData holds only "
                           "%lu fragment(s): the header lies or the file is truncated",
                           c->path, c->info->frames, fragments);
-    if ((rc = dcm_check_rle(c, seq, fragments)) != EN_OK)
+    if ((rc = dcm_check_rle(c, seq, fragments)) != EN_OK ||
+        (rc = dcm_check_jpeg_markers(c, seq, fragments)) != EN_OK)
         return rc;
     return dcm_check_jpeg_size(c, seq);
 }
