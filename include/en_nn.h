@@ -88,10 +88,12 @@ int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
 void en_nn_model_free(en_nn_model *m);
 
 /* Plans every layer for frames of rows x cols (and the model's clip length)
- * by running once on zeros, so that the first real call pays nothing but
- * its own work.  With it a process can load and prepare both models once
- * and fork a child per study: the child shares the packed weights
- * copy-on-write and starts its own worker threads at its first call
+ * by running once on zeros (a batch of frames, or one clip), so that the
+ * first real call pays nothing but its own work.  With it a process can
+ * load and prepare both models once and fork a child per study: the child
+ * shares the packed weights copy-on-write and starts its own worker
+ * threads at its first call; calling this again in the child, before its
+ * study arrives, also takes its first-touch costs off the study's time
  * (docs/engine.md, "Loading once"). */
 int en_nn_model_prepare(en_nn_model *m, int rows, int cols, en_err *err);
 

@@ -415,14 +415,16 @@ int en_nn_model_prepare(en_nn_model *m, int rows, int cols, en_err *err)
 
     if ((rc = check_size(rows, cols, m->seg ? 32 : 16, err)) != EN_OK)
         return rc;
-    /* one pass over zeros plans every layer for this size (dead taps,
-     * paths, their packed weights) and sizes the buffers */
-    zeros = calloc(3 * plane * (size_t)(m->seg ? 1 : m->info.clip_frames), sizeof *zeros);
+    /* one pass over zeros (a whole batch of frames, one clip) plans every
+     * layer for this size (dead taps, paths, their packed weights) and
+     * brings every buffer to its working size */
+    zeros = calloc(3 * plane * (size_t)(m->seg ? m->info.batch : m->info.clip_frames),
+                   sizeof *zeros);
     if (!zeros)
         return en_err_set(err, EN_ENOMEM, "nn: out of memory");
     if (m->seg) {
-        float *logits = malloc(plane * sizeof *logits);
-        rc = logits ? en_nn_segment(m, zeros, 1, rows, cols, logits, err)
+        float *logits = malloc((size_t)m->info.batch * plane * sizeof *logits);
+        rc = logits ? en_nn_segment(m, zeros, (size_t)m->info.batch, rows, cols, logits, err)
                     : en_err_set(err, EN_ENOMEM, "nn: out of memory");
         free(logits);
     } else {
