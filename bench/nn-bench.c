@@ -68,33 +68,33 @@ static double study_step(en_nn_model *seg, en_nn_model *ef, const float *in, flo
 
 static int run_fork(char **argv, const en_nn_opts *o)
 {
-    en_nn_model *seg, *ef;
+    en_nn_model *seg = NULL, *ef = NULL;
     en_err err;
     double t0 = now(), load, prepare, warm, child_first = -1, child_prep = -1, fork_ms = -1;
     float *in = malloc(3 * 32 * 112 * 112 * sizeof *in), *out = malloc(8 * 112 * 112 * sizeof *out);
-    int fd[2], status;
+    int fd[2], status, rc = 1;
     pid_t pid;
 
     if (!in || !out)
-        return 1;
+        goto out;
     fill(in, 3 * 32 * 112 * 112);
     if (en_nn_model_load_opts(argv[2], o, &seg, &err) != EN_OK ||
         en_nn_model_load_opts(argv[3], o, &ef, &err) != EN_OK) {
         fprintf(stderr, "nn-bench: %s\n", err.msg);
-        return 1;
+        goto out;
     }
     load = now() - t0;
     t0 = now();
     if (en_nn_model_prepare(seg, 112, 112, &err) != EN_OK ||
         en_nn_model_prepare(ef, 112, 112, &err) != EN_OK) {
         fprintf(stderr, "nn-bench: %s\n", err.msg);
-        return 1;
+        goto out;
     }
     prepare = now() - t0;
     study_step(seg, ef, in, out, &err);
     warm = study_step(seg, ef, in, out, &err);
     if (pipe(fd) != 0)
-        return 1;
+        goto out;
     t0 = now();
     pid = fork();
     if (pid == 0) {
@@ -117,7 +117,7 @@ static int run_fork(char **argv, const en_nn_opts *o)
         read(fd[0], &child_first, sizeof child_first) != (ssize_t)sizeof child_first ||
         waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         fprintf(stderr, "nn-bench: the forked child failed\n");
-        return 1;
+        goto out;
     }
     printf("{\"engine\":\"echonetd\",\"task\":\"fork\",\"threads\":%d,\"precision\":\"%s\","
            "\"kernel\":\"%s\",\"load_s\":%.3f,\"prepare_s\":%.3f,\"warm_ms\":%.1f,"
@@ -126,11 +126,13 @@ static int run_fork(char **argv, const en_nn_opts *o)
            en_nn_model_info(seg)->threads, en_nn_prec_name(en_nn_model_info(seg)->precision),
            en_nn_model_info(seg)->kernel, load, prepare, warm, fork_ms, child_prep, child_first,
            peak_rss_kb() / 1024.0);
+    rc = 0;
+out:
     en_nn_model_free(seg);
     en_nn_model_free(ef);
     free(in);
     free(out);
-    return 0;
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -187,6 +189,9 @@ int main(int argc, char **argv)
             }
             if (rc != EN_OK) {
                 fprintf(stderr, "nn-bench: %s\n", err.msg);
+                free(in);
+                free(out);
+                en_nn_model_free(m);
                 return 1;
             }
             dt = (now() - t) / n;

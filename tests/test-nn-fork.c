@@ -53,8 +53,8 @@ static void check_precision(en_nn_prec prec, const char *segp, const char *efp)
 {
     const size_t plane = 112 * 112;
     float *in = malloc(3 * 32 * plane * sizeof *in);
-    float *ref = malloc(NF * plane * sizeof *ref), *got = malloc(NF * plane * sizeof *got);
-    float ef_ref, ef_got;
+    float *ref = calloc(NF * plane, sizeof *ref), *got = calloc(NF * plane, sizeof *got);
+    float ef_ref = 0.0f, ef_got = 0.0f;
     en_nn_opts o;
     en_nn_model *seg, *ef, *cold_seg, *cold_ef;
     en_err err;

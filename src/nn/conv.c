@@ -263,11 +263,12 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     for (int a = 0; a < 3; a++) {
         in[a] = x->shape[NN_T + a];
         out[a] = nn_conv_out(c, a, in[a]);
+    }
+    for (int a = 0; a < 3; a++)
         if (out[a] <= 0)
             return en_err_set(err, EN_EINVAL, "nn: input %lldx%lldx%lld too small for a %dx%dx%d kernel",
                               (long long)in[0], (long long)in[1], (long long)in[2],
                               c->k[0], c->k[1], c->k[2]);
-    }
     if (y->data && y->cap == 0) {
         /* a view (a channel slice of a concatenation): shape must match */
         if (y->shape[NN_C] != c->cout || y->shape[NN_B] != x->shape[NN_B] ||

@@ -22,9 +22,17 @@
 #include "gemm_int.h"
 
 #ifdef NN_X86_KERNELS
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
 #include <immintrin.h>
 #include <string.h>
+
+/* The instruction sets of this file's functions only (GCC and Clang spell
+ * it differently; both leave the rest of the program at the baseline). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,amx-tile,amx-bf16")
+#endif
 
 typedef struct tile_config {
     uint8_t palette;
@@ -92,7 +100,8 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
 {
     const int64_t K = a->k, np = (n + NN_NB - 1) / NN_NB, nkb = nn_kblocks(a->k);
     const int64_t kc = nn_amx_kc(K);
-    float blk[32 * 32] __attribute__((aligned(64)));
+    /* (zeroed only to show analysers what the tile stores write) */
+    float blk[32 * 32] __attribute__((aligned(64))) = { 0 };
 
     tiles_configure();
     for (int ic = m0; ic < m1; ic += NN_AMX_MC) {
@@ -118,4 +127,9 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
     _tile_release();
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 #endif

@@ -17,10 +17,18 @@
 #include "gemm_int.h"
 
 #ifdef NN_X86_KERNELS
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
 #include <immintrin.h>
 #include <string.h>
 #include <time.h>
+
+/* The instruction sets of this file's functions only (GCC and Clang spell
+ * it differently; both leave the rest of the program at the baseline). */
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")
+#endif
 
 /* Interleaves two rows of 32 bf16 into 32 (row0, row1) pairs: output
  * element 2j is row0[j], 2j+1 is row1[j] (permutex2var indices >= 32 read
@@ -351,4 +359,9 @@ double nn_avx512_bf16_gain(void)
     return tb > 0 ? 2.0 * tf / tb : 0.0;
 }
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
 #endif
