@@ -205,8 +205,6 @@ typedef struct dm_fields {
 void dm_log_init(int verbose);
 void dm_log(int prio, const dm_fields *f, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-void dm_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int dm_watchdog_usec(uint64_t *usec);      /* 1 when the watchdog is on */
 
 /* ---- spool.c ---- */
 int dm_spool_check(const en_config *cfg, en_err *err);

@@ -8,12 +8,13 @@
  * Otherwise one plain line goes to stderr.  Callers never pass a patient
  * identifier or a delivered file name: only job names and pseudonyms.
  *
- * Without HAVE_LIBSYSTEMD everything goes to stderr and dm_notify is a
+ * Without HAVE_LIBSYSTEMD everything goes to stderr and en_service_notify is a
  * no-op.
  */
 #include "config.h"
 
 #include "daemon.h"
+#include "en_service.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -33,30 +34,8 @@ static int log_verbose;
 
 void dm_log_init(int verbose)
 {
-    const char *js = getenv("JOURNAL_STREAM");
-    unsigned long long dev, ino;
-    struct stat st;
-
     log_verbose = verbose;
-    use_journal = 0;
-#ifdef HAVE_LIBSYSTEMD
-    if (js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
-        (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino)
-        use_journal = 1;
-#else
-    (void)js; (void)dev; (void)ino; (void)st;
-#endif
-}
-
-static const char *prio_name(int prio)
-{
-    switch (prio) {
-    case DM_ERR: return "error";
-    case DM_WARN: return "warning";
-    case DM_NOTICE: return "notice";
-    case DM_INFO: return "info";
-    default: return "debug";
-    }
+    use_journal = en_service_journal();
 }
 
 void dm_log(int prio, const dm_fields *f, const char *fmt, ...)
@@ -102,32 +81,8 @@ void dm_log(int prio, const dm_fields *f, const char *fmt, ...)
             l += (size_t)snprintf(pre + l, sizeof pre - l, " study=%.16s", f->study);
         if (f && f->stage && f->stage[0] && l < sizeof pre)
             snprintf(pre + l, sizeof pre - l, " stage=%s", f->stage);
-        fprintf(stderr, "echonetd: %s:%s %s\n", prio_name(prio), pre, msg);
+        fprintf(stderr, "echonetd: %s:%s %s\n", en_service_prio_name(prio), pre, msg);
         fflush(stderr);
     }
 }
 
-void dm_notify(const char *fmt, ...)
-{
-#ifdef HAVE_LIBSYSTEMD
-    char buf[1024];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    sd_notify(0, buf);
-#else
-    (void)fmt;
-#endif
-}
-
-int dm_watchdog_usec(uint64_t *usec)
-{
-#ifdef HAVE_LIBSYSTEMD
-    return sd_watchdog_enabled(0, usec) > 0;
-#else
-    (void)usec;
-    return 0;
-#endif
-}

@@ -23,6 +23,7 @@
 #include "config.h"
 
 #include "daemon.h"
+#include "en_service.h"
 #include "en_pipeline.h"
 
 #include <errno.h>
@@ -118,7 +119,7 @@ static void stop(dm_daemon *d, int signum)
         return;
     }
     d->stopping = 1;
-    dm_notify("STOPPING=1");
+    en_service_notify("STOPPING=1");
     dm_log(DM_NOTICE, NULL, "%s: taking no more files; %d running studies may finish "
            "(up to %d s)", strsignal(signum), d->nrunning, d->cfg.stop_grace_s);
     dm_intake_stop(d);
@@ -157,19 +158,19 @@ static void reload(dm_daemon *d)
     en_store *db = NULL;
     char restart[512] = "";
 
-    dm_notify("RELOADING=1");
+    en_service_notify("RELOADING=1");
     en_config_defaults(&nw);
     if (en_config_load(&nw, d->conf_path, &e) != EN_OK ||
         ((en_config_reload_check(&d->cfg, &nw, restart, sizeof restart) &
           EN_RELOAD_BIT(EN_RELOAD_CHECKED)) && validate(&nw, &e) != EN_OK)) {
         dm_log(DM_ERR, NULL, "reload refused, keeping the running configuration: %s", e.msg);
-        dm_notify("READY=1");
+        en_service_notify("READY=1");
         return;
     }
     if (strcmp(nw.database, d->cfg.database)) {
         if (en_store_open(nw.database, 0, &db, &e) != EN_OK) {
             dm_log(DM_ERR, NULL, "reload refused, keeping the running configuration: %s", e.msg);
-            dm_notify("READY=1");
+            en_service_notify("READY=1");
             return;
         }
         en_store_close(d->db);
@@ -181,7 +182,7 @@ static void reload(dm_daemon *d)
     d->cfg = nw;
     d->concurrency = auto_concurrency(&d->cfg);
     dm_intake_start(d, &e);
-    dm_notify("READY=1");
+    en_service_notify("READY=1");
     dm_jobs_pump(d);
     dm_studies_kick(d);     /* study_quiet_s may have changed */
 }
@@ -200,7 +201,7 @@ static void on_signal(uv_signal_t *s, int signum)
 static void on_watchdog(uv_timer_t *t)
 {
     (void)t;
-    dm_notify("WATCHDOG=1");
+    en_service_notify("WATCHDOG=1");
 }
 
 static void on_status_tick(uv_timer_t *t)
@@ -303,14 +304,14 @@ int main(int argc, char **argv)
     dm_studies_start(d);
     dm_intake_start(d, &e);
     uv_timer_start(&d->status_tick, on_status_tick, 1000, 1000);
-    if (dm_watchdog_usec(&wd) && wd >= 2000)
-        uv_timer_start(&d->watchdog, on_watchdog, 0, wd / 2000);
+    if ((wd = en_service_watchdog_ms()) >= 2)
+        uv_timer_start(&d->watchdog, on_watchdog, 0, wd / 2);
     {
         dm_fields f = { .msgid = DM_MSGID_STARTED };
         dm_log(DM_NOTICE, &f, "started: watching %s, %d studies at once, %d resumed from work/",
                d->cfg.inbox_dir, d->concurrency, d->nqueued);
     }
-    dm_notify("READY=1");
+    en_service_notify("READY=1");
     dm_jobs_pump(d);
 
     uv_run(loop, UV_RUN_DEFAULT);

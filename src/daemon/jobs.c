@@ -47,6 +47,7 @@
 #include "config.h"
 
 #include "daemon.h"
+#include "en_service.h"
 #include "en_util.h"
 
 #include <assert.h>
@@ -804,6 +805,6 @@ void dm_status(dm_daemon *d)
              d->study_running ? " (one computing)" : "");
     if (strcmp(line, last)) {
         snprintf(last, sizeof last, "%s", line);
-        dm_notify("STATUS=%s", line);
+        en_service_notify("STATUS=%s", line);
     }
 }

@@ -27,6 +27,7 @@
 #include "config.h"
 
 #include "en_config.h"
+#include "en_service.h"
 #include "en_err.h"
 #include "en_net.h"
 #include "en_util.h"
@@ -85,17 +86,6 @@ static const char *event_name(en_net_event ev)
     return "other";
 }
 
-static const char *prio_name(int prio)
-{
-    switch (prio) {
-    case EN_NET_ERR: return "error";
-    case EN_NET_WARN: return "warning";
-    case EN_NET_NOTICE: return "notice";
-    case EN_NET_INFO: return "info";
-    default: return "debug";
-    }
-}
-
 /* Called from association threads too: sd_journal_send and one fprintf
  * per line are both safe to call concurrently. */
 static void recv_log(void *user, int prio, en_net_event ev, const char *peer, const char *msg)
@@ -122,7 +112,7 @@ static void recv_log(void *user, int prio, en_net_event ev, const char *peer, co
     }
 #endif
     (void)msgid;
-    fprintf(stderr, "echonetd-recv: %s: %s\n", prio_name(prio), msg);
+    fprintf(stderr, "echonetd-recv: %s: %s\n", en_service_prio_name(prio), msg);
     fflush(stderr);
 }
 
@@ -148,23 +138,8 @@ static void say(recv_state *r, int prio, const char *msgid, const char *fmt, ...
     }
 #endif
     (void)msgid;
-    fprintf(stderr, "echonetd-recv: %s: %s\n", prio_name(prio), msg);
+    fprintf(stderr, "echonetd-recv: %s: %s\n", en_service_prio_name(prio), msg);
     fflush(stderr);
-}
-
-static void notify(const char *fmt, ...)
-{
-#ifdef HAVE_LIBSYSTEMD
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    sd_notify(0, buf);
-#else
-    (void)fmt;
-#endif
 }
 
 /* [recv] (plus the inbox and the instance limit) as the network module
@@ -223,7 +198,7 @@ static void status(recv_state *r)
     en_net_scp_stats s;
 
     en_net_scp_stats_get(r->scp, &s);
-    notify("STATUS=AE %s port %d: %d running, %llu associations, %llu stored (%.0f MiB), "
+    en_service_notify("STATUS=AE %s port %d: %d running, %llu associations, %llu stored (%.0f MiB), "
            "%llu refused instances, %llu refused associations", r->net.ae_title,
            en_net_scp_port(r->scp), s.active, s.associations, s.stored,
            (double)s.bytes / (1024.0 * 1024.0), s.refused, s.refused_assoc);
@@ -235,7 +210,7 @@ static int tick(void *user)
     double now = en_mono_ms();
 
     if (r->watchdog_ms && now - r->last_ping >= (double)r->watchdog_ms / 2) {
-        notify("WATCHDOG=1");
+        en_service_notify("WATCHDOG=1");
         r->last_ping = now;
     }
     if (now - r->last_status >= 2000) {
@@ -249,7 +224,7 @@ static int tick(void *user)
     if (recv_stop) {
         static int said;
         if (!said++) {
-            notify("STOPPING=1");
+            en_service_notify("STOPPING=1");
             say(r, EN_NET_NOTICE, NULL, "stopping: no new association; running ones may "
                 "finish for %d s", r->cfg.recv_stop_grace_s);
         }
@@ -289,18 +264,8 @@ int main(int argc, char **argv)
     }
     snprintf(r->conf_path, sizeof r->conf_path, "%s",
              conf && conf[0] ? conf : EN_SYSCONFDIR "/echonetd.conf");
-#ifdef HAVE_LIBSYSTEMD
-    {
-        const char *js = getenv("JOURNAL_STREAM");
-        unsigned long long dev, ino;
-        struct stat st;
-        r->journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
-                     (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
-        uint64_t usec;
-        if (sd_watchdog_enabled(0, &usec) > 0)
-            r->watchdog_ms = usec / 1000;
-    }
-#endif
+    r->journal = en_service_journal();
+    r->watchdog_ms = en_service_watchdog_ms();
     en_config_defaults(&r->cfg);
     if (en_config_load(&r->cfg, r->conf_path, &e) != EN_OK ||
         recv_settings(&r->cfg, &r->net, &e) != EN_OK) {
@@ -328,7 +293,7 @@ int main(int argc, char **argv)
     if (r->net.nallow == 0)
         say(r, EN_NET_WARN, NULL, "[recv] allow is empty: every association will be refused "
             "until the peers' AE titles are listed");
-    notify("READY=1");
+    en_service_notify("READY=1");
     r->last_ping = r->last_status = en_mono_ms();
     status(r);
     rc = en_net_scp_serve(r->scp, tick, r, r->cfg.recv_stop_grace_s, &e);

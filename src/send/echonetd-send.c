@@ -33,6 +33,7 @@
 #include "config.h"
 
 #include "en_config.h"
+#include "en_service.h"
 #include "en_err.h"
 #include "en_net.h"
 #include "en_outbox.h"
@@ -90,8 +91,6 @@ static void say(send_state *s, int prio, const char *msgid, const char *fmt, ...
     __attribute__((format(printf, 4, 5)));
 static void say(send_state *s, int prio, const char *msgid, const char *fmt, ...)
 {
-    static const char *const names[] = {"emerg", "alert", "crit", "error", "warning",
-                                        "notice", "info", "debug"};
     char msg[1024];
     va_list ap;
 
@@ -112,23 +111,8 @@ static void say(send_state *s, int prio, const char *msgid, const char *fmt, ...
     }
 #endif
     (void)msgid;
-    fprintf(stderr, "echonetd-send: %s: %s\n", names[prio & 7], msg);
+    fprintf(stderr, "echonetd-send: %s: %s\n", en_service_prio_name(prio), msg);
     fflush(stderr);
-}
-
-static void notify(const char *fmt, ...)
-{
-#ifdef HAVE_LIBSYSTEMD
-    char buf[512];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    sd_notify(0, buf);
-#else
-    (void)fmt;
-#endif
 }
 
 static void ping(send_state *s)
@@ -136,7 +120,7 @@ static void ping(send_state *s)
     double now = en_mono_ms();
 
     if (s->watchdog_ms && now - s->last_ping >= (double)s->watchdog_ms / 2) {
-        notify("WATCHDOG=1");
+        en_service_notify("WATCHDOG=1");
         s->last_ping = now;
     }
 }
@@ -368,7 +352,7 @@ static void status(send_state *s)
 
     if (en_outbox_counts(s->ob, c, &e) != EN_OK)
         return;
-    notify("STATUS=to %s at %s:%d: %lld pending, %lld sent, %lld failed in the outbox; "
+    en_service_notify("STATUS=to %s at %s:%d: %lld pending, %lld sent, %lld failed in the outbox; "
            "this run: %lld sent, %lld retries", s->peer.peer_ae, s->peer.host, s->peer.port,
            (long long)(c[EN_OUTBOX_PENDING] + c[EN_OUTBOX_SENDING]),
            (long long)c[EN_OUTBOX_SENT], (long long)c[EN_OUTBOX_FAILED], (long long)s->sent,
@@ -430,18 +414,8 @@ int main(int argc, char **argv)
     }
     snprintf(s->conf_path, sizeof s->conf_path, "%s",
              conf && conf[0] ? conf : EN_SYSCONFDIR "/echonetd.conf");
-#ifdef HAVE_LIBSYSTEMD
-    {
-        const char *js = getenv("JOURNAL_STREAM");
-        unsigned long long dev, ino;
-        struct stat st;
-        uint64_t usec;
-        s->journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(2, &st) == 0 &&
-                     (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
-        if (sd_watchdog_enabled(0, &usec) > 0)
-            s->watchdog_ms = usec / 1000;
-    }
-#endif
+    s->journal = en_service_journal();
+    s->watchdog_ms = en_service_watchdog_ms();
     en_config_defaults(&s->cfg);
     if (en_config_load(&s->cfg, s->conf_path, &e) != EN_OK) {
         say(s, LOG_ERR, NULL, "%s", e.msg);
@@ -450,7 +424,7 @@ int main(int argc, char **argv)
     if (!s->cfg.send_enabled) {
         say(s, LOG_NOTICE, NULL, "sending is off ([send] enabled = no in %s): nothing to do",
             s->conf_path);
-        notify("READY=1\nSTATUS=sending is off ([send] enabled = no)");
+        en_service_notify("READY=1\nSTATUS=sending is off ([send] enabled = no)");
         return 0;
     }
     if (settings(&s->cfg, &s->peer, &e) != EN_OK || outbox_dir(s->cfg.send_outbox, &e) ||
@@ -467,7 +441,7 @@ int main(int argc, char **argv)
     sigaction(SIGHUP, &sa, NULL);
     say(s, LOG_NOTICE, NULL, "started: sending as %s to %s at %s:%d, outbox %s", s->peer.our_ae,
         s->peer.peer_ae, s->peer.host, s->peer.port, s->cfg.send_outbox);
-    notify("READY=1");
+    en_service_notify("READY=1");
     s->last_ping = en_mono_ms();
     while (!send_stop) {
         if (send_hup) {
@@ -488,7 +462,7 @@ int main(int argc, char **argv)
             usleep(200 * 1000);
         }
     }
-    notify("STOPPING=1");
+    en_service_notify("STOPPING=1");
     say(s, LOG_NOTICE, NULL, "stopped: %lld sent, %lld retries, %lld given up in this run",
         (long long)s->sent, (long long)s->retried, (long long)s->failed);
     en_outbox_close(s->ob);
