@@ -190,8 +190,12 @@ static void check_documented(const char *shipped)
     int lineno = 0;
 
     CHECKF(f != NULL, "%s", shipped);
-    if (!f || !count)
+    if (!f || !count) {
+        free(count);
+        if (f)
+            fclose(f);
         return;
+    }
     en_config_defaults_in(&doc, &pkg);
     while (fgets(line, sizeof line, f)) {
         char *p = line, *eq, *val;

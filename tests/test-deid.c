@@ -315,7 +315,7 @@ static void test_unwritable(void)
 {
     char p[512];
     en_dicom_identity id;
-    int status;
+    int status = -1;
     pid_t pid;
 
     path_in(p, sizeof p, "keys.db");

@@ -327,6 +327,7 @@ int main(int argc, char **argv)
     int rc;
 
     if (argc < 4 || !st) {
+        free(st);
         fprintf(stderr, "usage: %s SCENARIO PDF|- PNG|- [--source PATH] [--patient NAME]\n",
                 argv[0]);
         return 2;

@@ -55,8 +55,11 @@ typedef struct blob {
     double ux, uy;          /* unit long axis */
 } blob;
 
+/* Frames are 112 pixels wide; the bound keeps side * side an int. */
+#define EVIDENCE_MAX_SIDE 4096
+
 typedef struct scratch {
-    int side;
+    int side, px;           /* px = side * side > 0, checked at allocation */
     int *label;             /* side*side component labels */
     int *stack;
     uint8_t *fan;           /* 1 inside the fan */
@@ -70,13 +73,16 @@ typedef struct scratch {
 /* Labels the 4-connected components of the non-zero pixels of mask;
  * returns the number of blobs of at least min_px pixels, and the label and
  * area of the largest. */
-static int components(const uint8_t *mask, scratch *w, int min_px, int *best, int *best_area)
+static int components(const uint8_t *mask, const scratch *w, int min_px, int *best,
+                      int *best_area)
 {
-    int side = w->side, n = side * side, next = 0, count = 0;
+    int side = w->side, n = w->px, next = 0, count = 0;
 
-    memset(w->label, 0, (size_t)n * sizeof *w->label);
     *best = 0;
     *best_area = 0;
+    if (n <= 0)
+        return 0;
+    memset(w->label, 0, (size_t)n * sizeof *w->label);
     for (int i = 0; i < n; i++) {
         int top = 0, area = 0;
         if (!mask[i] || w->label[i])
@@ -171,7 +177,7 @@ static int cmp_float(const void *a, const void *b)
  * says (1: set, 0: clear) for other; NAN when there are none. */
 static double quantile(scratch *w, const uint8_t *sel, const uint8_t *other, int want, double q)
 {
-    int n = 0, px = w->side * w->side;
+    int n = 0, px = w->px;
 
     for (int i = 0; i < px; i++)
         if (sel[i] && (!other || (other[i] != 0) == want))
@@ -278,7 +284,7 @@ static double rv_closed(const scratch *w, const blob *lv, const en_view_geometry
  * beam; NAN without one. */
 static double cavity_angle(scratch *w, const en_view_geometry *g, double blood, double wall)
 {
-    int side = w->side, px = side * side, best = 0, best_overlap = 0, nlab = 0, unused, area;
+    int side = w->side, px = w->px, best = 0, best_overlap = 0, nlab = 0, unused, area;
     double cut = blood + DARK_SHARE * (wall - blood);
     blob b;
 
@@ -336,6 +342,7 @@ static int scratch_alloc(scratch *w, int side, int n)
     size_t px = (size_t)side * side;
 
     w->side = side;
+    w->px = (int)px;
     w->label = malloc(px * sizeof *w->label);
     w->stack = malloc(px * sizeof *w->stack);
     w->fan = calloc(px, 1);
@@ -364,6 +371,9 @@ int en_clip_evidence_compute(const uint8_t *frames, const uint8_t *masks, int n,
     ev->lv_area_median = ev->apex_depth = ev->cavity_angle = ev->rv_closed = NAN;
     if (n <= 0 || side <= 0)
         return EN_OK;
+    if (side > EVIDENCE_MAX_SIDE)
+        return en_err_set(err, EN_EINVAL, "clip evidence: frames of %dx%d pixels, at most %d wide",
+                          side, side, EVIDENCE_MAX_SIDE);
     if (!scratch_alloc(&w, side, n)) {
         scratch_free(&w);
         return en_err_set(err, EN_ENOMEM, "clip evidence: out of memory for %d frames", n);
