@@ -70,6 +70,7 @@ typedef struct en_config {
     int min_free_mb;                /* pause intake below this free space */
     int queue_max;                  /* claimed but unfinished files at most */
     int delete_after_success;       /* delete instead of archiving */
+    int warm_models;                /* keep the models loaded, fork each study */
     /* [recv] (echonetd-recv only: the DICOM receiver, docs/dicom-network.md) */
     char recv_ae_title[EN_PATH_MAX];/* 1..16 characters, checked by the receiver */
     int recv_port;

@@ -39,6 +39,7 @@ typedef struct en_pipeline {
      * the same models is not processed again; the result says duplicate.  1 (`echonetctl
      * process`, asked by hand): it is processed and its result replaced. */
     int reprocess;
+    int models_borrowed;        /* en_pipeline_open_with: close leaves them */
 } en_pipeline;
 
 /* Progress: called at the start of each stage ("read", "segment", ...)
@@ -68,6 +69,20 @@ typedef struct en_pipeline_result {
  * fix. */
 int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err);
 void en_pipeline_close(en_pipeline *p);
+
+/* The two models as en_pipeline_open loads them (checked to be the right
+ * networks), for a process that keeps them across studies: the daemon
+ * loads them once and forks a child per study, which opens its pipeline
+ * with en_pipeline_open_with.  The models stay the caller's (close does
+ * not free them); they must have been loaded from a configuration for
+ * which en_pipeline_models_same holds. */
+int en_pipeline_models_load(const en_config *cfg, en_nn_model **seg, en_nn_model **ef,
+                            en_err *err);
+int en_pipeline_open_with(en_pipeline *p, const en_config *cfg, en_nn_model *seg,
+                          en_nn_model *ef, en_err *err);
+/* 1 when both configurations load the same models the same way (weights
+ * paths, threads, batch, precision). */
+int en_pipeline_models_same(const en_config *a, const en_config *b);
 
 /* 1 when either loaded model is a phantom-trained one (its origin says
  * "phantom"): results are then for testing the installation only. */

@@ -82,6 +82,7 @@ static const en_config_row rows[] = {
     INT("daemon", "min_free_mb", min_free_mb, 0, 1 << 30, "512", NOW),
     INT("daemon", "queue_max", queue_max, 1, 1000000, "256", NOW),
     BOOL("daemon", "delete_after_success", delete_after_success, "no", NOW),
+    BOOL("daemon", "warm_models", warm_models, "yes", NOW),
     /* Read by echonetd-recv only (the daemon ignores them).  Its SIGHUP
      * applies the allow-list and limits ("now") to new associations; the
      * listening socket, its folders and TLS wait for a restart.  AE titles

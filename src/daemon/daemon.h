@@ -12,19 +12,24 @@
  *   jobs.c         the work queue: one child process per study, attempts,
  *                  back-off after transient errors, timeouts, archive /
  *                  failed, resume after a crash, when intake must pause
+ *   warm.c         the models kept loaded ([daemon] warm_models) and the
+ *                  daemon's side of the model host that forks studies
  *   spool.c        the spool's folders: checks, lock, job names, claim and
  *                  identity, moves with fsync, sidecars, temporaries
  *   proto.c        the line protocol of a study's process (proto.h)
  *   dlog.c         logging (journal fields or one stderr line) and sd_notify
  *
+ *   host.c         `echonetd --model-host`: the process that keeps the
+ *                  models and forks a study's process per job
  *   process_one.c  `echonetd --process-one`: the child that runs one
- *                  study; uses spool.c and proto.c only
+ *                  study (exec'd, or forked by the model host with its
+ *                  models); uses spool.c, proto.c and warm.c's dm_warm_fits
  *   finish_one.c   `echonetd --finish-study`: the child that computes one
  *                  study's result; uses proto.c only
  *
- * One thread runs the libuv loop; studies run in child processes
- * (`echonetd --process-one WORK/<job>.dcm`) so a decoder crash or hang
- * fails that study only.  Names: dm_ for this module's internals.
+ * One thread runs the libuv loop; studies run in child processes (forked
+ * by the model host with its loaded models, or `echonetd --process-one
+ * WORK/<job>.dcm`) so a decoder crash or hang fails that study only.  Names: dm_ for this module's internals.
  */
 #ifndef EN_DAEMON_INT_H
 #define EN_DAEMON_INT_H
@@ -34,6 +39,7 @@
 #include <uv.h>
 
 #include "en_config.h"
+#include "en_nn.h"
 #include "en_store.h"
 #include "proto.h"
 
@@ -69,6 +75,25 @@ typedef struct dm_sidecar {
     char study[EN_STORE_KEY_MAX];   /* its pseudonym once known, else "" */
 } dm_sidecar;
 
+/* Models loaded once by the daemon for every study's process (warm.c). */
+typedef struct dm_warm {
+    en_nn_model *seg, *ef;          /* NULL: none kept */
+    en_config cfg;                  /* the settings they were loaded with */
+    dm_file_id seg_id, ef_id;       /* the weights files they came from */
+    double load_ms;                 /* loading and preparing took */
+} dm_warm;
+
+/* The daemon's view of the model host (warm.c). */
+typedef struct dm_host {
+    uv_process_t proc;
+    uv_poll_t poll;
+    int fd;                 /* our end of its socket pair, -1 when none */
+    int running;            /* proc is alive or closing */
+    int ready;              /* its models are loaded: studies can go to it */
+    int retiring;           /* asked to quit (a reload changed the models) */
+    int fails;              /* ended by itself, in a row */
+} dm_host;
+
 typedef enum dm_job_state {
     DM_JOB_QUEUED = 0,      /* on d->queue_head..., not started */
     DM_JOB_RUNNING,         /* on d->running: child alive or its pipe open */
@@ -92,7 +117,11 @@ typedef struct dm_job {
     char line[2048];        /* partial line from the child */
     size_t linelen;
     dm_msg outcome;         /* the child's final message (done, duplicate, failed) */
-    uv_process_t proc;
+    uv_process_t proc;      /* exec'd child (hosted == 0) */
+    int pid;                /* the child, either way (hosted: 0 until known) */
+    int hosted;             /* 1: forked by the model host (warm.c) */
+    double ready_ms;        /* its models were ready after, or -1 */
+    char ready_how[DM_MSG_WORD];
     uv_pipe_t out;
     uv_timer_t timer;
     int handles_open;
@@ -186,6 +215,7 @@ typedef struct dm_daemon {
     int paused;             /* backpressure: DM_PAUSE_* */
     uv_timer_t grace, watchdog, status_tick;
     uv_signal_t sigterm, sigint, sighup;
+    dm_host host;           /* [daemon] warm_models: the model host */
 } dm_daemon;
 
 /* ---- dlog.c ---- */
@@ -252,6 +282,8 @@ int dm_job_add(dm_daemon *d, const char *job, const dm_file_id *id, en_err *err)
  * reason and a database event. */
 void dm_job_reject(dm_daemon *d, const char *job, const char *why);
 void dm_jobs_pump(dm_daemon *d);           /* start children up to the limit */
+/* j's process ended (for a hosted one, as the host tells). */
+void dm_jobs_exited(dm_daemon *d, dm_job *j, int64_t status, int sig);
 void dm_jobs_stop_all(dm_daemon *d);       /* grace expired: kill children */
 void dm_jobs_free_queue(dm_daemon *d);     /* at exit: queued jobs stay in work/ */
 int dm_jobs_idle(const dm_daemon *d);      /* 1: no child running or closing */
@@ -272,8 +304,37 @@ int dm_intake_start(dm_daemon *d, en_err *err);
 void dm_intake_stop(dm_daemon *d);
 void dm_intake_kick(dm_daemon *d);         /* scan soon */
 
+/* ---- warm.c ---- */
+/* Loads and prepares both models of cfg to keep; replaces w's only when
+ * that worked. */
+int dm_warm_load(dm_warm *w, const en_config *cfg, en_err *err);
+void dm_warm_free(dm_warm *w);
+/* 1 when a study configured as cfg can run on w's models: the same model
+ * settings and the same weights files, unchanged on disk. */
+int dm_warm_fits(const dm_warm *w, const en_config *cfg);
+/* The model host: started at start-up when warm_models (and again after
+ * it ends, up to 3 failures in a row); retired (running studies finish,
+ * then a new one loads the models) at a reload that changes them; asked
+ * to quit at stop. */
+void dm_host_start(dm_daemon *d);
+void dm_host_retire(dm_daemon *d);
+void dm_host_stop(dm_daemon *d);
+/* Hands j (work/<job>.dcm, the checked file in_fd) to the host, which
+ * forks its process; *out_fd: the read end of its stdout.  -1 when the
+ * host is not ready or the hand-over failed: start it exec'd instead. */
+int dm_host_run(dm_daemon *d, dm_job *j, const char *work, int in_fd, int *out_fd);
+void dm_host_kill(dm_daemon *d, const dm_job *j);
+
+/* ---- host.c ---- */
+/* `echonetd --model-host`: loads the models, then forks a study's process
+ * for each `run` on descriptor 3 (warm.c describes the exchange). */
+int dm_model_host(const char *conf_path);
+
 /* ---- process_one.c ---- */
 int dm_process_one(const char *conf_path, const char *work_file, const char *job);
+/* The same with models kept by the daemon (NULL: load them). */
+int dm_process_one_warm(const char *conf_path, const char *work_file, const char *job,
+                        const dm_warm *warm);
 
 /* ---- finish_one.c ---- */
 int dm_finish_one(const char *conf_path, const char *pseudonym);

@@ -8,11 +8,15 @@
  *   echonetd --finish-study PSEUDONYM [-c FILE]
  *                                  one study's result; what the daemon runs
  *                                  once a study has been quiet study_quiet_s
+ *   echonetd --model-host [-c FILE]
+ *                                  keeps the models and forks studies; what
+ *                                  the daemon runs with warm_models (fd 3)
  *
  * Start-up: configuration, spool folders (must exist, one file system),
  * then the site secret, both models and the database are opened once here
- * to prove they work (each child loads its own); READY=1 only after
- * that.  The spool is locked first: a second daemon on the same work
+ * to prove they work (with warm_models, the model host, warm.c, loads the
+ * models once more and keeps them for every study's process; otherwise each
+ * child loads its own).  READY=1 only after that.  The spool is locked first: a second daemon on the same work
  * folder exits 3 naming the first.
  * Signals: SIGTERM/SIGINT stop taking files and let running studies finish
  * for stop_grace_s (a second signal, or the end of the grace, kills them;
@@ -124,6 +128,7 @@ static void stop(dm_daemon *d, int signum)
            "(up to %d s)", strsignal(signum), d->nrunning, d->cfg.stop_grace_s);
     dm_intake_stop(d);
     dm_studies_stop(d, 0);
+    dm_host_stop(d);
     uv_timer_stop(&d->status_tick);
     dm_status(d);
     if (d->nrunning > 0 || !dm_studies_idle(d))
@@ -157,12 +162,15 @@ static void reload(dm_daemon *d)
     en_err e;
     en_store *db = NULL;
     char restart[512] = "";
+    int rc;
 
     en_service_notify("RELOADING=1");
     en_config_defaults(&nw);
-    if (en_config_load(&nw, d->conf_path, &e) != EN_OK ||
-        ((en_config_reload_check(&d->cfg, &nw, restart, sizeof restart) &
-          EN_RELOAD_BIT(EN_RELOAD_CHECKED)) && validate(&nw, &e) != EN_OK)) {
+    if ((rc = en_config_load(&nw, d->conf_path, &e)) == EN_OK &&
+        (en_config_reload_check(&d->cfg, &nw, restart, sizeof restart) &
+         EN_RELOAD_BIT(EN_RELOAD_CHECKED)))
+        rc = validate(&nw, &e);
+    if (rc != EN_OK) {
         dm_log(DM_ERR, NULL, "reload refused, keeping the running configuration: %s", e.msg);
         en_service_notify("READY=1");
         return;
@@ -180,6 +188,10 @@ static void reload(dm_daemon *d)
     log_changes(&d->cfg, &nw, restart);
     dm_intake_stop(d);
     d->cfg = nw;
+    /* A new model host for the file as it is now (weights may have been
+     * replaced under the same names); studies running on the old one
+     * finish there, and until the new one is ready studies load their own. */
+    dm_host_retire(d);
     d->concurrency = auto_concurrency(&d->cfg);
     dm_intake_start(d, &e);
     en_service_notify("READY=1");
@@ -222,6 +234,7 @@ int main(int argc, char **argv)
     dm_daemon *d = &dd;
     const char *conf = getenv("ECHONETD_CONF");
     const char *one = NULL, *job = "-", *finish = NULL;
+    int host = 0;
     uv_loop_t *loop;
     uint64_t wd;
     size_t exelen = sizeof d->exe;
@@ -232,6 +245,8 @@ int main(int argc, char **argv)
             conf = argv[++i];
         else if (!strcmp(argv[i], "--process-one") && i + 1 < argc)
             one = argv[++i];
+        else if (!strcmp(argv[i], "--model-host"))
+            host = 1;
         else if (!strcmp(argv[i], "--finish-study") && i + 1 < argc)
             finish = argv[++i];
         else if (!strcmp(argv[i], "--job") && i + 1 < argc)
@@ -252,6 +267,8 @@ int main(int argc, char **argv)
         return dm_process_one(d->conf_path, one, job);
     if (finish)
         return dm_finish_one(d->conf_path, finish);
+    if (host)
+        return dm_model_host(d->conf_path);
 
     dm_log_init(d->verbose);
     /* A file-size limit fails a write instead of killing the daemon. */
@@ -300,6 +317,8 @@ int main(int argc, char **argv)
     uv_signal_start(&d->sigint, on_signal, SIGINT);
     uv_signal_start(&d->sighup, on_signal, SIGHUP);
 
+    d->host.fd = -1;
+    dm_host_start(d);
     dm_jobs_resume(d);
     dm_studies_start(d);
     dm_intake_start(d, &e);

@@ -1,7 +1,8 @@
 /*
  * jobs.c - the work queue.  Each claimed file (work/<job>.dcm) is a job;
- * at most `concurrency` run at once, each in a child process
- * (`echonetd --process-one`), killed after study_timeout_s.  The child
+ * at most `concurrency` run at once, each in a child process (forked with
+ * the models the daemon keeps, warm.c, or `echonetd --process-one`),
+ * killed after study_timeout_s.  The child
  * gets the checked file itself as its standard input and refuses to run
  * if work/<job>.dcm is not that file (spool.c says why).
  *
@@ -59,6 +60,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define DM_BACKOFF_FIRST_MS 1000.0
@@ -182,13 +184,19 @@ void dm_job_reject(dm_daemon *d, const char *job, const char *why)
 static void log_done(const dm_job *j)
 {
     const dm_msg *m = &j->outcome;
-    char e1[64], e2[64], e3[64];
+    char e1[64], e2[64], e3[64], e4[64];
     dm_fields f = { .job = j->name, .study = m->study, .stage = "done", .msgid = DM_MSGID_DONE };
 
     snprintf(e1, sizeof e1, "ECHONET_EF=%.1f", m->ef);
     snprintf(e2, sizeof e2, "ECHONET_BEATS=%d", m->nbeats);
     snprintf(e3, sizeof e3, "ECHONET_DURATION_MS=%.0f", m->ms);
     f.extra[0] = e1; f.extra[1] = e2; f.extra[2] = e3;
+    /* How long the study waited for its models, from the daemon's side
+     * (fork or exec included): what warm_models saves. */
+    if (j->ready_ms >= 0) {
+        snprintf(e4, sizeof e4, "ECHONET_MODELS_READY_MS=%.0f", j->ready_ms);
+        f.extra[3] = e4;
+    }
     if (m->nbeats > 0)
         dm_log(DM_INFO, &f, "study done: EF %.1f %% over %d beat%s in %.1f s, flags %s", m->ef,
                m->nbeats, m->nbeats == 1 ? "" : "s", m->ms / 1000, m->flags);
@@ -323,6 +331,7 @@ static void on_handle_closed(uv_handle_t *h)
         j->exited = j->eof = j->timed_out = j->stop_killed = 0;
         j->term_signal = 0;
         j->exit_status = 0;
+        j->hosted = j->pid = 0;
         j->linelen = 0;
         memset(&j->outcome, 0, sizeof j->outcome);
         queue_push(d, j, j->requeue_front);
@@ -338,7 +347,10 @@ static void close_handles(dm_daemon *d, dm_job *j)
 {
     j->handles_open = 3;
     d->nclosing++;
-    uv_close((uv_handle_t *)&j->proc, on_handle_closed);
+    if (j->hosted)
+        j->handles_open--;      /* no uv_process_t: the host reaps it */
+    else
+        uv_close((uv_handle_t *)&j->proc, on_handle_closed);
     uv_close((uv_handle_t *)&j->out, on_handle_closed);
     uv_close((uv_handle_t *)&j->timer, on_handle_closed);
 }
@@ -353,11 +365,11 @@ static void finish(dm_daemon *d, dm_job *j)
     unlink_running(d, j);
     d->counts_stale = 1;
     j->state = DM_JOB_CLOSING;
-    if (j->term_signal) {
+    if (j->term_signal && j->pid > 0) {
         /* Killed mid-write: what it was writing stays behind. */
         int n = 0;
         en_err e;
-        if (dm_spool_clean_temps(d->cfg.output_dir, (long)j->proc.pid, &n, &e) != EN_OK)
+        if (dm_spool_clean_temps(d->cfg.output_dir, (long)j->pid, &n, &e) != EN_OK)
             dm_log(DM_WARN, &f, "cannot remove the temporaries of the study's process: %s",
                    e.msg);
         else if (n)
@@ -406,14 +418,30 @@ static void maybe_finish(dm_daemon *d, dm_job *j)
         finish(d, j);
 }
 
-static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
+void dm_jobs_exited(dm_daemon *d, dm_job *j, int64_t status, int sig)
 {
-    dm_job *j = p->data;
     j->exit_status = status;
     j->term_signal = sig;
     j->exited = 1;
     uv_timer_stop(&j->timer);
-    maybe_finish(p->loop->data, j);
+    maybe_finish(d, j);
+}
+
+static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
+{
+    dm_jobs_exited(p->loop->data, p->data, status, sig);
+}
+
+/* Only a child not yet reaped is signalled (a hosted one by its host,
+ * which reaps it): its pid cannot have been reused. */
+static void kill_child(dm_daemon *d, dm_job *j)
+{
+    if (j->exited)
+        return;
+    if (j->hosted)
+        dm_host_kill(d, j);
+    else
+        uv_process_kill(&j->proc, SIGKILL);
 }
 
 static void on_line(dm_daemon *d, dm_job *j, const char *line)
@@ -441,6 +469,12 @@ static void on_line(dm_daemon *d, dm_job *j, const char *line)
             if (dm_sidecar_write(d->cfg.work_dir, j->name, &j->side, &e) != EN_OK)
                 dm_log(DM_WARN, &f, "cannot keep the study's pseudonym with the job: %s", e.msg);
         }
+        break;
+    case DM_MSG_READY:
+        j->ready_ms = en_mono_ms() - j->started_ms;
+        snprintf(j->ready_how, sizeof j->ready_how, "%s", m.stage);
+        dm_log(DM_DEBUG, &f, "models ready after %.0f ms (%s)", j->ready_ms,
+               !strcmp(m.stage, "warm") ? "kept by the model host" : "loaded by the study's process");
         break;
     case DM_MSG_WARNING:
         f.stage = m.stage;
@@ -495,7 +529,50 @@ static void on_timeout(uv_timer_t *t)
     j->timed_out = 1;
     dm_log(DM_WARN, &f, "study still running after %d s: killing it",
            ((dm_daemon *)t->loop->data)->cfg.study_timeout_s);
-    uv_process_kill(&j->proc, SIGKILL);
+    kill_child(t->loop->data, j);
+}
+
+/* j's child runs: watch its output and its time. */
+static void running(dm_daemon *d, dm_job *j)
+{
+    dm_fields f = { .job = j->name, .study = j->side.study };
+
+    if (!j->eof)
+        uv_read_start((uv_stream_t *)&j->out, on_alloc, on_read);
+    uv_timer_start(&j->timer, on_timeout, (uint64_t)d->cfg.study_timeout_s * 1000, 0);
+    j->next = d->running;
+    d->running = j;
+    d->nrunning++;
+    if (j->hosted)
+        dm_log(DM_DEBUG, &f, "attempt %d started (forked by the model host)",
+               j->side.attempts + 1);
+    else
+        dm_log(DM_DEBUG, &f, "attempt %d started (pid %d)", j->side.attempts + 1, j->pid);
+}
+
+/* start() through the model host: EN_OK when it took j. */
+static int start_hosted(dm_daemon *d, dm_job *j, const char *work, int fd)
+{
+    int out;
+
+    if (dm_host_run(d, j, work, fd, &out) != 0)
+        return EN_EIO;
+    close(fd);
+    uv_pipe_init(d->loop, &j->out, 0);
+    uv_timer_init(d->loop, &j->timer);
+    j->out.data = j->timer.data = j;
+    j->hosted = 1;
+    j->pid = 0;
+    j->state = DM_JOB_RUNNING;
+    snprintf(j->stage, sizeof j->stage, "convert");
+    if (uv_pipe_open(&j->out, out) != 0) {
+        /* Cannot happen for a fresh pipe; if it does, the child finds
+         * its stdout closed and the host reports its end. */
+        close(out);
+        j->eof = 1;
+    }
+    running(d, j);
+    return EN_OK;
 }
 
 /* Starts j (just taken off the queue).  EN_OK: running, or finished with
@@ -535,6 +612,10 @@ static int start(dm_daemon *d, dm_job *j)
     }
     en_store_log(d->db, 0, EN_STORE_EV_PROCESSING, "intake", j->side.attempts + 1, j->name,
                  "starting the study's process", &e);
+    j->started_ms = en_mono_ms();
+    j->ready_ms = -1;
+    if (d->cfg.warm_models && start_hosted(d, j, work, fd) == EN_OK)
+        return EN_OK;
     args[0] = d->exe;
     args[1] = "--process-one";
     args[2] = work;
@@ -575,13 +656,8 @@ static int start(dm_daemon *d, dm_job *j)
         close_handles(d, j);
         return EN_EIO;
     }
-    uv_read_start((uv_stream_t *)&j->out, on_alloc, on_read);
-    uv_timer_start(&j->timer, on_timeout, (uint64_t)d->cfg.study_timeout_s * 1000, 0);
-    j->started_ms = en_mono_ms();
-    j->next = d->running;
-    d->running = j;
-    d->nrunning++;
-    dm_log(DM_DEBUG, &f, "attempt %d started (pid %d)", j->side.attempts + 1, j->proc.pid);
+    j->pid = j->proc.pid;
+    running(d, j);
     return EN_OK;
 }
 
@@ -603,7 +679,7 @@ void dm_jobs_stop_all(dm_daemon *d)
 {
     for (dm_job *j = d->running; j; j = j->next) {
         j->stop_killed = 1;
-        uv_process_kill(&j->proc, SIGKILL);
+        kill_child(d, j);
     }
 }
 

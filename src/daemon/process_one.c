@@ -21,6 +21,7 @@
 
 #include "daemon.h"
 #include "en_pipeline.h"
+#include "en_util.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -129,12 +130,19 @@ static int verify_input(const char *work_file, int *fd, en_err *err)
 
 int dm_process_one(const char *conf_path, const char *work_file, const char *job)
 {
+    return dm_process_one_warm(conf_path, work_file, job, NULL);
+}
+
+int dm_process_one_warm(const char *conf_path, const char *work_file, const char *job,
+                        const dm_warm *warm)
+{
+    double t0 = en_mono_ms();
     en_config cfg;
     en_pipeline p;
     en_pipeline_result r;
     dm_msg m;
     en_err e;
-    int rc, fd;
+    int rc, fd, use_warm;
 
     /* Die with the daemon: a study left running by a killed daemon would
      * race the resumed one for the same work file. */
@@ -149,8 +157,15 @@ int dm_process_one(const char *conf_path, const char *work_file, const char *job
     en_config_defaults(&cfg);
     if (conf_path[0] && en_config_load(&cfg, conf_path, &e) != EN_OK)
         return fail("setup", "", &e, DM_EXIT_RETRY);
-    if (en_pipeline_open(&p, &cfg, &e) != EN_OK)
+    use_warm = dm_warm_fits(warm, &cfg);
+    if ((use_warm ? en_pipeline_open_with(&p, &cfg, warm->seg, warm->ef, &e)
+                  : en_pipeline_open(&p, &cfg, &e)) != EN_OK)
         return fail("setup", "", &e, DM_EXIT_RETRY);
+    memset(&m, 0, sizeof m);
+    m.kind = DM_MSG_READY;
+    snprintf(m.stage, sizeof m.stage, "%s", use_warm ? "warm" : "loaded");
+    m.ms = en_mono_ms() - t0;
+    report(&m);
     fault_hook(work_file);
     rc = en_pipeline_process(&p, work_file, &r, on_progress, &r, &e);
     if (rc != EN_OK && r.conv.pseudonym[0]) {

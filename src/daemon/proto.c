@@ -14,7 +14,7 @@
 static const char *const kw[] = {
     [DM_MSG_STAGE] = "stage", [DM_MSG_STUDY] = "study", [DM_MSG_WARNING] = "warning",
     [DM_MSG_DONE] = "done", [DM_MSG_DUPLICATE] = "duplicate", [DM_MSG_FAILED] = "failed",
-    [DM_MSG_RESULT] = "result"
+    [DM_MSG_RESULT] = "result", [DM_MSG_READY] = "ready"
 };
 
 /* A word: non-empty, no blank, fits in cap (with its NUL). */
@@ -72,6 +72,10 @@ int dm_msg_send(FILE *f, const dm_msg *m)
             n = fprintf(f, "result %s %d %d %.2f %d %d %d %s\n", m->study, m->version,
                         m->changed ? 1 : 0, m->nbeats > 0 ? m->ef : NAN, m->clips_usable,
                         m->clips_total, m->nbeats, m->flags[0] ? m->flags : "none");
+        break;
+    case DM_MSG_READY:
+        if (word_ok(m->stage, sizeof m->stage) && m->ms >= 0)
+            n = fprintf(f, "ready %s %.0f\n", m->stage, m->ms);
         break;
     case DM_MSG_NONE:
         break;
@@ -187,6 +191,10 @@ int dm_msg_parse(const char *line, dm_msg *m)
         }
         break;
     }
+    case DM_MSG_READY:
+        rc = next_word(&p, m->stage, sizeof m->stage) == EN_OK &&
+             next_double(&p, &m->ms) == EN_OK && m->ms >= 0 ? EN_OK : EN_EFORMAT;
+        break;
     case DM_MSG_NONE:
         break;
     }

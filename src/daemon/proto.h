@@ -8,6 +8,10 @@
  * spaces, never a newline.  Nothing in a message identifies a patient: a
  * study is its pseudonym, a file its job name.
  *
+ *   ready HOW MS                              the models are ready, MS ms
+ *                                             after the process started;
+ *                                             HOW: warm (the daemon's,
+ *                                             shared) or loaded (its own)
  *   stage NAME                                a pipeline stage started
  *   study PSEUDONYM                           the study is known (it has a
  *                                             database row from now on)
@@ -42,7 +46,8 @@ typedef enum dm_msg_kind {
     DM_MSG_DONE,
     DM_MSG_DUPLICATE,
     DM_MSG_FAILED,
-    DM_MSG_RESULT
+    DM_MSG_RESULT,
+    DM_MSG_READY
 } dm_msg_kind;
 
 #define DM_MSG_WORD 64          /* stage, code and flag words */
@@ -50,14 +55,14 @@ typedef enum dm_msg_kind {
 
 typedef struct dm_msg {
     dm_msg_kind kind;
-    char stage[DM_MSG_WORD];        /* stage, warning, failed */
+    char stage[DM_MSG_WORD];        /* stage, warning, failed; ready: HOW */
     char study[EN_STORE_KEY_MAX];   /* study, done, duplicate, failed ("" = unknown) */
     long long study_id;             /* done, duplicate */
     double ef;                      /* done, result: NAN when no beat */
     int nbeats;                     /* done, result */
     int version, changed;           /* result */
     int clips_usable, clips_total;  /* result */
-    double ms;                      /* done: wall time of the study */
+    double ms;                      /* done: wall time of the study; ready */
     char flags[EN_STORE_TEXT_MAX];  /* done, result: comma-separated, "none" when none */
     char code[DM_MSG_WORD];         /* failed */
     char text[DM_MSG_TEXT];         /* warning, failed */

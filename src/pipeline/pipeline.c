@@ -56,22 +56,65 @@ static int load_model(const char *path, const char *key, const en_config *cfg,
     return rc;
 }
 
-int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err)
+int en_pipeline_models_load(const en_config *cfg, en_nn_model **seg, en_nn_model **ef,
+                            en_err *err)
 {
     int rc;
 
+    *seg = *ef = NULL;
+    if ((rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50,
+                         seg, err)) != EN_OK)
+        return rc;
+    if ((rc = load_model(cfg->ef_weights, "ef", cfg, EN_NN_ARCH_R2PLUS1D_18, ef, err)) != EN_OK) {
+        en_nn_model_free(*seg);
+        *seg = NULL;
+    }
+    return rc;
+}
+
+int en_pipeline_models_same(const en_config *a, const en_config *b)
+{
+    return !strcmp(a->seg_weights, b->seg_weights) && !strcmp(a->ef_weights, b->ef_weights) &&
+           a->nn_threads == b->nn_threads && a->nn_batch == b->nn_batch &&
+           a->nn_precision == b->nn_precision;
+}
+
+static int open_rest(en_pipeline *p, const en_config *cfg, en_err *err)
+{
     memset(p, 0, sizeof *p);
     p->cfg = cfg;
     en_analysis_params_default(&p->params);
     en_verdict_params_default(&p->verdict);
     en_study_params_default(&p->study);
     p->study.disagreement_points = cfg->clip_disagreement_points;
-    if ((rc = en_deid_open(&p->deid, cfg->secret_file, err)) != EN_OK)
+    return en_deid_open(&p->deid, cfg->secret_file, err);
+}
+
+int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err)
+{
+    int rc;
+
+    if ((rc = open_rest(p, cfg, err)) != EN_OK)
         return rc;
-    if ((rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50,
-                         &p->seg, err)) != EN_OK ||
-        (rc = load_model(cfg->ef_weights, "ef", cfg, EN_NN_ARCH_R2PLUS1D_18, &p->ef, err)) != EN_OK ||
+    if ((rc = en_pipeline_models_load(cfg, &p->seg, &p->ef, err)) != EN_OK ||
         (rc = en_store_open(cfg->database, 0, &p->db, err)) != EN_OK) {
+        en_pipeline_close(p);
+        return rc;
+    }
+    return EN_OK;
+}
+
+int en_pipeline_open_with(en_pipeline *p, const en_config *cfg, en_nn_model *seg,
+                          en_nn_model *ef, en_err *err)
+{
+    int rc;
+
+    if ((rc = open_rest(p, cfg, err)) != EN_OK)
+        return rc;
+    p->seg = seg;
+    p->ef = ef;
+    p->models_borrowed = 1;
+    if ((rc = en_store_open(cfg->database, 0, &p->db, err)) != EN_OK) {
         en_pipeline_close(p);
         return rc;
     }
@@ -89,8 +132,10 @@ int en_pipeline_phantom(const en_pipeline *p)
 
 void en_pipeline_close(en_pipeline *p)
 {
-    en_nn_model_free(p->seg);
-    en_nn_model_free(p->ef);
+    if (!p->models_borrowed) {
+        en_nn_model_free(p->seg);
+        en_nn_model_free(p->ef);
+    }
     en_store_close(p->db);
     en_deid_close(&p->deid);
     p->seg = p->ef = NULL;
