@@ -120,6 +120,7 @@ typedef struct dm_job {
     uv_process_t proc;      /* exec'd child (hosted == 0) */
     int pid;                /* the child, either way (hosted: 0 until known) */
     int hosted;             /* 1: forked by the model host (warm.c) */
+    int host_lost;          /* its host ended before telling its end */
     double ready_ms;        /* its models were ready after, or -1 */
     char ready_how[DM_MSG_WORD];
     uv_pipe_t out;

@@ -331,7 +331,7 @@ static void on_handle_closed(uv_handle_t *h)
         j->exited = j->eof = j->timed_out = j->stop_killed = 0;
         j->term_signal = 0;
         j->exit_status = 0;
-        j->hosted = j->pid = 0;
+        j->hosted = j->pid = j->host_lost = 0;
         j->linelen = 0;
         memset(&j->outcome, 0, sizeof j->outcome);
         queue_push(d, j, j->requeue_front);
@@ -400,6 +400,7 @@ static void finish(dm_daemon *d, dm_job *j)
         if (!code[0])
             snprintf(code, sizeof code, "exit%d", (int)j->exit_status);
         snprintf(msg, sizeof msg, "%s", m->kind == DM_MSG_FAILED && m->text[0] ? m->text
+                 : j->host_lost ? "the model host ended while the study ran"
                  : "the study's process failed");
         if (j->exit_status == DM_EXIT_RETRY)
             transient(d, j, stage, code, msg);

@@ -155,8 +155,10 @@ static void host_gone(dm_daemon *d)
     }
     for (j = d->running; j; j = next) {
         next = j->next;
-        if (j->hosted && !j->exited)
+        if (j->hosted && !j->exited) {
+            j->host_lost = 1;
             dm_jobs_exited(d, j, DM_EXIT_RETRY, 0);
+        }
     }
     h->ready = 0;
 }
