@@ -5,15 +5,19 @@
  *
  *   echonetctl segment VIDEO.avi [--weights SEG.safetensors] [--out size.csv]
  *                      [--logits FILE] [--masks FILE] [--threads N] [--batch N]
+ *                      [--precision auto|fp32|bf16]
  *     writes EchoNet's size.csv columns (Filename,Frame,Size,HumanLarge,
  *     HumanSmall,ComputerSmall; the Human columns are 0 - no tracings - and
  *     ComputerSmall is left empty: systole detection is the beats stage's job)
  *     to --out or stdout; --logits writes float32 N x H x W little-endian,
  *     --masks uint8 0/1 N x H x W.
  *   echonetctl ef VIDEO.avi [--weights EF.safetensors] [--start N] [--threads N]
+ *                 [--precision auto|fp32|bf16]
  *     prints upstream's clip-prediction row: filename,clip_start,ef
  *   Without --weights both use the configured [models] (by default the
- *   phantom-trained models).
+ *   phantom-trained models); without --precision auto|fp32|bf16, the
+ *   configured [nn] precision (fp32 is the parity path, for comparisons
+ *   with upstream).
  *   echonetctl convert-weights IN.pt OUT.safetensors [options]
  *     runs the installed Python converter (tools/convert-weights) with the
  *     same arguments; $ECHONETD_CONVERT_WEIGHTS overrides its path.
@@ -43,6 +47,7 @@ int cli_convert_weights(cli_ctx *ctx, int argc, char **argv);
 typedef struct nn_args {
     const char *video, *weights, *out, *logits, *masks;
     int threads, batch, start;
+    en_nn_prec precision;
 } nn_args;
 
 static int parse_int_arg(const char *cmd, const char *opt, const char *v, int lo, int *out)
@@ -59,6 +64,7 @@ static int parse_int_arg(const char *cmd, const char *opt, const char *v, int lo
 static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_args *a)
 {
     memset(a, 0, sizeof *a);
+    a->precision = (en_nn_prec)ctx->cfg.nn_precision;   /* same values (en_nn.h) */
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = CLI_OK;
@@ -68,6 +74,21 @@ static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_
         else if (!strcmp(o, "--logits") && v && !strcmp(cmd, "segment")) { a->logits = v; i++; }
         else if (!strcmp(o, "--masks") && v && !strcmp(cmd, "segment")) { a->masks = v; i++; }
         else if (!strcmp(o, "--threads")) { rc = parse_int_arg(cmd, o, v, 0, &a->threads); i++; }
+        else if (!strcmp(o, "--precision") && v) {
+            static const char *const names[] = { "auto", "fp32", "bf16" };
+            static const en_nn_prec values[] = { EN_NN_PREC_AUTO, EN_NN_PREC_FP32,
+                                                 EN_NN_PREC_BF16 };
+            rc = CLI_USAGE;
+            for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+                if (!strcmp(v, names[k])) {
+                    a->precision = values[k];
+                    rc = CLI_OK;
+                }
+            if (rc != CLI_OK)
+                fprintf(stderr, "echonetctl %s: --precision expects auto, fp32 or bf16, not '%s'\n",
+                        cmd, v);
+            i++;
+        }
         else if (!strcmp(o, "--batch") && !strcmp(cmd, "segment")) {
             rc = parse_int_arg(cmd, o, v, 1, &a->batch); i++;
         } else if (!strcmp(o, "--start") && !strcmp(cmd, "ef")) {
@@ -88,8 +109,9 @@ static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_
         a->weights = !strcmp(cmd, "ef") ? ctx->cfg.ef_weights : ctx->cfg.seg_weights;
     if (!a->video || !a->weights[0]) {
         fprintf(stderr, "usage: echonetctl %s VIDEO.avi [--weights FILE]%s\n", cmd,
-                !strcmp(cmd, "ef") ? " [--start N] [--threads N]"
-                : " [--out size.csv] [--logits FILE] [--masks FILE] [--threads N] [--batch N]");
+                !strcmp(cmd, "ef") ? " [--start N] [--threads N] [--precision auto|fp32|bf16]"
+                : " [--out size.csv] [--logits FILE] [--masks FILE] [--threads N] [--batch N]\n"
+                  "       [--precision auto|fp32|bf16]");
         return CLI_USAGE;
     }
     return CLI_OK;
@@ -97,7 +119,7 @@ static int parse(const cli_ctx *ctx, const char *cmd, int argc, char **argv, nn_
 
 static int load(const char *cmd, const nn_args *a, en_nn_arch want, en_nn_model **m)
 {
-    en_nn_opts o = { .threads = a->threads, .batch = a->batch };
+    en_nn_opts o = { .threads = a->threads, .batch = a->batch, .precision = a->precision };
     en_err e;
     if (en_nn_model_load_opts(a->weights, &o, m, &e) != EN_OK) {
         fprintf(stderr, "echonetctl %s: %s\n", cmd, e.msg);
