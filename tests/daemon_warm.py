@@ -33,6 +33,21 @@ src = os.path.join(enlib.TESTDATA, good["file"])
 
 sp = dl.Spool(max_attempts=1, study_timeout_s=60 * slow)
 n = [0]
+_write_conf = sp.write_conf
+
+
+def write_conf(**over):
+    # Two engine threads: the host then has threads besides its main one
+    # (a study's end must still reach it).
+    _write_conf(**over)
+    with open(sp.site.conf) as f:
+        conf = f.read().replace("threads = 1", "threads = 2")
+    with open(sp.site.conf, "w") as f:
+        f.write(conf)
+
+
+sp.write_conf = write_conf
+sp.write_conf()
 
 
 def deliver_new(marker=None):

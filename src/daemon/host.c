@@ -22,12 +22,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #define SOCK 3
+#define REAP_MS 20
 
 typedef struct child {
     int pid;
@@ -175,8 +175,7 @@ int dm_model_host(const char *conf_path)
     en_config cfg;
     dm_warm w;
     en_err e;
-    sigset_t chld;
-    struct pollfd pf[2];
+    struct pollfd pf;
     int quitting = 0;
 
     prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -193,27 +192,18 @@ int dm_model_host(const char *conf_path)
         fprintf(stderr, "echonetd model host: %s\n", e.msg);
         return 1;
     }
-    sigemptyset(&chld);
-    sigaddset(&chld, SIGCHLD);
-    sigprocmask(SIG_BLOCK, &chld, NULL);
-    pf[0].fd = SOCK;
-    pf[0].events = POLLIN;
-    if ((pf[1].fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK)) < 0) {
-        fprintf(stderr, "echonetd model host: signalfd: %s\n", strerror(errno));
-        return 1;
-    }
-    pf[1].events = POLLIN;
+    pf.fd = SOCK;
+    pf.events = POLLIN;
     say("ready %.0f", w.load_ms);
     while (!quitting || nkids > 0) {
-        if (poll(pf, 2, -1) < 0 && errno != EINTR)
+        /* Studies' ends are polled, not signalled: SIGCHLD would go to
+         * whichever thread does not block it (OpenBLAS's and the
+         * engine's threads exist before we could block it), and be lost
+         * there.  A study's end is told within REAP_MS. */
+        if (poll(&pf, 1, nkids ? REAP_MS : -1) < 0 && errno != EINTR)
             break;
-        if (pf[1].revents) {
-            struct signalfd_siginfo si;
-            while (read(pf[1].fd, &si, sizeof si) == (ssize_t)sizeof si)
-                ;
-            reap();
-        }
-        if (pf[0].revents) {
+        reap();
+        if (pf.revents) {
             char buf[EN_PATH_MAX + 2 * DM_JOB_MAX];
             int fds[2], nfds;
             ssize_t n = receive(buf, sizeof buf, fds, &nfds);
