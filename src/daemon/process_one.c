@@ -157,7 +157,7 @@ int dm_process_one_warm(const char *conf_path, const char *work_file, const char
     en_config_defaults(&cfg);
     if (conf_path[0] && en_config_load(&cfg, conf_path, &e) != EN_OK)
         return fail("setup", "", &e, DM_EXIT_RETRY);
-    use_warm = dm_warm_fits(warm, &cfg);
+    use_warm = warm && dm_warm_fits(warm, &cfg);
     if ((use_warm ? en_pipeline_open_with(&p, &cfg, warm->seg, warm->ef, &e)
                   : en_pipeline_open(&p, &cfg, &e)) != EN_OK)
         return fail("setup", "", &e, DM_EXIT_RETRY);
