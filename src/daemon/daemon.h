@@ -89,6 +89,7 @@ typedef struct dm_host {
     uv_poll_t poll;
     int fd;                 /* our end of its socket pair, -1 when none */
     int running;            /* proc is alive or closing */
+    int poll_closing;       /* the socket's poll handle is closing */
     int ready;              /* its models are loaded: studies can go to it */
     int retiring;           /* asked to quit (a reload changed the models) */
     int fails;              /* ended by itself, in a row */
@@ -122,7 +123,6 @@ typedef struct dm_job {
     int hosted;             /* 1: forked by the model host (warm.c) */
     int host_lost;          /* its host ended before telling its end */
     double ready_ms;        /* its models were ready after, or -1 */
-    char ready_how[DM_MSG_WORD];
     uv_pipe_t out;
     uv_timer_t timer;
     int handles_open;

@@ -473,7 +473,6 @@ static void on_line(dm_daemon *d, dm_job *j, const char *line)
         break;
     case DM_MSG_READY:
         j->ready_ms = en_mono_ms() - j->started_ms;
-        snprintf(j->ready_how, sizeof j->ready_how, "%s", m.stage);
         dm_log(DM_DEBUG, &f, "models ready after %.0f ms (%s)", j->ready_ms,
                !strcmp(m.stage, "warm") ? "kept by the model host" : "loaded by the study's process");
         break;

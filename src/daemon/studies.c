@@ -184,17 +184,26 @@ static void log_result(const dm_msg *m)
     }
 }
 
+/* One of the child's handles closed: 1 when it was the last and the
+ * daemon goes on (when stopping, the idle check runs instead). */
+static int last_closed(dm_daemon *d)
+{
+    if (--d->study_closing > 0)
+        return 0;
+    if (d->stopping) {
+        if (d->idle)
+            d->idle(d);
+        return 0;
+    }
+    return 1;
+}
+
 static void on_closed(uv_handle_t *h)
 {
     dm_daemon *d = h->loop->data;
 
-    if (--d->study_closing > 0)
+    if (!last_closed(d))
         return;
-    if (d->stopping) {
-        if (d->idle)
-            d->idle(d);
-        return;
-    }
     dm_status(d);
     dm_studies_scan(d);
 }
@@ -325,14 +334,8 @@ static void on_spawn_failed_closed(uv_handle_t *h)
 {
     dm_daemon *d = h->loop->data;
 
-    if (--d->study_closing > 0)
-        return;
-    if (d->stopping) {
-        if (d->idle)
-            d->idle(d);
-        return;
-    }
-    uv_timer_start(&d->study_timer, on_study_timer, (uint64_t)DM_STUDY_BACKOFF_FIRST_MS, 0);
+    if (last_closed(d))
+        uv_timer_start(&d->study_timer, on_study_timer, (uint64_t)DM_STUDY_BACKOFF_FIRST_MS, 0);
 }
 
 /* EN_OK: the child runs; EN_EIO: it could not be started (logged; its

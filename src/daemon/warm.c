@@ -142,6 +142,8 @@ static int send_line(int fd, const char *line, const int *fds, int nfds)
 
 /* The host is gone: its studies died with it (they die with their
  * parent), which is the machine's trouble, not theirs. */
+static void on_poll_closed(uv_handle_t *hd);
+
 static void host_gone(dm_daemon *d)
 {
     dm_host *h = &d->host;
@@ -149,7 +151,8 @@ static void host_gone(dm_daemon *d)
 
     if (h->fd >= 0) {
         uv_poll_stop(&h->poll);
-        uv_close((uv_handle_t *)&h->poll, NULL);
+        h->poll_closing = 1;
+        uv_close((uv_handle_t *)&h->poll, on_poll_closed);
         close(h->fd);
         h->fd = -1;
     }
@@ -218,18 +221,34 @@ static void on_readable(uv_poll_t *p, int status, int events)
         drain(p->data);
 }
 
+/* Both the process and the socket's handles must be closed before the
+ * next host reuses them.  A retired host made way for the new models; one
+ * that died is started again, unless that keeps failing (then studies load
+ * their own models, as with warm_models = no). */
+static void maybe_restart(dm_daemon *d)
+{
+    if (d->host.running || d->host.poll_closing)
+        return;
+    if (!d->stopping)
+        dm_host_start(d);
+    else if (d->idle)
+        d->idle(d);
+}
+
+static void on_poll_closed(uv_handle_t *hd)
+{
+    dm_daemon *d = hd->data;
+
+    d->host.poll_closing = 0;
+    maybe_restart(d);
+}
+
 static void on_host_closed(uv_handle_t *hd)
 {
     dm_daemon *d = hd->data;
 
     d->host.running = 0;
-    /* A retired host made way for the new models; one that died is
-     * started again, unless that keeps failing (then studies load their
-     * own models, as with warm_models = no). */
-    if (!d->stopping)
-        dm_host_start(d);
-    if (d->stopping && d->idle)
-        d->idle(d);
+    maybe_restart(d);
 }
 
 static void on_host_exit(uv_process_t *p, int64_t status, int sig)
@@ -262,7 +281,7 @@ void dm_host_start(dm_daemon *d)
     uv_stdio_container_t io[4];
     int sv[2], rc;
 
-    if (h->running || !d->cfg.warm_models || d->stopping)
+    if (h->running || h->poll_closing || !d->cfg.warm_models || d->stopping)
         return;
     if (h->fails >= HOST_MAX_FAILS) {
         if (h->fails == HOST_MAX_FAILS) {
