@@ -24,10 +24,12 @@ typedef struct en_dicom_limits {
     uint64_t max_pixel_bytes; /* decoded 8-bit frames*rows*cols*channels */
     int jpeg_via_dcmtk;       /* 1: JPEG Baseline through DCMTK's codec instead
                                  of libjpeg-turbo (comparisons, benchmarks) */
+    int threads;              /* JPEG Baseline frames decoded at once; 0: one
+                                 per CPU the process may use (at most 8) */
 } en_dicom_limits;
 
 /* Defaults: 2000 frames, 2048 x 2048, 2 GiB file, 1 GiB decoded,
- * libjpeg-turbo for JPEG Baseline. */
+ * libjpeg-turbo for JPEG Baseline, threads 0. */
 void en_dicom_limits_default(en_dicom_limits *lim);
 
 typedef enum en_fps_source {

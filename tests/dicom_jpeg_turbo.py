@@ -30,17 +30,22 @@ work = tempfile.TemporaryDirectory(prefix="en-jpeg-")
 W = work.name
 
 
-def bench(path):
-    r = subprocess.run([BENCH, "--reps", "1", path], capture_output=True, text=True, timeout=300)
+THREADS = (1, 3)
+
+
+def bench(path, threads):
+    r = subprocess.run([BENCH, "--reps", "1", "--threads", str(threads), path],
+                       capture_output=True, text=True, timeout=300)
     fields = dict(kv.split("=", 1) for kv in r.stdout.split()[1:]) if r.returncode == 0 else {}
     return r, fields
 
 
 def same(path, what):
-    r, f = bench(path)
-    ok = rep.check(r.returncode == 0 and f.get("diff_bytes") == "0",
-                   "%s: %s %s" % (what, r.stdout.strip(), r.stderr.strip()))
-    return ok
+    for t in THREADS:
+        r, f = bench(path, t)
+        rep.check(r.returncode == 0 and f.get("diff_bytes") == "0" and
+                  f.get("turbo_threads") == str(t),
+                  "%s, %d threads: %s %s" % (what, t, r.stdout.strip(), r.stderr.strip()))
 
 
 def frames_of(ds):
@@ -90,17 +95,33 @@ def cut(ds):
     ds.PixelData = encapsulate(fr)
 
 
+def long_loop(ds):
+    fr = frames_of(ds)
+    fr = (fr * (150 // len(fr) + 1))[:150]
+    ds.NumberOfFrames = len(fr)
+    ds.PixelData = encapsulate(fr)
+    for tag in ("FrameTimeVector", "FrameIncrementPointer"):
+        if tag in ds:
+            delattr(ds, tag)
+
+
 for name, src, change in [("progressive", mono, progressive), ("split", rgb, split),
                           ("mono1", mono, mono1)]:
     same(rewrite(src, name + ".dcm", change), name + " (declined: DCMTK both ways)")
+p = rewrite(rgb, "long.dcm", long_loop)
+same(p, "150-frame loop")
+r, f = bench(p, 3)
+rep.check(f.get("frames") == "150", "150-frame loop read as %s frames" % f.get("frames"))
 
 # A damaged frame: both ways the same outcome, pixels or refusal.
 p = rewrite(mono, "cut.dcm", cut)
-r, f = bench(p)
-if r.returncode == 0:
-    rep.check(f.get("diff_bytes") == "0", "cut frame decoded differently: %s" % r.stdout)
-else:
-    rep.check(r.stderr.count("dicom-decode-bench:") >= 1, "cut frame: no reason given: %s" % r.stderr)
+for t in THREADS:
+    r, f = bench(p, t)
+    if r.returncode == 0:
+        rep.check(f.get("diff_bytes") == "0", "cut frame decoded differently: %s" % r.stdout)
+    else:
+        rep.check(r.stderr.count("dicom-decode-bench:") >= 1,
+                  "cut frame: no reason given: %s" % r.stderr)
 
 work.cleanup()
 rep.finish()

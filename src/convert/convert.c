@@ -103,6 +103,7 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
                            en_convert_result *res, en_frames *keep, en_err *err)
 {
     en_dicom_identity id;
+    en_dicom_limits lim;
     en_frames src = { 0 }, net = { 0 };
     double t0 = en_mono_ms(), t1, t2;
     int rc;
@@ -111,7 +112,10 @@ int en_convert_file_frames(const en_config *cfg, const en_deid *deid,
     memset(&id, 0, sizeof id);
     if (keep)
         memset(keep, 0, sizeof *keep);
-    rc = en_dicom_read(in_path, &cfg->limits, &res->info, &id, &src, err);
+    /* The study's CPU budget, [nn] threads, also bounds its decoding threads. */
+    lim = cfg->limits;
+    lim.threads = cfg->nn_threads;
+    rc = en_dicom_read(in_path, &lim, &res->info, &id, &src, err);
     if (rc == EN_ENOTIMAGE && (id.study_instance_uid[0] || id.sop_instance_uid[0])) {
         /* No pixels, but an instance of its study all the same: the
          * pseudonym lets the pipeline record it as a clip not analysed. */

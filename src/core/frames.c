@@ -1,5 +1,12 @@
 /*
  * frames.c - allocation of the in-memory cine loop (see en_frames.h).
+ *
+ * A decoded study is large (a 640x480 RGB loop of 200 frames is 184 MB) and
+ * is written once, frame after frame, by the decoder.  With 4 KB pages the
+ * kernel's faults for that first touch cost a third of a millisecond per
+ * frame, as much as a quarter of libjpeg-turbo's decode; asking for
+ * transparent huge pages cuts them to a tenth (docs/performance.md, "DICOM
+ * JPEG Baseline decoding").
  */
 #include "en_frames.h"
 #include "en_err.h"
@@ -7,6 +14,27 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+
+#define HUGE_PAGE ((uintptr_t)2 << 20)
+
+/* Advice on the whole huge pages inside the block.  calloc hands out blocks
+ * this large from fresh mappings it does not clear (they are zero already),
+ * so nothing has touched them yet and the advice takes effect at the first
+ * write.  Advice only: a kernel without THP ignores it. */
+static void advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
+
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
+}
 
 int en_frames_alloc(en_frames *f, int nframes, int rows, int cols, int channels)
 {
@@ -21,6 +49,8 @@ int en_frames_alloc(en_frames *f, int nframes, int rows, int cols, int channels)
     f->data = calloc((size_t)nframes, n);
     if (!f->data)
         return EN_ENOMEM;
+    if ((size_t)nframes * n >= 2 * HUGE_PAGE)
+        advise_huge(f->data, (size_t)nframes * n);
     f->nframes = nframes;
     f->rows = rows;
     f->cols = cols;

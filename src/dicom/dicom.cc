@@ -82,6 +82,7 @@ extern "C" void en_dicom_limits_default(en_dicom_limits *lim)
     lim->max_file_bytes = (uint64_t)2 << 30;
     lim->max_pixel_bytes = (uint64_t)1 << 30;
     lim->jpeg_via_dcmtk = 0;
+    lim->threads = 0;
 }
 
 extern "C" const char *en_fps_source_name(en_fps_source s)

@@ -18,16 +18,22 @@
  * 2x1 or 2x2 with chroma 1x1.  A stream libjpeg reports as damaged (an
  * error or even a warning) is declined too, so a damaged file gets
  * DCMTK's behaviour and its error messages, not a second opinion.
+ *
+ * Frames are decoded by several threads at once ([nn] threads of them,
+ * en_dicom_limits.threads); everything DCMTK does stays on the caller's.
  */
 #include "dicom_int.h"
 
 #include "dcmtk/dcmdata/dcpixseq.h"
 #include "dcmtk/dcmdata/dcpxitem.h"
 
+#include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
 
+#include <atomic>
 #include <vector>
 
 #include <jpeglib.h>
@@ -128,6 +134,69 @@ static bool tj_photometric(const char *pi, int comps, bool *ybr)
     return comps == 3 && (*ybr || strcmp(pi, "RGB") == 0);
 }
 
+/* Frames decoded at once by the threads.  A batch's fragments are copied
+ * out of DCMTK first (it is not thread-safe, and a copy keeps it from
+ * holding every fragment it loads), so a batch bounds that extra memory. */
+#define TJ_BATCH_FRAMES 64
+#define TJ_BATCH_BYTES ((size_t)32 << 20)
+#define TJ_MAX_THREADS 8
+
+struct tj_batch {
+    std::vector<Uint8> bytes;
+    std::vector<size_t> off;   /* frame k's stream: bytes[off[k] .. off[k+1]) */
+    int first;                 /* the file's frame number of frame 0 */
+    int rows, cols, comps;
+    bool ybr;
+    en_frames *frames;
+    std::atomic<int> next;
+    std::atomic<bool> failed;
+};
+
+static void *tj_worker(void *arg)
+{
+    tj_batch *b = (tj_batch *)arg;
+    int n = (int)b->off.size() - 1;
+
+    for (;;) {
+        int k = b->next.fetch_add(1);
+        if (k >= n || b->failed.load())
+            break;
+        if (!tj_frame(b->bytes.data() + b->off[k], b->off[k + 1] - b->off[k], b->rows, b->cols,
+                      b->comps, b->ybr, en_frames_frame(b->frames, b->first + k)))
+            b->failed.store(true);
+    }
+    return NULL;
+}
+
+/* The frames are independent streams, so the CPUs the process may use
+ * decode them side by side: a study's read is then about a core's decode
+ * time divided by the threads (docs/performance.md). */
+static int tj_threads(const en_dicom_limits *lim)
+{
+    int n = lim->threads;
+    cpu_set_t set;
+
+    if (n <= 0)
+        n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
+    return n < 1 ? 1 : n > TJ_MAX_THREADS ? TJ_MAX_THREADS : n;
+}
+
+static bool tj_decode_batch(tj_batch *b, int threads)
+{
+    pthread_t tid[TJ_MAX_THREADS];
+    int started = 0, n = (int)b->off.size() - 1;
+
+    b->next.store(0);
+    threads = threads > n ? n : threads;
+    /* A thread that cannot be started leaves its share to the others. */
+    while (started < threads - 1 && pthread_create(&tid[started], NULL, tj_worker, b) == 0)
+        started++;
+    tj_worker(b);
+    for (int i = 0; i < started; i++)
+        pthread_join(tid[i], NULL);
+    return !b->failed.load();
+}
+
 int dcm_decode_jpeg_turbo(dcm_ctx *c)
 {
     const en_dicom_info *info = c->info;
@@ -135,7 +204,8 @@ int dcm_decode_jpeg_turbo(dcm_ctx *c)
     DcmPixelData *pd;
     DcmPixelSequence *seq = NULL;
     DcmPixelItem *item = NULL;
-    std::vector<Uint8> buf;
+    tj_batch b;
+    int threads;
     bool ybr;
 
     if (c->xfer != EXS_JPEGProcess1 || info->bits_allocated != 8 || info->bits_stored != 8 ||
@@ -147,19 +217,34 @@ int dcm_decode_jpeg_turbo(dcm_ctx *c)
         pd->getEncapsulatedRepresentation(c->xfer, NULL, seq).bad() || !seq ||
         seq->card() != (unsigned long)info->frames + 1)
         return DCM_JPEG_DECLINED;
-    for (int f = 0; f < info->frames; f++) {
-        if (seq->getItem(item, (unsigned long)f + 1).bad() || !item)
+    b.rows = info->rows;
+    b.cols = info->cols;
+    b.comps = info->channels;
+    b.ybr = ybr;
+    b.frames = c->frames;
+    b.failed.store(false);
+    threads = tj_threads(c->lim);
+    for (int first = 0; first < info->frames;) {
+        b.first = first;
+        b.bytes.clear();
+        b.off.assign(1, 0);
+        int f = first;
+        for (; f < info->frames && f - first < TJ_BATCH_FRAMES && b.bytes.size() < TJ_BATCH_BYTES;
+             f++) {
+            if (seq->getItem(item, (unsigned long)f + 1).bad() || !item)
+                return DCM_JPEG_DECLINED;
+            Uint32 len = item->getLength();
+            if (len < 4 || len > c->file_bytes)
+                return DCM_JPEG_DECLINED;
+            size_t at = b.bytes.size();
+            b.bytes.resize(at + len);
+            if (item->getPartialValue(b.bytes.data() + at, 0, len).bad())
+                return DCM_JPEG_DECLINED;
+            b.off.push_back(at + len);
+        }
+        if (!tj_decode_batch(&b, threads))
             return DCM_JPEG_DECLINED;
-        Uint32 len = item->getLength();
-        if (len < 4 || len > c->file_bytes)
-            return DCM_JPEG_DECLINED;
-        /* A copy, so DCMTK does not keep every fragment it loads. */
-        buf.resize(len);
-        if (item->getPartialValue(buf.data(), 0, len).bad())
-            return DCM_JPEG_DECLINED;
-        if (!tj_frame(buf.data(), len, info->rows, info->cols, info->channels, ybr,
-                      en_frames_frame(c->frames, f)))
-            return DCM_JPEG_DECLINED;
+        first = f;
     }
     return EN_OK;
 }
