@@ -40,6 +40,7 @@ typedef struct en_pipeline {
      * process`, asked by hand): it is processed and its result replaced. */
     int reprocess;
     int models_borrowed;        /* en_pipeline_open_with: close leaves them */
+    struct en_pipeline_loader *loading; /* en_pipeline_open_early's models */
 } en_pipeline;
 
 /* Progress: called at the start of each stage ("read", "segment", ...)
@@ -70,6 +71,19 @@ typedef struct en_pipeline_result {
 int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err);
 void en_pipeline_close(en_pipeline *p);
 
+/* As en_pipeline_open, but the models load in a thread of their own while
+ * the caller goes on: a clip's conversion (reading, deidentifying, the
+ * sector, the AVI) then overlaps the loading, which takes about as long.
+ * en_pipeline_process and en_pipeline_finish_study wait for the models
+ * before they use them (before anything of the clip is stored); a loading
+ * error is theirs then, and en_pipeline_models_wait's, which a caller uses
+ * to tell it from a clip's own failure.  Errors of the secret and the
+ * database are returned here. */
+int en_pipeline_open_early(en_pipeline *p, const en_config *cfg, en_err *err);
+/* EN_OK once both models are loaded (at once when they were not loading in
+ * the background), or the loading's error, as often as asked. */
+int en_pipeline_models_wait(en_pipeline *p, en_err *err);
+
 /* The two models as en_pipeline_open loads them (checked to be the right
  * networks), for a process that keeps them across studies: the daemon
  * loads them once and forks a child per study, which opens its pipeline
@@ -85,7 +99,8 @@ int en_pipeline_open_with(en_pipeline *p, const en_config *cfg, en_nn_model *seg
 int en_pipeline_models_same(const en_config *a, const en_config *b);
 
 /* 1 when either loaded model is a phantom-trained one (its origin says
- * "phantom"): results are then for testing the installation only. */
+ * "phantom"): results are then for testing the installation only.  After
+ * en_pipeline_open_early, only once en_pipeline_models_wait succeeded. */
 int en_pipeline_phantom(const en_pipeline *p);
 
 /* Processes one DICOM file (one clip).  When the failure happens after the

@@ -191,6 +191,20 @@ rep.check(r.returncode == 0 and b"--arch" in r.stdout, "convert-weights --help: 
 # Missing models: a setup error (exit 3) that names the setting.
 r = site.run("--set", "models.ef=", "process", files[0])
 rep.check(r.returncode == 3 and b"[models] ef" in r.stderr, "missing model: exit %d %s" % (r.returncode, r.stderr))
+
+# The models load while the first file is converted: a model that fails
+# to load is still the setup's error, said once, and nothing of the files
+# is stored (no clip, no event, no study, no model row).
+bad = os.path.join(site.dir, "not-weights.safetensors")
+with open(bad, "wb") as f:
+    f.write(b"\x10\x00\x00\x00\x00\x00\x00\x00{}" + b"\x00" * 64)
+counts = lambda: [con.execute("SELECT count(*) FROM %s" % t).fetchone()[0]
+                  for t in ("clips", "events", "studies", "models")]
+before = counts()
+r = site.run("--set", "models.segmentation=" + bad, "process", "--json", files[0], files[1])
+rep.check(r.returncode == 3 and r.stderr.count(b"[models] segmentation") == 1 and not r.stdout.strip(),
+          "unloadable model: exit %d, stdout %r, stderr %s" % (r.returncode, r.stdout[:200], r.stderr))
+rep.check(counts() == before, "unloadable model: stored %s, was %s" % (counts(), before))
 con.close()
 site.close()
 rep.finish()

@@ -177,13 +177,30 @@ static int finish_studies(en_pipeline *p, const touched *t, int json)
     return failed;
 }
 
+/* After the first file: the models, loading meanwhile, are there, or their
+ * error is the setup's (every file would fail the same way), so it is
+ * reported as such and nothing more is processed. */
+static int models_check(en_pipeline *p)
+{
+    en_err e;
+
+    if (en_pipeline_models_wait(p, &e) != EN_OK) {
+        fprintf(stderr, "echonetctl process: %s\n", e.msg);
+        return 0;
+    }
+    if (en_pipeline_phantom(p))
+        fprintf(stderr, "echonetctl process: note: using the phantom-trained default models, "
+                "not for clinical use (set [models] to real weights: see README)\n");
+    return 1;
+}
+
 int cli_process(cli_ctx *ctx, int argc, char **argv)
 {
     progress_ctx prog = { isatty(STDERR_FILENO), 0, 0 };
     touched studies = { NULL, 0 };
     en_pipeline p;
     en_err e;
-    int json = 0, failed = 0, first = 1, taken;
+    int json = 0, failed = 0, first = 1, taken, models_ready = 0;
     cli_inputs in;
     cli_progress pr;
 
@@ -203,7 +220,8 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
         cli_inputs_free(&in);
         return taken;
     }
-    if (en_pipeline_open(&p, &ctx->cfg, &e) != EN_OK ||
+    /* The models load while the first file is read and converted. */
+    if (en_pipeline_open_early(&p, &ctx->cfg, &e) != EN_OK ||
         cli_stamp_site(ctx->cfg.database, &p.deid, &e) != EN_OK) {
         fprintf(stderr, "echonetctl process: %s\n", e.msg);
         en_pipeline_close(&p);
@@ -213,9 +231,6 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
     /* Files named by hand are done again, replacing the clip's result; a
      * list or folders (a back-fill) skip what the same models did. */
     p.reprocess = !cli_inputs_skip_done(&in);
-    if (en_pipeline_phantom(&p))
-        fprintf(stderr, "echonetctl process: note: using the phantom-trained default models, "
-                "not for clinical use (set [models] to real weights: see README)\n");
     prog.total = (int)in.n;
     cli_progress_begin(&pr, "echonetctl process", &in);
     for (size_t i = 0; i < in.n; i++) {
@@ -225,6 +240,8 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
         rc = en_pipeline_process(&p, in.path[i], &r, on_progress, &prog, &e);
         if (prog.tty)
             fputs("\r\033[K", stderr);
+        if (!models_ready && !(models_ready = models_check(&p)))
+            break;
         cli_progress_file(&pr, rc != EN_OK ? CLI_FILE_FAILED : r.duplicate ? CLI_FILE_SKIPPED
                                                                          : CLI_FILE_DONE,
                           r.ms_total);
@@ -245,9 +262,12 @@ int cli_process(cli_ctx *ctx, int argc, char **argv)
             print_human(&r);
         fflush(stdout);
     }
-    failed += finish_studies(&p, &studies, json);
+    if (!models_ready && in.n == 0)
+        models_ready = models_check(&p);
+    if (models_ready)
+        failed += finish_studies(&p, &studies, json);
     free(studies.pseudonym);
     en_pipeline_close(&p);
     cli_inputs_free(&in);
-    return failed ? CLI_FAILED : CLI_OK;
+    return !models_ready ? CLI_SETUP : failed ? CLI_FAILED : CLI_OK;
 }

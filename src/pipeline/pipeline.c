@@ -22,6 +22,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,65 @@ int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err)
     return EN_OK;
 }
 
+struct en_pipeline_loader {
+    pthread_t tid;
+    const en_config *cfg;
+    en_nn_model *seg, *ef;
+    int joined;
+    int rc;
+    en_err err;
+};
+
+static void *loader_main(void *arg)
+{
+    struct en_pipeline_loader *l = arg;
+
+    l->rc = en_pipeline_models_load(l->cfg, &l->seg, &l->ef, &l->err);
+    return NULL;
+}
+
+int en_pipeline_open_early(en_pipeline *p, const en_config *cfg, en_err *err)
+{
+    struct en_pipeline_loader *l;
+    int rc;
+
+    if ((rc = open_rest(p, cfg, err)) != EN_OK ||
+        (rc = en_store_open(cfg->database, 0, &p->db, err)) != EN_OK) {
+        en_pipeline_close(p);
+        return rc;
+    }
+    /* Without a thread the models load here, as en_pipeline_open does. */
+    l = calloc(1, sizeof *l);
+    if (l) {
+        l->cfg = cfg;
+        if (pthread_create(&l->tid, NULL, loader_main, l) == 0) {
+            p->loading = l;
+            return EN_OK;
+        }
+        free(l);
+    }
+    if ((rc = en_pipeline_models_load(cfg, &p->seg, &p->ef, err)) != EN_OK)
+        en_pipeline_close(p);
+    return rc;
+}
+
+int en_pipeline_models_wait(en_pipeline *p, en_err *err)
+{
+    struct en_pipeline_loader *l = p->loading;
+
+    if (!l)
+        return EN_OK;
+    if (!l->joined) {
+        pthread_join(l->tid, NULL);
+        l->joined = 1;
+        p->seg = l->seg;
+        p->ef = l->ef;
+    }
+    if (l->rc != EN_OK)
+        *err = l->err;
+    return l->rc;
+}
+
 int en_pipeline_open_with(en_pipeline *p, const en_config *cfg, en_nn_model *seg,
                           en_nn_model *ef, en_err *err)
 {
@@ -132,6 +192,12 @@ int en_pipeline_phantom(const en_pipeline *p)
 
 void en_pipeline_close(en_pipeline *p)
 {
+    if (p->loading) {
+        en_err ignored;
+        (void)en_pipeline_models_wait(p, &ignored);
+        free(p->loading);
+        p->loading = NULL;
+    }
     if (!p->models_borrowed) {
         en_nn_model_free(p->seg);
         en_nn_model_free(p->ef);
@@ -600,6 +666,10 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
     }
     if (rc != EN_OK)
         goto out;
+    /* Nothing of the clip is stored before the models are there: a
+     * loading error is the setup's, not the clip's. */
+    if ((rc = en_pipeline_models_wait(p, err)) != EN_OK)
+        goto out;
     res->nframes = w.net.nframes;
     if (!p->reprocess && already_done(p, &res->conv, &ref)) {
         /* The same instance again: the stored result stands. */
@@ -664,6 +734,8 @@ int en_pipeline_finish_study(en_pipeline *p, const char *pseudonym, int force,
     int nk = 0, rc;
 
     memset(out, 0, sizeof *out);
+    if ((rc = en_pipeline_models_wait(p, err)) != EN_OK)
+        return rc;
     rc = en_study_recompute(p->db, pseudonym, &p->study, force, &out->version, &out->changed,
                             err);
     if (rc != EN_OK)
