@@ -20,6 +20,14 @@
  * conv_taps.c, which computes it tap by tap.  A stride-1 3x3 convolution
  * goes to conv_wino.c (Winograd F(4x4,3x3)) when its 36 products per 4x4
  * tile are well under the products of the path it would otherwise take.
+ *
+ * With bf16 products such a convolution instead takes its output columns
+ * region by region: the output splits, along each axis, where the set of
+ * taps reading inside the input changes (ASPP rate 12 on 14x14: rows 0-1,
+ * 2-11, 12-13, and the same for columns); taken in that order, most
+ * 32-column panels of the product lie in one region, and their packing and
+ * products skip the K blocks of the taps that read only padding there.  The
+ * epilogue writes each column back where it belongs.
  */
 #include "conv_int.h"
 
@@ -36,8 +44,9 @@
 /* Winograd is taken when its products are under this share of the other
  * path's (the transforms cost the rest; measured) */
 #define NN_WINO_GAIN 0.75
-/* bf16 products go tap by tap when that skips this much (measured) */
-#define NN_BF16_SPARSE 0.35
+/* bf16 products take the columns region by region when the live taps'
+ * real products are under this share of the dense ones (measured) */
+#define NN_BF16_REGIONS 0.75
 
 void nn_conv_free(nn_conv *c)
 {
@@ -45,6 +54,7 @@ void nn_conv_free(nn_conv *c)
     free(c->b);
     free(c->wr);
     free(c->wu);
+    free(c->cmap);
     nn_conv_bf16_free(c);
     memset(c, 0, sizeof *c);
 }
@@ -94,7 +104,8 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
     }
     free(c->wr);
     c->wr = NULL;
-    c->sparse = c->tshift = c->wino = 0;
+    c->sparse = c->tshift = c->wino = c->regions = 0;
+    c->cmap_b = 0;
     if (c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 &&
         c->ntap[0] * c->ntap[1] * c->ntap[2] > 1) {
         /* positions each live tap really reads, against the dense count */
@@ -110,11 +121,12 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
             sparse *= sum;
         }
         /* the per-tap gathers and scatters cost about what the skipped
-         * products of a dense im2col would below ~85 % (measured); with
-         * bf16 products, which are cheaper against the memory passes, below
-         * NN_BF16_SPARSE */
-        if (sparse < (c->kern == NN_KERN_FP32 ? 0.85 : NN_BF16_SPARSE) * dense)
+         * products of a dense im2col would below ~85 % (measured); bf16
+         * products skip them by taking the columns region by region */
+        if (c->kern == NN_KERN_FP32 && sparse < 0.85 * dense)
             c->sparse = 1;
+        if (c->kern != NN_KERN_FP32 && sparse < NN_BF16_REGIONS * dense)
+            c->regions = 1;
         /* Winograd: 36 products per 4x4 tile against the live products of
          * the tap-by-tap or dense path (per input and output channel); fp32
          * only (conv_bf16.c says why) */
@@ -236,6 +248,125 @@ static void im2col_tile(const conv_job *j, int64_t j0, int64_t ncol,
     }
 }
 
+/* Splits [0, out) along one axis where the set of live taps reading
+ * inside the input changes: bounds[0] = 0 < ... < bounds[n] = out. */
+static int axis_bounds(const nn_conv *c, int axis, int64_t in, int64_t out, int64_t *bounds)
+{
+    int n = 0;
+    bounds[n++] = 0;
+    bounds[n++] = out;
+    for (int i = 0; i < c->ntap[axis]; i++) {
+        int64_t e[2];
+        nn_conv_tap_range(c, axis, c->tap[axis][i], in, out, &e[0], &e[1]);
+        for (int q = 0; q < 2; q++) {
+            int at = 0;
+            while (at < n && bounds[at] < e[q])
+                at++;
+            if (e[q] <= 0 || e[q] >= out || bounds[at] == e[q])
+                continue;
+            memmove(bounds + at + 1, bounds + at, (size_t)(n - at) * sizeof *bounds);
+            bounds[at] = e[q];
+            n++;
+        }
+    }
+    return n - 1;
+}
+
+/* c->cmap for a batch of B: the output columns region by region (the
+ * product of each axis's intervals), within a region image by image and
+ * row by row, so that most 32-column panels lie in one region and read
+ * only its taps. */
+static int region_order(nn_conv *c, int64_t B, const int64_t in[3], const int64_t out[3],
+                        en_err *err)
+{
+    int64_t bt[34], by[34], bx[34];
+    int nt, ny, nx;
+    int32_t *m;
+    int64_t p = 0;
+
+    if (c->cmap_b == B)
+        return EN_OK;
+    if (B * out[0] * out[1] * out[2] > INT32_MAX)
+        return en_err_set(err, EN_ELIMIT, "nn: layer too large");
+    if (!(m = realloc(c->cmap, (size_t)(B * out[0] * out[1] * out[2]) * sizeof *m)))
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory");
+    c->cmap = m;
+    nt = axis_bounds(c, 0, in[0], out[0], bt);
+    ny = axis_bounds(c, 1, in[1], out[1], by);
+    nx = axis_bounds(c, 2, in[2], out[2], bx);
+    for (int rt = 0; rt < nt; rt++)
+    for (int ry = 0; ry < ny; ry++)
+    for (int rx = 0; rx < nx; rx++)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = bt[rt]; t < bt[rt + 1]; t++)
+                for (int64_t y = by[ry]; y < by[ry + 1]; y++)
+                    for (int64_t x = bx[rx]; x < bx[rx + 1]; x++)
+                        m[p++] = (int32_t)(((b * out[0] + t) * out[1] + y) * out[2] + x);
+    c->cmap_b = B;
+    return EN_OK;
+}
+
+/* Offsets of live tap lt (T slowest) along the three axes. */
+static void tap_offsets(const nn_conv *c, int lt, int64_t off[3])
+{
+    off[0] = (int64_t)c->tap[0][lt / (c->ntap[1] * c->ntap[2])] * c->d[0] - c->p[0];
+    off[1] = (int64_t)c->tap[1][lt / c->ntap[2] % c->ntap[1]] * c->d[1] - c->p[1];
+    off[2] = (int64_t)c->tap[2][lt % c->ntap[2]] * c->d[2] - c->p[2];
+}
+
+/* Live K blocks of a panel whose live taps are tlive: a block holds rows
+ * of taps [32 kb / cp, (32 kb + 31) / cp] (the column map is tap-major,
+ * cin padded to pairs: conv_bf16.c); places them in slot (or only counts
+ * them when slot is NULL). */
+static int32_t panel_slots(const conv_job *j, const uint8_t *tlive, int32_t *slot)
+{
+    const int ntaps = j->c->ntap[0] * j->c->ntap[1] * j->c->ntap[2];
+    const int64_t nkb = nn_kblocks(j->pk->k), cp = (j->c->cin + 1) / 2 * 2;
+    int32_t used = 0;
+
+    for (int64_t kb = 0; kb < nkb; kb++) {
+        int64_t t1 = (32 * kb + 31) / cp;
+        int on = 0;
+        for (int64_t t = 32 * kb / cp; t <= t1 && t < ntaps && !on; t++)
+            on = tlive[t];
+        if (slot)
+            slot[kb] = on ? used : -1;
+        used += on;
+    }
+    return used;
+}
+
+/* Rows of B a panel stores at most when the columns go region by region:
+ * per 32-column panel, the live K blocks of the taps that read inside for
+ * any of its columns. */
+static int region_kpack(const conv_job *j)
+{
+    const nn_conv *c = j->c;
+    const int ntaps = c->ntap[0] * c->ntap[1] * c->ntap[2];
+    const int64_t To = j->out[0], Ho = j->out[1], Wo = j->out[2];
+    uint8_t tlive[16 * 16 * 16];
+    int32_t most = 0;
+
+    for (int64_t p0 = 0; p0 < j->ncols; p0 += NN_NB) {
+        const int64_t p1 = j->ncols - p0 < NN_NB ? j->ncols : p0 + NN_NB;
+        int32_t used;
+        for (int lt = 0; lt < ntaps; lt++) {
+            int64_t off[3];
+            tap_offsets(c, lt, off);
+            tlive[lt] = 0;
+            for (int64_t q = p0; q < p1 && !tlive[lt]; q++) {
+                const int64_t col = j->cmap[q], ox = col % Wo, oy = col / Wo % Ho;
+                const int64_t ot = col / (Wo * Ho) % To;
+                tlive[lt] = ot + off[0] >= 0 && ot + off[0] < j->in[0] && oy + off[1] >= 0 &&
+                            oy + off[1] < j->in[1] && ox + off[2] >= 0 && ox + off[2] < j->in[2];
+            }
+        }
+        used = panel_slots(j, tlive, NULL);
+        most = used > most ? used : most;
+    }
+    return (int)most * 32;
+}
+
 static void conv_tile(void *arg, int task, int thread);
 static size_t implicit_need(const conv_job *j);
 
@@ -351,7 +482,15 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     if (c->kern != NN_KERN_FP32) {
         /* a tile is one chunk of packed columns (conv_bf16.c) */
         nn_conv_bf16_dense(c, &j.pk, &j.kq);
-        j.chunk = nn_conv_bf16_chunk(j.pk);
+        j.kpack = j.pk->k;
+        if (c->regions && j.K > 0) {
+            /* (stride 1, several taps: the implicit path below) */
+            if ((rc = region_order(c, x->shape[NN_B], in, out, err)) != EN_OK)
+                return rc;
+            j.cmap = c->cmap;
+            j.kpack = region_kpack(&j);
+        }
+        j.chunk = nn_conv_bf16_chunk(j.pk, j.kpack);
         target = j.chunk;
     } else {
         int64_t rows = j.pointwise || c->tshift ? c->cout : (j.K > c->cout ? j.K : c->cout);
@@ -380,10 +519,14 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         if (j.bfout && (rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
             return rc;
         if (j.implicit) {
-            j.maxp = 16 / out[2] + 2;
+            /* (with cmap, a run of columns may be one column long) */
+            j.maxp = j.cmap ? 16 : 16 / out[2] + 2;
             j.need = implicit_need(&j);
+            /* stored blocks are whole (AVX512-BF16's K is in pairs) */
+            if (!j.cmap)
+                j.kpack = (int)nn_kblocks(j.pk->k) * 32;
         }
-        j.need_panels = nn_conv_bf16_panels(j.pk, j.chunk);
+        j.need_panels = nn_conv_bf16_panels(j.pk, j.kpack, j.chunk);
     }
     if (!j.bfin)
         nn_tensor_data(x);
@@ -408,7 +551,8 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
                 c->k[1], c->k[2], c->s[0], c->s[1], c->d[0], c->d[1],
                 c->ntap[0] * c->ntap[1] * c->ntap[2], (long long)in[0], (long long)in[1],
                 (long long)in[2], (long long)j.ncols, (long long)j.K,
-                j.pointwise ? "1x1   " : j.implicit ? "implct" : c->tshift ? "tshift" : "im2col",
+                j.pointwise ? "1x1   " : j.cmap ? "region" : j.implicit ? "implct" :
+                c->tshift ? "tshift" : "im2col",
                 ms, flop / ms * 1e-6);
         if (c->kern != NN_KERN_FP32)
             fprintf(stderr, "nn-profile   (%s, packed K %d)\n", nn_kern_name(c->kern), j.pk->k);
@@ -426,33 +570,34 @@ static size_t implicit_need(const conv_job *j)
 {
     const size_t ntaps = (size_t)j->c->ntap[0] * j->c->ntap[1] * j->c->ntap[2];
     const size_t nh = ((size_t)j->nb + 15) / 16, k = (size_t)j->pk->k;
-    const size_t live = ((size_t)j->nb + NN_NB - 1) / NN_NB * (size_t)nn_kblocks(j->pk->k);
+    const size_t slots = ((size_t)j->nb + NN_NB - 1) / NN_NB * (size_t)nn_kblocks(j->pk->k);
     return (k * sizeof(float *) + k * sizeof(int32_t) + (ntaps * nh + 1) * sizeof(int32_t) +
-            ntaps * nh * (size_t)j->maxp * sizeof(nn_piece) + ntaps + live) / sizeof(float) + 64;
+            ntaps * nh * (size_t)j->maxp * sizeof(nn_piece) + slots * sizeof(int32_t) + ntaps) /
+           sizeof(float) + 64;
 }
 
-/* Which K blocks of each 32-column panel read anything: a block is dead
- * where every tap it holds rows of has no piece in the panel (its columns
- * all read padding: dilated taps near the border, ASPP's outer taps). */
-static void implicit_live(const conv_job *j, int64_t n, const int32_t *start, uint8_t *tlive,
-                          uint8_t *live)
+/* Which K blocks of each 32-column panel read anything, as their places
+ * among the panel's stored blocks (gemm_int.h): a block is dead where
+ * every tap it holds rows of has no piece in the panel (its columns all
+ * read padding: dilated taps near the border, ASPP's outer taps).
+ * Returns the most blocks a panel stores. */
+static int32_t implicit_slots(const conv_job *j, int64_t n, const int32_t *start,
+                              uint8_t *tlive, int32_t *slot)
 {
     const nn_conv *c = j->c;
     const int ntaps = c->ntap[0] * c->ntap[1] * c->ntap[2];
     const int64_t nh = (n + 15) / 16, nkb = nn_kblocks(j->pk->k);
+    int32_t most = 0;
 
     for (int64_t p = 0; p * 2 < nh; p++) {
         const int64_t h1 = 2 * p + 2 < nh ? 2 * p + 2 : nh;
+        int32_t used;
         for (int t = 0; t < ntaps; t++)
             tlive[t] = start[(int64_t)t * nh + 2 * p] != start[(int64_t)t * nh + h1];
-        for (int64_t kb = 0; kb < nkb; kb++) {
-            const int r1 = (int)(32 * kb + 32 < j->pk->k ? 32 * kb + 32 : j->pk->k);
-            int on = 0;
-            for (int r = (int)(32 * kb); r < r1 && !on; r++)
-                on = j->kq[r] >= 0 && tlive[j->kq[r] / c->cin];
-            live[p * nkb + kb] = (uint8_t)on;
-        }
+        used = panel_slots(j, tlive, slot + p * nkb);
+        most = used > most ? used : most;
     }
+    return most;
 }
 
 /* The pieces (gemm_int.h) of every live tap for output columns [j0, j0+n)
@@ -469,23 +614,29 @@ static void implicit_pieces(const conv_job *j, int64_t j0, int64_t n, nn_piece *
     const int ntaps = c->ntap[0] * c->ntap[1] * c->ntap[2];
     int32_t e = 0;
 
+    /* columns p of the product in [j0, j0+n), each output column cmap[p]
+     * (or p), in runs along an output row */
     for (int lt = 0; lt < ntaps; lt++) {
         const int64_t offt = (int64_t)c->tap[0][lt / (c->ntap[1] * c->ntap[2])] * c->d[0] - c->p[0];
         const int64_t offy = (int64_t)c->tap[1][lt / c->ntap[2] % c->ntap[1]] * c->d[1] - c->p[1];
         const int64_t offx = (int64_t)c->tap[2][lt % c->ntap[2]] * c->d[2] - c->p[2];
         int32_t *st = start + (int64_t)lt * nh;
-        int64_t h = 0, col = j0;
+        int64_t h = 0, p = j0;
         st[0] = e;
-        while (col < j0 + n) {
+        while (p < j0 + n) {
+            const int64_t col = j->cmap ? j->cmap[p] : p;
             int64_t ox = col % Wo, rest = col / Wo;
             int64_t oy = rest % Ho, ot = (rest / Ho) % To, b = rest / (Ho * To);
-            int64_t len = Wo - ox < j0 + n - col ? Wo - ox : j0 + n - col;
+            int64_t len = Wo - ox < j0 + n - p ? Wo - ox : j0 + n - p;
+            for (int64_t l = 1; j->cmap && l < len; l++)
+                if (j->cmap[p + l] != col + l)
+                    len = l;
             int64_t it = ot + offt, iy = oy + offy;
             int64_t v0 = ox > -offx ? ox : -offx, v1 = ox + len < Wi - offx ? ox + len : Wi - offx;
-            int64_t l0 = col - j0 + (v0 - ox), l1 = col - j0 + (v1 - ox);
+            int64_t l0 = p - j0 + (v0 - ox), l1 = p - j0 + (v1 - ox);
             int64_t off = b * x->stride[NN_B] + it * x->stride[NN_T] + iy * x->stride[NN_H] +
-                          ox + offx - (col - j0);
-            col += len;
+                          ox + offx - (p - j0);
+            p += len;
             if (it < 0 || it >= Ti || iy < 0 || iy >= Hi || v1 <= v0)
                 continue;
             for (int64_t hh = l0 / 16; hh <= (l1 - 1) / 16; hh++) {
@@ -523,14 +674,16 @@ static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const n
     const float **chan = (const float **)(void *)scr;
     nn_piece *pieces = (nn_piece *)(void *)(chan + pk->k);
     int32_t *tap = (int32_t *)(void *)(pieces + ntaps * (size_t)nh * (size_t)j->maxp);
-    int32_t *start = tap + pk->k;
-    uint8_t *tlive = (uint8_t *)(void *)(start + ntaps * (size_t)nh + 1), *live = tlive + ntaps;
+    int32_t *start = tap + pk->k, *slot = start + ntaps * (size_t)nh + 1;
+    uint8_t *tlive = (uint8_t *)(void *)(slot + (size_t)(nh + 1) / 2 * (size_t)nn_kblocks(pk->k));
     nn_bf16_buf b;
     nn_bmat bm;
+    int64_t pstride;
 
     implicit_pieces(j, j0, n, pieces, start);
-    implicit_live(j, n, start, tlive, live);
-    nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), pk, j->chunk, &b);
+    /* panels store only their live blocks */
+    pstride = (int64_t)implicit_slots(j, n, start, tlive, slot) * 1024;
+    nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), pk, j->kpack, j->chunk, &b);
     if (j->bfin) {
         /* from the input's bf16 copy, two channels (one pair row) a time */
         const uint32_t **prow = (const uint32_t **)(void *)chan;
@@ -540,17 +693,19 @@ static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const n
                                    (q % c->cin) / 2 * j->x->bfld : NULL;
             tap[r / 2] = q >= 0 ? q / c->cin : 0;
         }
-        nn_bpack_pairs(b.bp, prow, tap, pieces, start, (n + 15) / 16, pk->k, n, live);
+        nn_bpack_pairs(b.bp, pstride, prow, tap, pieces, start, (n + 15) / 16, pk->k, slot);
     } else {
         for (int r = 0; r < pk->k; r++) {
             const int32_t q = j->kq[r];
             chan[r] = q >= 0 ? j->x->data + (q % c->cin) * j->x->stride[NN_C] : NULL;
             tap[r] = q >= 0 ? q / c->cin : 0;
         }
-        nn_bpack_pieces(b.bp, chan, tap, pieces, start, (n + 15) / 16, pk->k, n, live);
+        nn_bpack_pieces(b.bp, pstride, chan, tap, pieces, start, (n + 15) / 16, pk->k, slot);
     }
     bm = nn_bmat_packed(b.bp, pk->k);
-    nn_gemm_bf16(pk, 0, c->cout, &bm, n, o, b.work, live);
+    bm.pstride = pstride;
+    bm.slot = slot;
+    nn_gemm_bf16(pk, 0, c->cout, &bm, n, o, b.work, NULL);
 }
 
 /* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the
@@ -568,6 +723,21 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
     const float *src;
     int64_t ld;
 
+    if (j->cmap) {
+        /* the columns in region order: o's pointers address column 0 */
+        o.c = j->bfonly ? NULL : y->data;
+        o.bf = j->bfout ? y->bf : NULL;
+        o.cmap = j->cmap + j0;
+        if (res && res->dataold) {
+            o.resbf = res->bf;
+            o.resbfld = res->bfld;
+        } else if (res) {
+            o.res = res->data;
+            o.ldr = res->stride[NN_C];
+        }
+        implicit_tile_bf16(j, j0, n, &o, thread);
+        return;
+    }
     if (res && res->dataold) {      /* only when bfout (nn_conv_forward) */
         o.resbf = res->bf + 2 * j0;
         o.resbfld = res->bfld;
@@ -582,9 +752,10 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
     if (j->pointwise && j->bfin) {
         /* the input's bf16 copy is the right-hand matrix as it stands
          * (j0 is a multiple of 32: whole panels) */
-        nn_bmat bm = { j->x->bf + 2 * j0, 2 * NN_NB, 2 * j->x->bfld };
+        nn_bmat bm = { j->x->bf + 2 * j0, 2 * NN_NB, 2 * j->x->bfld, NULL };
         nn_bf16_buf b;
-        nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), j->pk, j->chunk, &b);
+        nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), j->pk, j->kpack,
+                         j->chunk, &b);
         nn_gemm_bf16(j->pk, 0, c->cout, &bm, n, &o, b.work, NULL);
         return;
     }

@@ -5,10 +5,10 @@
  * a chunk of columns at a time, and multiplies it.
  *
  * Weights are packed when the model is loaded (the whole tap-major matrix),
- * so a study's first frame does not pay for it; the selections of taps
- * that depend on the input size (dead taps, tap by tap) are packed by the
- * plan the first time a size is seen, as the fp32 path builds its reduced
- * copy.  The fp32 weights stay: they are what a new plan packs from.
+ * so a study's first frame does not pay for it; the live taps, which
+ * depend on the input size, are packed by the plan the first time a size
+ * is seen, as the fp32 path builds its reduced copy.  The fp32 weights
+ * stay: they are what a new plan packs from.
  *
  * No Winograd in bf16: F(4x4,3x3)'s transforms amplify the operands'
  * rounding (2^-9) about fifteen-fold (emulated over 64 channels: 3 %
@@ -18,9 +18,9 @@
  *
  * The right-hand matrix is never stored in fp32 for its own sake: its rows
  * are read where they are (the input channels of a 1x1 convolution, the
- * frame-shifted channels of a temporal one, an im2col tile, a tap's
- * gathered rectangle) and rounded into packed panels of a chunk of
- * columns that stays in the L2 cache while the kernel walks it.
+ * taps of a stride-1 one, an im2col tile) and rounded into packed panels
+ * of a chunk of columns that stays in the L2 cache while the kernel walks
+ * it.
  */
 #include "conv_int.h"
 
@@ -76,30 +76,13 @@ static int pack_live(const nn_conv *c, const int32_t *kq, int k, int all, nn_pac
     return rc;
 }
 
-static void free_taps(nn_conv *c)
-{
-    for (int i = 0; i < c->npk_tap; i++)
-        nn_pack_free(&c->pk_tap[i]);
-    free(c->pk_tap);
-    c->pk_tap = NULL;
-    c->npk_tap = 0;
-}
-
 void nn_conv_bf16_free(nn_conv *c)
 {
     nn_pack_free(&c->pk_full);
     nn_pack_free(&c->pk_live);
     free(c->kq_full);
     free(c->kq_live);
-    free(c->kq_chan);
-    free_taps(c);
-    c->kq_full = c->kq_live = c->kq_chan = NULL;
-}
-
-int nn_conv_bf16_kchan(const nn_conv *c)
-{
-    const int ks = nn_kstep(c->kern), cp = (c->cin + 1) / 2 * 2;
-    return (cp + ks - 1) / ks * ks;
+    c->kq_full = c->kq_live = NULL;
 }
 
 int nn_conv_set_kernel(nn_conv *c, nn_kern k, en_err *err)
@@ -113,8 +96,7 @@ int nn_conv_set_kernel(nn_conv *c, nn_kern k, en_err *err)
         return EN_OK;
     if ((rc = kmap_build(ntaps, c->cin, k, &c->kq_full, &kk, err)) != EN_OK ||
         (rc = nn_pack_a(k, c->w, (int64_t)c->cin * ntaps, c->cout, c->kq_full, kk, &c->pk_full,
-                        err)) != EN_OK ||
-        (rc = kmap_build(1, c->cin, k, &c->kq_chan, &kk, err)) != EN_OK)
+                        err)) != EN_OK)
         return rc;
     return EN_OK;
 }
@@ -126,20 +108,6 @@ int nn_conv_bf16_plan(nn_conv *c, int all, en_err *err)
     nn_pack_free(&c->pk_live);
     free(c->kq_live);
     c->kq_live = NULL;
-    free_taps(c);
-    if (c->sparse) {
-        const int n = c->ntap[0] * c->ntap[1] * c->ntap[2];
-        if (!(c->pk_tap = calloc((size_t)n, sizeof *c->pk_tap)))
-            return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
-        c->npk_tap = n;
-        for (int t = 0; t < n; t++) {
-            const int64_t lda = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
-            if ((rc = nn_pack_a(c->kern, c->w + nn_conv_tap_block(c, (size_t)t), lda, c->cout,
-                                c->kq_chan, nn_conv_bf16_kchan(c), &c->pk_tap[t], err)) != EN_OK)
-                return rc;
-        }
-        return EN_OK;
-    }
     if (all)
         return EN_OK;
     if ((rc = kmap_build(c->ntap[0] * c->ntap[1] * c->ntap[2], c->cin, c->kern, &c->kq_live,
@@ -159,12 +127,12 @@ void nn_conv_bf16_dense(const nn_conv *c, const nn_pack **pk, const int32_t **kq
     }
 }
 
-int64_t nn_conv_bf16_chunk(const nn_pack *pk)
+int64_t nn_conv_bf16_chunk(const nn_pack *pk, int kpack)
 {
-    int64_t bytes = 2 * (int64_t)pk->m * pk->k, n;
+    int64_t bytes = 2 * (int64_t)pk->m * kpack, n;
     bytes = bytes < NN_BF16_CHUNK_MIN ? NN_BF16_CHUNK_MIN :
             bytes > NN_BF16_CHUNK_MAX ? NN_BF16_CHUNK_MAX : bytes;
-    n = bytes / (2 * (int64_t)pk->k);
+    n = bytes / (2 * (int64_t)(kpack > 0 ? kpack : 1));
     n = n / NN_NB * NN_NB;
     return n < NN_NB ? NN_NB : n;
 }
@@ -175,17 +143,18 @@ static size_t ptrs_elems(const nn_pack *pk)
     return ((size_t)pk->k * sizeof(float *) + 63) / 64 * 64 / sizeof(uint16_t);
 }
 
-size_t nn_conv_bf16_panels(const nn_pack *pk, int64_t chunk)
+size_t nn_conv_bf16_panels(const nn_pack *pk, int kpack, int64_t chunk)
 {
-    size_t bp = (nn_bpack_elems(pk->k, chunk) + 31) / 32 * 32;
+    size_t bp = (nn_bpack_elems(kpack, chunk) + 31) / 32 * 32;
     return ptrs_elems(pk) + bp + nn_gemm_work(pk, chunk) * 2;
 }
 
-void nn_conv_bf16_buf(uint16_t *panels, const nn_pack *pk, int64_t chunk, nn_bf16_buf *b)
+void nn_conv_bf16_buf(uint16_t *panels, const nn_pack *pk, int kpack, int64_t chunk,
+                      nn_bf16_buf *b)
 {
     b->rows = (const float **)(void *)panels;
     b->bp = panels + ptrs_elems(pk);
-    b->work = (float *)(void *)(b->bp + (nn_bpack_elems(pk->k, chunk) + 31) / 32 * 32);
+    b->work = (float *)(void *)(b->bp + (nn_bpack_elems(kpack, chunk) + 31) / 32 * 32);
 }
 
 void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
@@ -194,7 +163,7 @@ void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
 {
     nn_bf16_buf b;
 
-    nn_conv_bf16_buf(panels, pk, chunk, &b);
+    nn_conv_bf16_buf(panels, pk, pk->k, chunk, &b);
     for (int64_t j0 = 0; j0 < n; j0 += chunk) {
         const int64_t nc = n - j0 < chunk ? n - j0 : chunk;
         nn_gemm_out oc = *o;

@@ -33,6 +33,9 @@ typedef struct conv_job {
     int bfin, bfout;      /* read the input's bf16 copy; write the output's */
     int bfonly;           /* ... and not the fp32 output (c->bf_only) */
     int64_t maxp;         /* pieces per tap and half-panel, at most */
+    const int32_t *cmap;  /* the columns region by region (c->regions), or
+                             NULL: in their order */
+    int kpack;            /* rows of B a packed panel stores, at most */
 } conv_job;
 
 /* Output range [lo, hi) along one axis where tap j reads inside the input
@@ -69,25 +72,26 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
 
 /* bf16 products (conv_bf16.c). */
 void nn_conv_bf16_free(nn_conv *c);
-/* Packed columns of one tap (cin padded to the tier's K step). */
-int nn_conv_bf16_kchan(const nn_conv *c);
-/* After a new plan (c->ntap, c->sparse, c->wino): packs what the chosen path
- * reads; all: every tap is live. */
+/* After a new plan (c->ntap): packs the live taps when not all are; all:
+ * every tap is live (the whole matrix packed at load serves). */
 int nn_conv_bf16_plan(nn_conv *c, int all, en_err *err);
 /* The packed matrix and column map of the dense paths (im2col, 1x1,
  * temporal). */
 void nn_conv_bf16_dense(const nn_conv *c, const nn_pack **pk, const int32_t **kq);
 /* Columns per packed chunk, and the panel buffer (bf16 values) a
  * product of pk needs with that chunk: row pointers, packed panels and
- * the kernel's work, as nn_conv_bf16_buf finds them. */
-int64_t nn_conv_bf16_chunk(const nn_pack *pk);
-size_t nn_conv_bf16_panels(const nn_pack *pk, int64_t chunk);
+ * the kernel's work, as nn_conv_bf16_buf finds them.  kpack: rows of B a
+ * panel stores at most (pk->k, or fewer when panels store only their live
+ * K blocks). */
+int64_t nn_conv_bf16_chunk(const nn_pack *pk, int kpack);
+size_t nn_conv_bf16_panels(const nn_pack *pk, int kpack, int64_t chunk);
 typedef struct nn_bf16_buf {
     const float **rows;
     uint16_t *bp;
     float *work;
 } nn_bf16_buf;
-void nn_conv_bf16_buf(uint16_t *panels, const nn_pack *pk, int64_t chunk, nn_bf16_buf *b);
+void nn_conv_bf16_buf(uint16_t *panels, const nn_pack *pk, int kpack, int64_t chunk,
+                      nn_bf16_buf *b);
 /* o's rows [m0, m1), columns [0, n) = pk x B, where row q of B is
  * src + q * ld (q from the map kq), packed chunk columns at a time into
  * panels (nn_conv_bf16_panels values).  o's pointers address row m0. */

@@ -6,6 +6,8 @@
  *   rate 12 on 14x14): each live tap multiplies only the rectangle of
  *   outputs where it reads inside the input; the unshifted centre tap is a
  *   plain 1x1 product over every position.  Threads split output channels.
+ *   fp32 only: bf16 products take such convolutions region by region
+ *   (conv.c), where the gathers and scatters here cost more than they save.
  * - temporal-only kernels (R(2+1)D's (3,1,1), stride 1): in the
  *   channel-major layout a shift by whole frames is a column offset, so each
  *   tap is one product on the input itself, accumulated with beta = 1.
@@ -99,8 +101,6 @@ typedef struct sparse_job {
     int relu;
     int64_t in[3], out[3], ncols, mchunk;
     size_t need;          /* scratch floats per thread */
-    int64_t chunk;        /* bf16: columns per packed chunk */
-    size_t need_panels;   /* bf16: panel buffer per thread */
 } sparse_job;
 
 /* A tap's output rectangle and input offsets; 0 when it reads nothing. */
@@ -133,18 +133,11 @@ static int tap_is_full(const int64_t in[3], const int64_t out[3], const int64_t 
 /* dst rows [m0, m1) (dst addresses row m0) = live tap t's weights x the
  * cin rows of src (n columns, row stride ld). */
 static void tap_product(const sparse_job *j, size_t t, int64_t m0, int64_t m1,
-                        const float *src, int64_t ld, int64_t n, float *dst, int64_t ldd,
-                        int thread)
+                        const float *src, int64_t ld, int64_t n, float *dst, int64_t ldd)
 {
     const nn_conv *c = j->c;
     const size_t kfull = (size_t)c->cin * c->k[0] * c->k[1] * c->k[2];
 
-    if (c->kern != NN_KERN_FP32) {
-        nn_gemm_out o = { .c = dst, .ldc = ldd };
-        nn_conv_bf16_product(&c->pk_tap[t], c->kq_chan, (int)m0, (int)m1, src, ld, n, &o,
-                             nn_pool_panels(j->pool, thread, j->need_panels), j->chunk);
-        return;
-    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)(m1 - m0), (int)n, c->cin,
                 1.0f, c->w + (size_t)m0 * kfull + nn_conv_tap_block(c, t), (int)kfull, src,
                 (int)ld, 0.0f, dst, (int)ldd);
@@ -171,7 +164,7 @@ static void sparse_task(void *arg, int task, int thread)
         if (tap_rect(c, j->in, j->out, t, lo, hi, off) &&
             tap_is_full(j->in, j->out, lo, hi, off)) {
             tap_product(j, t, m0, m1, x->data, x->stride[NN_C], j->ncols, y->data + m0 * ldc,
-                        ldc, thread);
+                        ldc);
             have = 1;
         }
     }
@@ -199,7 +192,7 @@ static void sparse_task(void *arg, int task, int thread)
                                (oy + off[1]) * x->stride[NN_H] + lo[2] + off[2],
                                (size_t)nw * sizeof *dst);
         }
-        tap_product(j, t, m0, m1, g, n, n, tmp, n, thread);
+        tap_product(j, t, m0, m1, g, n, n, tmp, n);
         /* accumulate into the rectangle */
         for (int64_t m = m0; m < m1; m++) {
             const float *src = tmp + (m - m0) * n;
@@ -234,15 +227,8 @@ int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
     memcpy(j.in, in, sizeof j.in);
     memcpy(j.out, out, sizeof j.out);
     j.ncols = nn_tensor_cols(y);
-    /* threads split the output channels: their rows never overlap (whole
-     * panels of the packed weights for bf16) */
+    /* threads split the output channels: their rows never overlap */
     j.mchunk = (c->cout + nth - 1) / nth;
-    if (c->kern != NN_KERN_FP32) {
-        const int mp = nn_mpanel(c->kern);
-        j.mchunk = (j.mchunk + mp - 1) / mp * mp;
-        j.chunk = nn_conv_bf16_chunk(&c->pk_tap[0]);
-        j.need_panels = nn_conv_bf16_panels(&c->pk_tap[0], j.chunk);
-    }
     for (size_t t = 0; t < ntaps; t++) {
         int64_t lo[3], hi[3], off[3];
         if (tap_rect(c, in, out, t, lo, hi, off)) {
@@ -254,8 +240,7 @@ int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
     }
     j.need = maxn * ((size_t)c->cin + (size_t)j.mchunk) + 16;
     for (int t = 0; t < nth; t++)
-        if (!nn_pool_scratch(pool, t, j.need) ||
-            (j.need_panels && !nn_pool_panels(pool, t, j.need_panels)))
+        if (!nn_pool_scratch(pool, t, j.need))
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
     nn_pool_run(pool, (int)((c->cout + j.mchunk - 1) / j.mchunk), sparse_task, &j);
     return EN_OK;

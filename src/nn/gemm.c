@@ -89,15 +89,15 @@ void nn_bpack(uint16_t *dst, const float *const *rows, const int32_t *lo,
 #endif
 }
 
-void nn_bpack_pieces(uint16_t *dst, const float *const *chan, const int32_t *tap,
-                     const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                     int64_t n, const uint8_t *live)
+void nn_bpack_pieces(uint16_t *dst, int64_t pstride, const float *const *chan,
+                     const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                     int64_t nh, int k, const int32_t *slot)
 {
 #ifdef NN_X86_KERNELS
-    nn_bpack_pieces_avx512(dst, chan, tap, pieces, start, nh, k, n, live);
+    nn_bpack_pieces_avx512(dst, pstride, chan, tap, pieces, start, nh, k, slot);
 #else
-    (void)dst; (void)chan; (void)tap; (void)pieces; (void)start; (void)nh; (void)k; (void)n;
-    (void)live;
+    (void)dst; (void)pstride; (void)chan; (void)tap; (void)pieces; (void)start; (void)nh;
+    (void)k; (void)slot;
 #endif
 }
 
@@ -108,15 +108,15 @@ size_t nn_gemm_work(const nn_pack *a, int64_t n)
     return (size_t)NN_AMX_MC * (size_t)((n + NN_NB - 1) / NN_NB * NN_NB);
 }
 
-void nn_bpack_pairs(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
-                    const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                    int64_t n, const uint8_t *live)
+void nn_bpack_pairs(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
+                    const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                    int64_t nh, int k, const int32_t *slot)
 {
 #ifdef NN_X86_KERNELS
-    nn_bpack_pairs_avx512(dst, prow, tap, pieces, start, nh, k, n, live);
+    nn_bpack_pairs_avx512(dst, pstride, prow, tap, pieces, start, nh, k, slot);
 #else
-    (void)dst; (void)prow; (void)tap; (void)pieces; (void)start; (void)nh; (void)k; (void)n;
-    (void)live;
+    (void)dst; (void)pstride; (void)prow; (void)tap; (void)pieces; (void)start; (void)nh;
+    (void)k; (void)slot;
 #endif
 }
 

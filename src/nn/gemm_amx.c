@@ -55,10 +55,13 @@ static void tiles_configure(void)
 }
 
 /* c[32][32] (+)= A panel slice (kb blocks of 32x32) x B micro-panel slice
- * (kb blocks of 16 k-pairs x 32 columns); first: start from zero, else
- * from the partial sums in c; live: the slice's live blocks, or NULL. */
+ * (kb blocks of 16 k-pairs x 32 columns, the slice's first at b, or with
+ * slot block i at b + slot[i] * 16 rows); first: start from zero, else
+ * from the partial sums in c; live, slot: the slice's live blocks, or
+ * NULL. */
 static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t rstride,
-                               int64_t kb, float *c, int first, const uint8_t *live)
+                               int64_t kb, float *c, int first, const uint8_t *live,
+                               const int32_t *slot)
 {
     const int64_t bstep = 16 * rstride, bld = 2 * rstride;
     if (first) {
@@ -72,12 +75,14 @@ static inline void block_32x32(const uint16_t *a, const uint16_t *b, int64_t rst
         _tile_loadd(2, c + 16 * 32, 128);
         _tile_loadd(3, c + 16 * 32 + 16, 128);
     }
-    for (int64_t k = 0; k < kb; k++, a += 1024, b += bstep) {
-        if (live && !live[k])
+    for (int64_t k = 0; k < kb; k++, a += 1024) {
+        const uint16_t *bk;
+        if ((live && !live[k]) || (slot && slot[k] < 0))
             continue;
+        bk = b + (slot ? slot[k] : k) * bstep;
         _tile_loadd(4, a, 64);
-        _tile_loadd(6, b, bld);
-        _tile_loadd(7, b + 32, bld);
+        _tile_loadd(6, bk, bld);
+        _tile_loadd(7, bk + 32, bld);
         _tile_dpbf16ps(0, 4, 6);
         _tile_dpbf16ps(1, 4, 7);
         _tile_loadd(5, a + 512, 64);
@@ -110,14 +115,20 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
             const int64_t kb = (K - k0 < kc ? K - k0 : kc) / 32;
             const int first = k0 == 0, last = k0 + kc >= K;
             for (int64_t jp = 0; jp < np; jp++) {
-                const uint16_t *bp = b->p + jp * b->pstride + k0 / 2 * b->rstride;
+                const int32_t *sl = b->slot ? b->slot + jp * nkb + k0 / 32 : NULL;
+                const uint16_t *bp = b->p + jp * b->pstride + (sl ? 0 : k0 / 2 * b->rstride);
                 const int cols = n - jp * NN_NB < NN_NB ? (int)(n - jp * NN_NB) : NN_NB;
                 const uint8_t *lv = live ? live + jp * nkb + k0 / 32 : NULL;
+                int any = !lv && !sl;
+                for (int64_t k = 0; k < kb && !any; k++)
+                    any = sl ? sl[k] >= 0 : lv[k];
                 for (int ir = ic; ir < mend; ir += 32) {
                     const int rows = mend - ir < 32 ? mend - ir : 32;
                     float *c = first && last ? blk : work + (((ir - ic) / 32) * np + jp) * 1024;
-                    block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, b->rstride, kb, c, first,
-                                lv);
+                    /* a dead slice leaves the partial sums as they are */
+                    if (any || first)
+                        block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, b->rstride, kb, c,
+                                    first, lv, sl);
                     if (last)
                         nn_gemm_epilogue_avx512(c, 32, rows, ir - m0, jp * NN_NB, cols, o);
                 }

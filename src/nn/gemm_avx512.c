@@ -105,21 +105,31 @@ void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
     }
 }
 
-void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
-                            const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                            int64_t n, const uint8_t *live)
+/* Where rows (r, r+1) of panel p go: block r / 32's place (slot, or
+ * itself), then the pair row within it; NULL when the block is dead. */
+static inline uint16_t *pair_dst(uint16_t *dst, int64_t pstride, const int32_t *slot,
+                                 int64_t nkb, int64_t p, int r)
+{
+    int64_t at = r / 32;
+    if (slot && (at = slot[p * nkb + r / 32]) < 0)
+        return NULL;
+    return dst + p * pstride + at * 1024 + (r % 32) * NN_NB;
+}
+
+void nn_bpack_pieces_avx512(uint16_t *dst, int64_t pstride, const float *const *chan,
+                            const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                            int64_t nh, int k, const int32_t *slot)
 {
     const __m512i i0 = pair_index(0), i1 = pair_index(1);
-    const int64_t pstride = (int64_t)NN_NB * k, ghalves = 2 * NN_PACK_GROUP;
-    const int64_t nkb = nn_kblocks(k);
+    const int64_t ghalves = 2 * NN_PACK_GROUP, nkb = nn_kblocks(k);
 
     for (int64_t g0 = 0; g0 < nh; g0 += ghalves) {
         const int64_t g1 = nh - g0 < ghalves ? nh : g0 + ghalves;
         for (int r = 0; r < k; r += 2) {
-            uint16_t *pd = dst + (g0 / 2) * pstride + (int64_t)r * NN_NB;
-            for (int64_t hh = g0; hh < g1; hh += 2, pd += pstride) {
+            for (int64_t hh = g0; hh < g1; hh += 2) {
+                uint16_t *pd = pair_dst(dst, pstride, slot, nkb, hh / 2, r);
                 __m512 v[4];
-                if (live && !live[(hh / 2) * nkb + r / 32])
+                if (!pd)
                     continue;
                 for (int q = 0; q < 2; q++) {
                     const float *src = chan[r + q];
@@ -139,25 +149,23 @@ void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32
             }
         }
     }
-    (void)n;
 }
 
 /* From a bf16 copy: the same walk as nn_bpack_pieces_avx512, one pair row
  * (two channels) at a time, pairs copied by masked 32-bit loads. */
-void nn_bpack_pairs_avx512(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
-                           const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                           int64_t n, const uint8_t *live)
+void nn_bpack_pairs_avx512(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
+                           const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                           int64_t nh, int k, const int32_t *slot)
 {
-    const int64_t pstride = (int64_t)NN_NB * k, ghalves = 2 * NN_PACK_GROUP;
-    const int64_t nkb = nn_kblocks(k);
+    const int64_t ghalves = 2 * NN_PACK_GROUP, nkb = nn_kblocks(k);
 
     for (int64_t g0 = 0; g0 < nh; g0 += ghalves) {
         const int64_t g1 = nh - g0 < ghalves ? nh : g0 + ghalves;
         for (int r = 0; r < k; r += 2) {
             const uint32_t *src = prow[r / 2];
-            uint16_t *pd = dst + (g0 / 2) * pstride + (int64_t)r * NN_NB;
-            for (int64_t hh = g0; hh < g1; hh += 2, pd += pstride) {
-                if (live && !live[(hh / 2) * nkb + r / 32])
+            for (int64_t hh = g0; hh < g1; hh += 2) {
+                uint16_t *pd = pair_dst(dst, pstride, slot, nkb, hh / 2, r);
+                if (!pd)
                     continue;
                 for (int h = 0; h < 2; h++) {
                     __m512i acc = _mm512_setzero_si512();
@@ -173,7 +181,6 @@ void nn_bpack_pairs_avx512(uint16_t *dst, const uint32_t *const *prow, const int
             }
         }
     }
-    (void)n;
 }
 
 /* One 16-column piece of a row through bias, residual and ReLU (max with
@@ -189,9 +196,61 @@ static inline __m512 epi_row(const float *blk, const nn_gemm_out *o, int64_t row
     return v;
 }
 
+/* The epilogue for columns taken in another order (o->cmap): the same
+ * arithmetic, residuals gathered and results scattered to their columns. */
+static void epilogue_mapped(const float *blk, int64_t ldb, int rows, int64_t r0, int64_t j0,
+                            int cols, const nn_gemm_out *o)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    int16_t ix[32];
+    for (int i = 0; i < 16; i++) {
+        ix[2 * i] = (int16_t)i;
+        ix[2 * i + 1] = (int16_t)(16 + i);
+    }
+    const __m512i pairs = _mm512_loadu_si512(ix);
+
+    for (int j = 0; j < cols; j += 16) {
+        const __mmask16 m = cols - j >= 16 ? 0xffff : (__mmask16)((1u << (cols - j)) - 1u);
+        const __m512i idx = _mm512_maskz_loadu_epi32(m, o->cmap + j0 + j);
+        for (int r = 0; r < rows; r += o->bf ? 2 : 1) {
+            const int64_t row = r0 + r;
+            const int nr = o->bf ? 2 : 1;
+            __m512 v[2] = { zero, zero };
+            for (int q = 0; q < nr; q++) {
+                v[q] = _mm512_add_ps(_mm512_loadu_ps(blk + (r + q) * ldb + j),
+                                     _mm512_set1_ps(o->bias ? o->bias[row + q] : 0.0f));
+                if (o->res)
+                    v[q] = _mm512_add_ps(v[q], _mm512_mask_i32gather_ps(
+                                                   zero, m, idx, o->res + (row + q) * o->ldr, 4));
+            }
+            if (o->resbf) {
+                const __m512i pr = _mm512_mask_i32gather_epi32(
+                    _mm512_setzero_si512(), m, idx,
+                    (const void *)(o->resbf + (row / 2) * o->resbfld * 2), 4);
+                v[0] = _mm512_add_ps(v[0], _mm512_castsi512_ps(_mm512_slli_epi32(pr, 16)));
+                v[1] = _mm512_add_ps(v[1], _mm512_castsi512_ps(
+                                               _mm512_and_si512(pr, _mm512_set1_epi32(-65536))));
+            }
+            for (int q = 0; q < nr && o->relu; q++)
+                v[q] = _mm512_max_ps(v[q], zero);
+            for (int q = 0; q < nr && o->c; q++)
+                _mm512_mask_i32scatter_ps(o->c + (row + q) * o->ldc, m, idx, v[q], 4);
+            if (o->bf)
+                _mm512_mask_i32scatter_epi32((void *)(o->bf + (row / 2) * o->bfld * 2), m, idx,
+                                             _mm512_permutexvar_epi16(
+                                                 pairs, (__m512i)_mm512_cvtne2ps_pbh(v[1], v[0])),
+                                             4);
+        }
+    }
+}
+
 void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0, int64_t j0,
                              int cols, const nn_gemm_out *o)
 {
+    if (o->cmap) {
+        epilogue_mapped(blk, ldb, rows, r0, j0, cols, o);
+        return;
+    }
     if (o->bf) {
         /* rows in pairs: both to C (unless bf16 only), and (row r, row
          * r+1) interleaved to the bf16 copy; index: element 2i from the
@@ -242,9 +301,11 @@ void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0
 }
 
 /* C[8][32] = A panel x B panel over kp pairs (k-pair rows rstride apart);
- * live: the panel's live blocks of 16 pairs, or NULL. */
+ * live: the panel's live blocks of 16 pairs, or NULL; slot: where each
+ * block is (gemm_int.h), or NULL. */
 static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
-                               int64_t rstride, const uint8_t *live, float *blk)
+                               int64_t rstride, const uint8_t *live, const int32_t *slot,
+                               float *blk)
 {
     __m512 c[8][2];
     const uint32_t *ap = (const uint32_t *)(const void *)a;
@@ -253,11 +314,13 @@ static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
         c[m][0] = c[m][1] = _mm512_setzero_ps();
     for (int64_t k0 = 0; k0 < kp; k0 += 16) {
         const int64_t k1 = kp - k0 < 16 ? kp : k0 + 16;
-        if (live && !live[k0 / 16])
+        const uint16_t *bk;
+        if ((live && !live[k0 / 16]) || (slot && slot[k0 / 16] < 0))
             continue;
-        for (int64_t k = k0; k < k1; k++) {
-            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(b + k * rstride);
-            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(b + k * rstride + 32);
+        bk = b + (slot ? (int64_t)slot[k0 / 16] * 16 : k0) * rstride;
+        for (int64_t k = k0; k < k1; k++, bk += rstride) {
+            const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bk);
+            const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bk + 32);
 #pragma GCC unroll 8
             for (int m = 0; m < 8; m++) {
                 const __m512bh av = (__m512bh)_mm512_set1_epi32((int)ap[k * 8 + m]);
@@ -284,7 +347,8 @@ void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t 
         for (int64_t j0 = 0; j0 < n; j0 += NN_NB) {
             const int cols = n - j0 < NN_NB ? (int)(n - j0) : NN_NB;
             kernel_8x32(kp, ap, b->p + (j0 / NN_NB) * b->pstride, b->rstride,
-                        live ? live + (j0 / NN_NB) * nkb : NULL, blk);
+                        live ? live + (j0 / NN_NB) * nkb : NULL,
+                        b->slot ? b->slot + (j0 / NN_NB) * nkb : NULL, blk);
             nn_gemm_epilogue_avx512(blk, 32, rows, mp - m0, j0, cols, o);
         }
     }

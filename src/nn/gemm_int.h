@@ -106,39 +106,49 @@ typedef struct nn_piece {
     uint32_t mask;          /* bits of the half-panel's 16 columns */
 } nn_piece;
 
-void nn_bpack_pieces(uint16_t *dst, const float *const *chan, const int32_t *tap,
-                     const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                     int64_t n, const uint8_t *live);
-
 /* Live K blocks: live[p * nn_kblocks(k) + kb] is 0 when rows [32 kb,
  * 32 kb + 32) of B are zero in every column of panel p (taps that read only
- * padding there).  Packing skips those blocks (leaves them unwritten) and
- * the products skip them; NULL means every block is live. */
+ * padding there).  The products skip them; NULL means every block is live.
+ *
+ * Packed compactly, a panel stores only its live blocks: slot[p * nkb +
+ * kb] is block kb's place among panel p's stored blocks (each 16 k-pair
+ * rows of 32 columns, 1024 values, at p * pstride + slot * 1024), or -1
+ * when it is dead; NULL: every block stored, block kb at place kb. */
 static inline int64_t nn_kblocks(int k)
 {
     return ((int64_t)k + 31) / 32;
 }
 
+/* Packs as said above into panels pstride values apart, dead blocks
+ * (slot -1) left unwritten. */
+void nn_bpack_pieces(uint16_t *dst, int64_t pstride, const float *const *chan,
+                     const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                     int64_t nh, int k, const int32_t *slot);
+
 /* Packs the right-hand matrix of a stride-1 convolution from an input's
  * bf16 copy (channel pairs interleaved, nn_tensor.bf): as nn_bpack_pieces,
  * but per pair of rows: prow[r / 2] is the pair row (NULL: zeros) and
  * tap[r / 2] its tap; a column is one 32-bit pair, copied as it is. */
-void nn_bpack_pairs(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
-                    const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                    int64_t n, const uint8_t *live);
+void nn_bpack_pairs(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
+                    const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                    int64_t nh, int k, const int32_t *slot);
 
 /* A right-hand matrix as the kernels read it: column j of k-pair row q is
  * the bf16 pair at p + (j / 32) * pstride + q * rstride + (j % 32) * 2.
  * Packed panels (nn_bpack*): pstride 32 k, rstride 64.  A tensor's bf16
- * copy read in place: pstride 64, rstride 2 bfld. */
+ * copy read in place: pstride 64, rstride 2 bfld.  With slot (packed
+ * panels only), K block kb of panel j / 32 is at place slot[(j / 32) *
+ * nkb + kb] of the panel (nn_kblocks above), and a dead block (-1) is
+ * skipped as a dead one of live is. */
 typedef struct nn_bmat {
     const uint16_t *p;
     int64_t pstride, rstride;
+    const int32_t *slot;
 } nn_bmat;
 
 static inline nn_bmat nn_bmat_packed(const uint16_t *p, int k)
 {
-    nn_bmat b = { p, (int64_t)NN_NB * k, 2 * NN_NB };
+    nn_bmat b = { p, (int64_t)NN_NB * k, 2 * NN_NB, NULL };
     return b;
 }
 
@@ -147,7 +157,9 @@ static inline nn_bmat nn_bmat_packed(const uint16_t *p, int k)
  * written rounded to bf16, rows 2p and 2p+1 interleaved in pair row p
  * (bfld columns; the rows come in pairs); then c may be NULL (bf16 only),
  * and the residual may come from a bf16 copy in the same layout (resbf,
- * resbfld) instead of res. */
+ * resbfld) instead of res.  With cmap, product column j is column cmap[j]
+ * of C, res, bf and resbf, whose pointers then address column 0 (the
+ * columns of a product taken in another order: conv.c's regions). */
 typedef struct nn_gemm_out {
     float *c;
     int64_t ldc;
@@ -159,6 +171,7 @@ typedef struct nn_gemm_out {
     int64_t bfld;
     const uint16_t *resbf;
     int64_t resbfld;
+    const int32_t *cmap;
 } nn_gemm_out;
 
 /* C rows [m0, m1) (m0 a multiple of nn_mpanel) and columns [0, n) =
@@ -190,12 +203,12 @@ static inline float nn_bf16_float(uint16_t h)
 
 void nn_bpack_avx512(uint16_t *dst, const float *const *rows, const int32_t *lo,
                      const int32_t *hi, int k, int64_t n);
-void nn_bpack_pieces_avx512(uint16_t *dst, const float *const *chan, const int32_t *tap,
-                            const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                            int64_t n, const uint8_t *live);
-void nn_bpack_pairs_avx512(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
-                           const nn_piece *pieces, const int32_t *start, int64_t nh, int k,
-                           int64_t n, const uint8_t *live);
+void nn_bpack_pieces_avx512(uint16_t *dst, int64_t pstride, const float *const *chan,
+                            const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                            int64_t nh, int k, const int32_t *slot);
+void nn_bpack_pairs_avx512(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
+                           const int32_t *tap, const nn_piece *pieces, const int32_t *start,
+                           int64_t nh, int k, const int32_t *slot);
 void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                     const nn_gemm_out *o, const uint8_t *live);
 void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,

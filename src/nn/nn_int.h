@@ -117,6 +117,14 @@ typedef struct nn_conv {
     /* Temporal-only kernels (k,1,1), stride 1: each tap is a product with
      * the input shifted by whole frames, no im2col at all. */
     int tshift;
+    /* bf16 products, stride 1, many products reading padding: the output
+     * columns are taken region by region (regions of the output where the
+     * same taps read inside the input), so that each 32-column panel skips
+     * the K blocks of the taps that read only padding there; cmap[p] is
+     * the output column at place p, for a batch of cmap_b (conv.c) */
+    int regions;
+    int32_t *cmap;
+    int64_t cmap_b;
     /* bf16 products: the output feeds only convolutions (set by the
      * network), so only its bf16 copy is written */
     int bf_only;
@@ -134,9 +142,6 @@ typedef struct nn_conv {
     int32_t *kq_full;
     nn_pack pk_live;              /* the live taps when not all are */
     int32_t *kq_live;
-    nn_pack *pk_tap;              /* tap-by-tap path: one per live tap */
-    int npk_tap;
-    int32_t *kq_chan;             /* one tap's map (q = channel) */
 } nn_conv;
 
 typedef struct nn_linear {
