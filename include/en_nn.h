@@ -97,6 +97,14 @@ void en_nn_model_free(en_nn_model *m);
  * (docs/engine.md, "Loading once"). */
 int en_nn_model_prepare(en_nn_model *m, int rows, int cols, en_err *err);
 
+/* Gives back the working memory of the last calls (activations, the
+ * threads' scratch, the normalised input), keeping the weights and every
+ * layer's plan; the next call takes it again, paying its first touch.  A
+ * process that runs one network after the other trims the first before
+ * the second runs, so the two working sets are never resident together
+ * (docs/engine.md, "Memory"). */
+void en_nn_model_trim(en_nn_model *m);
+
 const en_nn_info *en_nn_model_info(const en_nn_model *m);
 
 /* Any __metadata__ value by key, NULL when absent. */

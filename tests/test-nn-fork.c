@@ -3,8 +3,10 @@
  * (the pre-forked worker the daemon can keep): en_nn_model_prepare changes
  * no result, a child forked after the parent's threads ran gets the
  * parent's results bit for bit with threads of its own, twice in a row, and
- * frees the model cleanly; the parent still runs afterwards.  On every
- * precision this CPU offers (the default models, 112 x 112).
+ * frees the model cleanly; the parent still runs afterwards.  Trimming a
+ * model's working memory (en_nn_model_trim, in the parent and in a forked
+ * child) gives memory back and changes no result.  On every precision this
+ * CPU offers (the default models, 112 x 112).
  */
 #include "en_nn.h"
 #include "tst.h"
@@ -12,6 +14,7 @@
 #include <dirent.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #define NF 5          /* frames: one partial batch of the default 8 */
 
@@ -35,6 +38,19 @@ static int threads_now(void)
     if (d)
         closedir(d);
     return n;
+}
+
+/* Resident bytes of this process (/proc/self/statm). */
+static long resident(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &size, &res) != 2)
+            res = 0;
+        fclose(f);
+    }
+    return res * sysconf(_SC_PAGESIZE);
 }
 
 /* logits of NF frames and the EF of one clip */
@@ -88,10 +104,14 @@ static void check_precision(en_nn_prec prec, const char *segp, const char *efp)
     pid = fork();
     if (pid == 0) {
         int bad = 0;
-        for (int rep = 0; rep < 2; rep++) {
+        for (int rep = 0; rep < 3; rep++) {
             memset(got, 0, NF * plane * sizeof *got);
             bad |= run(seg, ef, in, got, &ef_got) != 0 ||
                    memcmp(ref, got, NF * plane * sizeof *ref) != 0 || ef_got != ef_ref;
+            if (rep == 1) {   /* the inherited buffers, then the child's own */
+                en_nn_model_trim(seg);
+                en_nn_model_trim(ef);
+            }
         }
         /* the child's own worker threads (the parent's did not come along) */
         bad |= (en_nn_model_info(seg)->threads != 2 || threads_now() < 2) << 1;
@@ -111,6 +131,23 @@ static void check_precision(en_nn_prec prec, const char *segp, const char *efp)
     /* the parent's own threads are untouched */
     CHECK(run(seg, ef, in, got, &ef_got) == 0);
     CHECK(memcmp(ref, got, NF * plane * sizeof *ref) == 0 && ef_got == ef_ref);
+    /* trimmed: memory given back, and the same numbers after */
+    {
+        long before = resident(), after;
+        en_nn_model_trim(ef);
+        en_nn_model_trim(seg);
+        after = resident();
+        CHECKF(after < before - (1L << 20), "%s: trimming gave back %ld bytes of %ld",
+               en_nn_prec_name(prec), before - after, before);
+        memset(got, 0, NF * plane * sizeof *got);
+        CHECK(run(seg, ef, in, got, &ef_got) == 0);
+        CHECKF(memcmp(ref, got, NF * plane * sizeof *ref) == 0 && ef_got == ef_ref,
+               "%s: results differ after trimming", en_nn_prec_name(prec));
+        en_nn_model_trim(seg);   /* twice in a row is harmless */
+        en_nn_model_trim(seg);
+        CHECK(run(seg, ef, in, got, &ef_got) == 0);
+        CHECK(memcmp(ref, got, NF * plane * sizeof *ref) == 0 && ef_got == ef_ref);
+    }
     en_nn_model_free(seg);
     en_nn_model_free(ef);
     en_nn_model_free(cold_seg);

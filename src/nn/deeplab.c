@@ -184,6 +184,12 @@ void nn_deeplab_free(nn_deeplab *net)
     free(net);
 }
 
+void nn_deeplab_trim(nn_deeplab *net)
+{
+    for (int i = 0; i < DL_NBUF; i++)
+        nn_tensor_free(&net->buf[i]);
+}
+
 /* One bottleneck: x -> y, using t1, t2, ds as scratch. */
 static int block_forward(nn_pool *pool, bottleneck *b, const nn_tensor *x,
                          nn_tensor *y, nn_tensor *t1, nn_tensor *t2, nn_tensor *ds,

@@ -266,6 +266,24 @@ void en_nn_model_free(en_nn_model *m)
     free(m);
 }
 
+void en_nn_model_trim(en_nn_model *m)
+{
+    if (!m)
+        return;
+    if (m->seg)
+        nn_deeplab_trim(m->seg);
+    if (m->ef)
+        nn_r2p1d_trim(m->ef);
+    /* A pool inherited over fork() is replaced, buffers and all, at the
+     * next call (own_pool). */
+    if (!nn_pool_forked(m->pool))
+        nn_pool_trim(m->pool);
+    nn_tensor_free(&m->in);
+    free(m->norm);
+    m->norm = NULL;
+    m->norm_n = 0;
+}
+
 const en_nn_info *en_nn_model_info(const en_nn_model *m)
 {
     return &m->info;

@@ -91,6 +91,9 @@ int nn_pool_size(const nn_pool *p);
 void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg);
 /* A per-thread scratch buffer of at least n floats (reused). */
 float *nn_pool_scratch(nn_pool *p, int thread, size_t n);
+/* Frees every thread's scratch and panels (between calls only); they are
+ * made again as the next call needs them. */
+void nn_pool_trim(nn_pool *p);
 /* A second per-thread buffer, of at least n bf16 values: packed panels of
  * the right-hand matrix, while the first may hold what they are packed
  * from. */
@@ -261,12 +264,15 @@ typedef struct nn_r2p1d nn_r2p1d;
 
 int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err);
 void nn_deeplab_free(nn_deeplab *net);
+/* Frees the activation buffers; the next forward pass makes them again. */
+void nn_deeplab_trim(nn_deeplab *net);
 /* x: 3 x B x 1 x H x W; logits: B*H*W. */
 int nn_deeplab_forward(nn_deeplab *net, nn_pool *pool, const nn_tensor *x,
                        float *logits, en_err *err);
 
 int nn_r2p1d_build(nn_st *st, nn_r2p1d **out, en_err *err);
 void nn_r2p1d_free(nn_r2p1d *net);
+void nn_r2p1d_trim(nn_r2p1d *net);
 /* x: 3 x B x T x H x W; out: B values. */
 int nn_r2p1d_forward(nn_r2p1d *net, nn_pool *pool, const nn_tensor *x,
                      float *out, en_err *err);

@@ -142,6 +142,12 @@ void nn_r2p1d_free(nn_r2p1d *net)
     free(net);
 }
 
+void nn_r2p1d_trim(nn_r2p1d *net)
+{
+    for (int i = 0; i < R_NBUF; i++)
+        nn_tensor_free(&net->buf[i]);
+}
+
 int nn_r2p1d_forward(nn_r2p1d *net, nn_pool *pool, const nn_tensor *x, float *out,
                      en_err *err)
 {

@@ -5,16 +5,32 @@
  */
 #include "nn_int.h"
 
+#include <malloc.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
 #define NN_HUGE (2u << 20)
 
+/* glibc raises its mmap threshold to the size of each mapped block freed
+ * (up to 32 MB), after which such blocks come from the heap and stay there
+ * once freed: a model's trimmed working set (en_nn_model_trim) would then
+ * not be given back.  A fixed threshold keeps every large buffer a mapping
+ * of its own, returned to the system when freed (process-wide, and only
+ * for blocks of 2 MB and more). */
+static pthread_once_t fixed_threshold = PTHREAD_ONCE_INIT;
+
+static void fix_threshold(void)
+{
+    (void)mallopt(M_MMAP_THRESHOLD, NN_HUGE);
+}
+
 void *nn_alloc(size_t n)
 {
     void *p = NULL;
     if (n >= NN_HUGE) {
+        (void)pthread_once(&fixed_threshold, fix_threshold);
         n = (n + NN_HUGE - 1) / NN_HUGE * NN_HUGE;
         if (posix_memalign(&p, NN_HUGE, n) != 0)
             return NULL;

@@ -226,6 +226,17 @@ void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg)
     pthread_mutex_unlock(&p->mu);
 }
 
+void nn_pool_trim(nn_pool *p)
+{
+    for (int i = 0; i < p->n; i++) {
+        free(p->scratch[i]);
+        free(p->panels[i]);
+        p->scratch[i] = NULL;
+        p->panels[i] = NULL;
+        p->scratch_n[i] = p->panels_n[i] = 0;
+    }
+}
+
 float *nn_pool_scratch(nn_pool *p, int thread, size_t n)
 {
     static _Thread_local float *solo;       /* pool-less callers (tests) */

@@ -310,12 +310,25 @@ static void fill_source(const en_convert_result *c, const work *w, en_store_resu
 
 /* ---- analysis of one clip ------------------------------------------------------------ */
 
+/* The two networks run one after the other, never together: the one about
+ * to run gets the memory the other worked in (hundreds of MB for the EF
+ * network's activations), which keeps a study's peak under 1 GiB in fp32
+ * (docs/performance.md, "Whole study").  Each pays its first touch again. */
+static void before_network(en_pipeline *p, const en_nn_model *next)
+{
+    if (next != p->seg)
+        en_nn_model_trim(p->seg);
+    if (next != p->ef)
+        en_nn_model_trim(p->ef);
+}
+
 static int segment(en_pipeline *p, work *w, en_err *err)
 {
     const en_frames *v = &w->net;
     size_t px = (size_t)v->rows * v->cols;
     int n = v->nframes;
 
+    before_network(p, p->seg);
     w->masks = malloc((size_t)n * px);
     w->sizes = malloc((size_t)n * sizeof *w->sizes);
     w->dsizes = malloc((size_t)n * sizeof *w->dsizes);
@@ -347,6 +360,7 @@ static int predict_ef(en_pipeline *p, work *w, en_err *err)
     w->efs = calloc((size_t)(a->n_beats > 0 ? a->n_beats : 1), sizeof *w->efs);
     if (!w->efs)
         return en_err_set(err, EN_ENOMEM, "out of memory for %d beats", a->n_beats);
+    before_network(p, p->ef);
     for (int b = 0; b < a->n_beats; b++) {
         float ef;
         rc = en_nn_ef_frames(p->ef, &w->net, a->beat[b].clip_start, &ef, err);
@@ -745,6 +759,7 @@ int en_pipeline_finish_study(en_pipeline *p, const char *pseudonym, int force,
     out->res = s.res;
     if ((out->changed || force || report_missing(p, pseudonym)) &&
         (p->cfg->report_pdf || p->cfg->report_png)) {
+        before_network(p, p->seg);
         rc = en_study_keyframes_load(p->cfg, p->seg, &s, k, &nk, &pixels, err);
         if (rc == EN_OK)
             rc = en_study_report(p->cfg, &s, k, nk, out->report_pdf, out->report_png,
