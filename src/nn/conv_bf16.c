@@ -34,12 +34,18 @@
 #define NN_BF16_CHUNK_MIN (512u << 10)
 #define NN_BF16_CHUNK_MAX (4u << 20)
 
-/* Column map for ntaps taps of cin channels: q = t * cin + ci, channel
- * groups padded to pairs, the whole to the tier's K step. */
-static int kmap_build(int ntaps, int cin, nn_kern kern, int32_t **out, int *k, en_err *err)
+/* Column map for ntaps taps of c's cin channels: q = t * cin + ci, channel
+ * groups padded to pairs (stride-1 convolutions read their channels in
+ * pairs from a bf16 copy), the whole to the tier's K step.  A strided
+ * convolution packs from an im2col tile, row by row: no padding but the
+ * whole's (the stem's 49 taps of 3 channels: K 160 instead of 224). */
+static int kmap_build(const nn_conv *c, int ntaps, nn_kern kern, int32_t **out, int *k,
+                      en_err *err)
 {
-    const int ks = nn_kstep(kern), cp = (cin + 1) / 2 * 2;
-    const int64_t raw = (int64_t)ntaps * cp, kk = (raw + ks - 1) / ks * ks;
+    const int strided = c->s[0] > 1 || c->s[1] > 1 || c->s[2] > 1;
+    const int64_t cin = strided ? (int64_t)ntaps * c->cin : c->cin;
+    const int64_t ks = nn_kstep(kern), cp = strided ? cin : (cin + 1) / 2 * 2;
+    const int64_t raw = (strided ? 1 : ntaps) * cp, kk = (raw + ks - 1) / ks * ks;
     int32_t *m;
 
     if (kk > (1 << 28))
@@ -94,7 +100,7 @@ int nn_conv_set_kernel(nn_conv *c, nn_kern k, en_err *err)
     c->kern = k;
     if (k == NN_KERN_FP32)
         return EN_OK;
-    if ((rc = kmap_build(ntaps, c->cin, k, &c->kq_full, &kk, err)) != EN_OK ||
+    if ((rc = kmap_build(c, ntaps, k, &c->kq_full, &kk, err)) != EN_OK ||
         (rc = nn_pack_a(k, c->w, (int64_t)c->cin * ntaps, c->cout, c->kq_full, kk, &c->pk_full,
                         err)) != EN_OK)
         return rc;
@@ -110,7 +116,7 @@ int nn_conv_bf16_plan(nn_conv *c, int all, en_err *err)
     c->kq_live = NULL;
     if (all)
         return EN_OK;
-    if ((rc = kmap_build(c->ntap[0] * c->ntap[1] * c->ntap[2], c->cin, c->kern, &c->kq_live,
+    if ((rc = kmap_build(c, c->ntap[0] * c->ntap[1] * c->ntap[2], c->kern, &c->kq_live,
                          &kk, err)) != EN_OK)
         return rc;
     return pack_live(c, c->kq_live, kk, 0, &c->pk_live, err);

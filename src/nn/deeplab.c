@@ -131,18 +131,20 @@ static int build_head(nn_st *st, nn_deeplab *net, int feat, en_err *err)
  * bf16 copy (1x1 and stride-1 ones, and residual adds) need no fp32 copy
  * (nn_conv.bf_only): inside a bottleneck (conv1 -> conv2 -> conv3, the
  * projection -> the residual), a block's output when the next block reads
- * it that way (not layer 2's stride-2 projection, not ASPP after the last
- * block), ASPP's projection and the head.  The stem's output goes to max
- * pooling and keeps fp32. */
+ * it that way (not layer 2's stride-2 projection), the last block's (ASPP's
+ * convolutions and its global average read the bf16 copy), ASPP's
+ * projection and the head; and the stem's, which max pooling reads and
+ * pools as bf16 (ops.c: exact, the maximum of rounded values is the
+ * rounded maximum) into a bf16 copy alone. */
 static void mark_bf_only(nn_deeplab *net)
 {
     for (int i = 0; i < DL_NBLOCKS; i++) {
         bottleneck *b = &net->blocks[i];
         const bottleneck *next = i + 1 < DL_NBLOCKS ? &net->blocks[i + 1] : NULL;
         b->c1.bf_only = b->c2.bf_only = b->ds.bf_only = 1;
-        b->c3.bf_only = next && (!next->has_ds || next->ds.s[1] == 1);
+        b->c3.bf_only = !next || !next->has_ds || next->ds.s[1] == 1;
     }
-    net->project.bf_only = net->head.bf_only = 1;
+    net->stem.bf_only = net->project.bf_only = net->head.bf_only = 1;
 }
 
 int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)

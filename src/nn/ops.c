@@ -20,14 +20,126 @@ typedef struct plane_job {
     int64_t oh, ow;
 } plane_job;
 
+/* Max pooling of one plane, row by row: per output row the maximum of
+ * its input rows (rm, Wi values), then of each window's neighbours in
+ * that row; loops without branches per value.  -inf padding as PyTorch:
+ * only the inputs inside count (every window has one: 2p <= k). */
+#define NN_POOL_ROW 1024
+
+static inline void window(int64_t o, int s, int p, int k, int64_t in, int64_t *a, int64_t *b)
+{
+    *a = o * s - p < 0 ? 0 : o * s - p;
+    *b = o * s - p + k < in ? o * s - p + k : in;
+}
+
+static void maxpool_rows(const plane_job *j, const float *in, float *out, float *rm)
+{
+    const int64_t Hi = j->x->shape[NN_H], Wi = j->x->shape[NN_W];
+    const int64_t Ho = j->y->shape[NN_H], Wo = j->y->shape[NN_W];
+
+    for (int64_t oy = 0; oy < Ho; oy++) {
+        int64_t y0, y1;
+        window(oy, j->s, j->p, j->k, Hi, &y0, &y1);
+        memcpy(rm, in + y0 * Wi, (size_t)Wi * sizeof *rm);
+        for (int64_t iy = y0 + 1; iy < y1; iy++) {
+            const float *r = in + iy * Wi;
+            for (int64_t x = 0; x < Wi; x++)
+                rm[x] = r[x] > rm[x] ? r[x] : rm[x];
+        }
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            int64_t x0, x1;
+            float m;
+            window(ox, j->s, j->p, j->k, Wi, &x0, &x1);
+            m = rm[x0];
+            for (int64_t x = x0 + 1; x < x1; x++)
+                m = rm[x] > m ? rm[x] : m;
+            out[oy * Wo + ox] = m;
+        }
+    }
+}
+
+/* The same on a plane of a bf16 copy: each 32-bit value holds two
+ * channels' bf16 values, pooled side by side (exact: the maximum of
+ * rounded values is the rounded maximum). */
+static inline float bf_lo(uint32_t v)
+{
+    union { uint32_t u; float f; } c = { v << 16 };
+    return c.f;
+}
+
+static inline float bf_hi(uint32_t v)
+{
+    union { uint32_t u; float f; } c = { v & 0xffff0000u };
+    return c.f;
+}
+
+static inline uint32_t bf_pair(float lo, float hi)
+{
+    union { float f; uint32_t u; } a = { lo }, b = { hi };
+    return (b.u & 0xffff0000u) | (a.u >> 16);
+}
+
+static void maxpool_pairs(const plane_job *j, const uint32_t *in, uint32_t *out, float *rm)
+{
+    const int64_t Hi = j->x->shape[NN_H], Wi = j->x->shape[NN_W];
+    const int64_t Ho = j->y->shape[NN_H], Wo = j->y->shape[NN_W];
+    float *rh = rm + NN_POOL_ROW;
+
+    for (int64_t oy = 0; oy < Ho; oy++) {
+        int64_t y0, y1;
+        window(oy, j->s, j->p, j->k, Hi, &y0, &y1);
+        for (int64_t x = 0; x < Wi; x++) {
+            rm[x] = bf_lo(in[y0 * Wi + x]);
+            rh[x] = bf_hi(in[y0 * Wi + x]);
+        }
+        for (int64_t iy = y0 + 1; iy < y1; iy++) {
+            const uint32_t *r = in + iy * Wi;
+            for (int64_t x = 0; x < Wi; x++) {
+                const float lo = bf_lo(r[x]), hi = bf_hi(r[x]);
+                rm[x] = lo > rm[x] ? lo : rm[x];
+                rh[x] = hi > rh[x] ? hi : rh[x];
+            }
+        }
+        for (int64_t ox = 0; ox < Wo; ox++) {
+            int64_t x0, x1;
+            float ml, mh;
+            window(ox, j->s, j->p, j->k, Wi, &x0, &x1);
+            ml = rm[x0];
+            mh = rh[x0];
+            for (int64_t x = x0 + 1; x < x1; x++) {
+                ml = rm[x] > ml ? rm[x] : ml;
+                mh = rh[x] > mh ? rh[x] : mh;
+            }
+            out[oy * Wo + ox] = bf_pair(ml, mh);
+        }
+    }
+}
+
+/* Task: one plane (a channel of one frame), or with bf16 copies one pair
+ * of channels' plane. */
 static void maxpool_plane(void *arg, int task, int thread)
 {
     const plane_job *j = arg;
     const int64_t Hi = j->x->shape[NN_H], Wi = j->x->shape[NN_W];
     const int64_t Ho = j->y->shape[NN_H], Wo = j->y->shape[NN_W];
+    float rm[2 * NN_POOL_ROW];
+
+    if (j->y->bfvalid) {
+        /* task = pair row p, frame f: pair row p's columns (f, y, x) */
+        const int64_t frames = j->x->shape[NN_B] * j->x->shape[NN_T];
+        const int64_t pr = task / frames, f = task % frames;
+        const uint32_t *in = (const uint32_t *)(const void *)j->x->bf;
+        uint32_t *out = (uint32_t *)(void *)j->y->bf;
+        maxpool_pairs(j, in + pr * j->x->bfld + f * Hi * Wi, out + pr * j->y->bfld + f * Ho * Wo,
+                      rm);
+        return;
+    }
     const float *in = j->x->data + (int64_t)task * Hi * Wi;
     float *out = j->y->data + (int64_t)task * Ho * Wo;
-
+    if (Wi <= NN_POOL_ROW) {
+        maxpool_rows(j, in, out, rm);
+        return;
+    }
     for (int64_t oy = 0; oy < Ho; oy++) {
         for (int64_t ox = 0; ox < Wo; ox++) {
             float m = -FLT_MAX;
@@ -54,7 +166,6 @@ static void maxpool_plane(void *arg, int task, int thread)
 int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
                  int s, int p, en_err *err)
 {
-    nn_tensor_data(x);
     int64_t Ho = (x->shape[NN_H] + 2 * p - k) / s + 1;
     int64_t Wo = (x->shape[NN_W] + 2 * p - k) / s + 1;
     int64_t planes = x->shape[NN_C] * x->shape[NN_B] * x->shape[NN_T];
@@ -66,28 +177,103 @@ int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
     rc = nn_tensor_reshape(y, x->shape[NN_C], x->shape[NN_B], x->shape[NN_T], Ho, Wo, err);
     if (rc != EN_OK)
         return rc;
+    if (x->dataold && x->shape[NN_W] <= NN_POOL_ROW && y->cap) {
+        /* only the input's bf16 copy holds its values (a bf16 network's
+         * stem): pooled as it is, into the output's bf16 copy alone */
+        if ((rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
+            return rc;
+        y->bfvalid = 1;
+        y->dataold = 1;
+        nn_pool_run(pool, (int)(planes / 2), maxpool_plane, &j);
+        return EN_OK;
+    }
+    nn_tensor_data(x);
     nn_pool_run(pool, (int)planes, maxpool_plane, &j);
     return EN_OK;
 }
 
+/* Sums for the global average: sixteen float partial sums (four 4-float
+ * vectors, so the loop runs at the vector units' rate instead of one
+ * double addition's latency per value), added up in double. */
+typedef float nn_v4f __attribute__((vector_size(16)));
+typedef uint32_t nn_v4u __attribute__((vector_size(16)));
+
+static double sum_floats(const float *p, int64_t n)
+{
+    nn_v4f a[4] = { { 0 }, { 0 }, { 0 }, { 0 } };
+    double s = 0.0;
+    int64_t i = 0;
+
+    for (; i + 16 <= n; i += 16)
+        for (int q = 0; q < 4; q++) {
+            nn_v4f v;
+            memcpy(&v, p + i + 4 * q, sizeof v);
+            a[q] += v;
+        }
+    for (int q = 0; q < 4; q++)
+        for (int l = 0; l < 4; l++)
+            s += a[q][l];
+    for (; i < n; i++)
+        s += p[i];
+    return s;
+}
+
+/* The same over n bf16 pairs (a tensor's bf16 copy): sums[0] of the
+ * pairs' first channel, sums[1] of their second. */
+static void sum_pairs(const uint32_t *p, int64_t n, double sums[2])
+{
+    nn_v4f a[2][2] = { { { 0 }, { 0 } }, { { 0 }, { 0 } } };
+    int64_t i = 0;
+
+    for (; i + 8 <= n; i += 8)
+        for (int q = 0; q < 2; q++) {
+            nn_v4u u, lo, hi;
+            nn_v4f f;
+            memcpy(&u, p + i + 4 * q, sizeof u);
+            lo = u << 16;
+            hi = u & 0xffff0000u;
+            memcpy(&f, &lo, sizeof f);
+            a[0][q] += f;
+            memcpy(&f, &hi, sizeof f);
+            a[1][q] += f;
+        }
+    for (int h = 0; h < 2; h++) {
+        sums[h] = 0.0;
+        for (int q = 0; q < 2; q++)
+            for (int l = 0; l < 4; l++)
+                sums[h] += a[h][q][l];
+    }
+    for (; i < n; i++) {
+        sums[0] += nn_bf16_float((uint16_t)(p[i] & 0xffffu));
+        sums[1] += nn_bf16_float((uint16_t)(p[i] >> 16));
+    }
+}
+
 int nn_avgpool_global(const nn_tensor *x, nn_tensor *y, en_err *err)
 {
-    nn_tensor_data(x);
     const int64_t C = x->shape[NN_C], B = x->shape[NN_B];
     const int64_t n = x->shape[NN_T] * x->shape[NN_H] * x->shape[NN_W];
     int rc = nn_tensor_reshape(y, C, B, 1, 1, 1, err);
 
     if (rc != EN_OK)
         return rc;
-    for (int64_t c = 0; c < C; c++) {
-        for (int64_t b = 0; b < B; b++) {
-            const float *p = x->data + c * x->stride[NN_C] + b * x->stride[NN_B];
-            double acc = 0.0;
-            for (int64_t i = 0; i < n; i++)
-                acc += p[i];
-            y->data[c * B + b] = (float)(acc / (double)n);
-        }
+    if (x->dataold) {
+        /* only the bf16 copy holds the values (a bf16 network's features,
+         * as PyTorch's autocast averages its bf16 activations) */
+        const uint32_t *bf = (const uint32_t *)(const void *)x->bf;
+        for (int64_t c = 0; c + 1 < C; c += 2)
+            for (int64_t b = 0; b < B; b++) {
+                double sums[2];
+                sum_pairs(bf + (c / 2) * x->bfld + b * n, n, sums);
+                y->data[c * B + b] = (float)(sums[0] / (double)n);
+                y->data[(c + 1) * B + b] = (float)(sums[1] / (double)n);
+            }
+        return EN_OK;
     }
+    for (int64_t c = 0; c < C; c++)
+        for (int64_t b = 0; b < B; b++)
+            y->data[c * B + b] = (float)(sum_floats(x->data + c * x->stride[NN_C] +
+                                                    b * x->stride[NN_B], n) / (double)n);
     return EN_OK;
 }
 
