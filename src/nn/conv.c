@@ -371,7 +371,7 @@ static void conv_tile(void *arg, int task, int thread);
 static size_t implicit_need(const conv_job *j);
 
 /* EN_NN_PROFILE=1: one line per convolution on stderr (docs/performance.md). */
-static int nn_profile(void)
+int nn_conv_profile(void)
 {
     static int v = -1;
     if (v < 0) {
@@ -419,10 +419,10 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     }
     if (c->sparse) {
         struct timespec t0, t1;
-        if (nn_profile())
+        if (nn_conv_profile())
             clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = nn_conv_sparse(pool, c, x, y, res, relu, in, out, err);
-        if (nn_profile()) {
+        if (nn_conv_profile()) {
             clock_gettime(CLOCK_MONOTONIC, &t1);
             fprintf(stderr, "nn-profile conv %4d->%-4d k%dx%dx%d d%d,%d taps %d in %lldx%lldx%lld "
                     "tap by tap %7.2f ms\n", c->cin, c->cout, c->k[0], c->k[1], c->k[2], c->d[0],
@@ -435,10 +435,10 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
 
     if (c->wino) {
         struct timespec t0, t1;
-        if (nn_profile())
+        if (nn_conv_profile())
             clock_gettime(CLOCK_MONOTONIC, &t0);
         rc = nn_conv_wino(pool, c, x, y, res, relu, in, out, err);
-        if (nn_profile()) {
+        if (nn_conv_profile()) {
             double ms;
             clock_gettime(CLOCK_MONOTONIC, &t1);
             ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
@@ -537,7 +537,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         if ((j.need && !nn_pool_scratch(pool, t, j.need)) ||
             (j.need_panels && !nn_pool_panels(pool, t, j.need_panels)))
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for im2col");
-    if (nn_profile()) {
+    if (nn_conv_profile()) {
         struct timespec t0, t1;
         double ms, flop = 2.0 * (double)c->cout * (double)j.K * (double)j.ncols;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -752,7 +752,7 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
     if (j->pointwise && j->bfin) {
         /* the input's bf16 copy is the right-hand matrix as it stands
          * (j0 is a multiple of 32: whole panels) */
-        nn_bmat bm = { j->x->bf + 2 * j0, 2 * NN_NB, 2 * j->x->bfld, NULL };
+        nn_bmat bm = { j->x->bf + 2 * j0, 2 * NN_NB, 2 * j->x->bfld, NULL, NULL, 0, 0 };
         nn_bf16_buf b;
         nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), j->pk, j->kpack,
                          j->chunk, &b);

@@ -24,8 +24,10 @@
  */
 #include "conv_int.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Bytes of packed right-hand panels per chunk of columns: the weights are
  * read once per chunk (from L3 or memory), and a chunk that fits L2 goes
@@ -187,4 +189,132 @@ void nn_conv_bf16_product(const nn_pack *pk, const int32_t *kq, int m0, int m1,
         nn_bmat bm = nn_bmat_packed(b.bp, pk->k);
         nn_gemm_bf16(pk, m0, m1, &bm, nc, &oc, b.work, NULL);
     }
+}
+
+/* ---- two convolutions summed in one product (nn_conv_join) ----------- */
+
+int nn_conv_join_make(const nn_conv *a, const nn_conv *b, nn_conv_join *out, en_err *err)
+{
+    int64_t ks, k1, k;
+    float *w = NULL;
+    int32_t *map = NULL;
+    int rc = EN_OK;
+
+    memset(out, 0, sizeof *out);
+    for (int i = 0; i < 3; i++)
+        if (a->k[i] != 1 || b->k[i] != 1 || a->s[i] != 1 || b->s[i] != 1 || a->p[i] || b->p[i])
+            return EN_OK;
+    if (a->kern == NN_KERN_FP32 || b->kern != a->kern || a->cout != b->cout || a->cout % 2)
+        return EN_OK;
+    /* a's part in whole K blocks, so that no block reads both inputs */
+    ks = nn_kstep(a->kern);
+    k1 = ((int64_t)a->cin + 31) / 32 * 32;
+    k = k1 + ((int64_t)b->cin + ks - 1) / ks * ks;
+    if (k > (1 << 28))
+        return en_err_set(err, EN_ELIMIT, "nn: convolution too large to pack");
+    w = calloc((size_t)a->cout * (size_t)k, sizeof *w);
+    map = malloc((size_t)k * sizeof *map);
+    out->b = malloc((size_t)a->cout * sizeof *out->b);
+    if (!w || !map || !out->b) {
+        rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
+        goto done;
+    }
+    for (int64_t j = 0; j < k; j++)
+        map[j] = j < a->cin || (j >= k1 && j < k1 + b->cin) ? (int32_t)j : -1;
+    for (int64_t r = 0; r < a->cout; r++) {
+        memcpy(w + r * k, a->w + r * a->cin, (size_t)a->cin * sizeof *w);
+        memcpy(w + r * k + k1, b->w + r * b->cin, (size_t)b->cin * sizeof *w);
+        out->b[r] = a->b[r] + b->b[r];
+    }
+    out->k1 = (int)k1;
+    rc = nn_pack_a(a->kern, w, k, a->cout, map, (int)k, &out->pk, err);
+done:
+    free(w);
+    free(map);
+    if (rc != EN_OK)
+        nn_conv_join_free(out);
+    return rc;
+}
+
+void nn_conv_join_free(nn_conv_join *j)
+{
+    nn_pack_free(&j->pk);
+    free(j->b);
+    memset(j, 0, sizeof *j);
+}
+
+int nn_conv_join_usable(const nn_conv_join *j, const nn_tensor *xa, const nn_tensor *xb)
+{
+    return j->pk.data && xa->bfvalid && xb->bfvalid && xa->bf && xb->bf &&
+           nn_tensor_cols(xa) == nn_tensor_cols(xb) &&
+           xa->bfrows * 2 >= j->k1 && xb->bfrows * 2 >= j->pk.k - j->k1;
+}
+
+typedef struct join_job {
+    const nn_conv_join *jn;
+    const nn_tensor *xa, *xb;
+    nn_tensor *y;
+    nn_pool *pool;
+    int relu, bfonly;
+    int64_t ncols, nb;
+    size_t need;            /* panel buffer values per thread: the work */
+} join_job;
+
+static void join_tile(void *arg, int task, int thread)
+{
+    const join_job *j = arg;
+    const int64_t j0 = (int64_t)task * j->nb;
+    const int64_t n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
+    nn_gemm_out o = {
+        .c = j->bfonly ? NULL : j->y->data + j0, .ldc = j->y->stride[NN_C], .bias = j->jn->b,
+        .relu = j->relu, .bf = j->y->bf + 2 * j0, .bfld = j->y->bfld
+    };
+    /* both inputs read in place (j0: whole panels) */
+    nn_bmat bm = { j->xa->bf + 2 * j0, 2 * NN_NB, 2 * j->xa->bfld, NULL,
+                   j->xb->bf + 2 * j0, j->jn->k1 / 2, 2 * j->xb->bfld };
+
+    if (n <= 0)
+        return;
+    nn_gemm_bf16(&j->jn->pk, 0, j->jn->pk.m, &bm, n, &o,
+                 (float *)(void *)nn_pool_panels(j->pool, thread, j->need), NULL);
+}
+
+int nn_conv_forward_join(nn_pool *pool, const nn_conv_join *jn, const nn_conv *a,
+                         const nn_tensor *xa, const nn_tensor *xb, nn_tensor *y, int relu,
+                         en_err *err)
+{
+    const int nth = nn_pool_size(pool);
+    join_job j = { jn, xa, xb, y, pool, relu, a->bf_only, nn_tensor_cols(xa), 0, 0 };
+    struct timespec t0, t1;
+    int64_t ntiles;
+    int rc;
+
+    if ((rc = nn_tensor_reshape(y, a->cout, xa->shape[NN_B], xa->shape[NN_T], xa->shape[NN_H],
+                                xa->shape[NN_W], err)) != EN_OK ||
+        (rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
+        return rc;
+    ntiles = (j.ncols + nn_conv_bf16_chunk(&jn->pk, jn->pk.k) - 1) /
+             nn_conv_bf16_chunk(&jn->pk, jn->pk.k);
+    ntiles = (ntiles + nth - 1) / nth * nth;
+    j.nb = ((j.ncols + ntiles - 1) / ntiles + NN_NB - 1) / NN_NB * NN_NB;
+    ntiles = (j.ncols + j.nb - 1) / j.nb;
+    j.need = nn_gemm_work(&jn->pk, j.nb) * 2 + 32;
+    for (int t = 0; t < nth; t++)
+        if (!nn_pool_panels(pool, t, j.need))
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+    if (nn_conv_profile())
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+    nn_pool_run(pool, (int)ntiles, join_tile, &j);
+    y->bfvalid = 1;
+    y->dataold = j.bfonly;
+    if (nn_conv_profile()) {
+        double ms;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
+        fprintf(stderr, "nn-profile conv %4d->%-4d k1x1x1 and its projection, cols %6lld K "
+                "%5d joined %7.2f ms %6.1f GFLOP/s\n", a->cin, a->cout, (long long)j.ncols,
+                jn->pk.k, ms,
+                2.0 * a->cout * (double)jn->pk.k * (double)j.ncols / (ms * 1e6));
+    }
+    return EN_OK;
 }

@@ -70,6 +70,9 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
                  const nn_tensor *res, int relu, const int64_t in[3], const int64_t out[3],
                  en_err *err);
 
+/* EN_NN_PROFILE is set: time each convolution (conv.c). */
+int nn_conv_profile(void);
+
 /* bf16 products (conv_bf16.c). */
 void nn_conv_bf16_free(nn_conv *c);
 /* After a new plan (c->ntap): packs the live taps when not all are; all:

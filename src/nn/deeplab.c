@@ -27,6 +27,7 @@
 typedef struct bottleneck {
     nn_conv c1, c2, c3, ds;
     int has_ds;
+    nn_conv_join join;        /* bf16: c3 and a stride-1 projection as one */
 } bottleneck;
 
 enum { DL_NBLOCKS = 3 + 4 + 6 + 3, DL_NBUF = 8 };
@@ -160,6 +161,13 @@ int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)
         return rc;
     }
     mark_bf_only(net);
+    for (int i = 0; i < DL_NBLOCKS; i++) {
+        bottleneck *b = &net->blocks[i];
+        if (b->has_ds && (rc = nn_conv_join_make(&b->c3, &b->ds, &b->join, err)) != EN_OK) {
+            nn_deeplab_free(net);
+            return rc;
+        }
+    }
     *out = net;
     return EN_OK;
 }
@@ -174,6 +182,7 @@ void nn_deeplab_free(nn_deeplab *net)
         nn_conv_free(&net->blocks[i].c2);
         nn_conv_free(&net->blocks[i].c3);
         nn_conv_free(&net->blocks[i].ds);
+        nn_conv_join_free(&net->blocks[i].join);
     }
     for (int i = 0; i < 4; i++)
         nn_conv_free(&net->aspp[i]);
@@ -201,6 +210,10 @@ static int block_forward(nn_pool *pool, bottleneck *b, const nn_tensor *x,
     if ((rc = nn_conv_forward(pool, &b->c1, x, t1, NULL, 1, err)) != EN_OK ||
         (rc = nn_conv_forward(pool, &b->c2, t1, t2, NULL, 1, err)) != EN_OK)
         return rc;
+    /* bf16: c3 and the projection in one product, the sum rounded once
+     * (the projection's output never written nor read back) */
+    if (b->has_ds && nn_conv_join_usable(&b->join, t2, x))
+        return nn_conv_forward_join(pool, &b->join, &b->c3, t2, x, y, 1, err);
     if (b->has_ds && (rc = nn_conv_forward(pool, &b->ds, x, ds, NULL, 0, err)) != EN_OK)
         return rc;
     return nn_conv_forward(pool, &b->c3, t2, y, b->has_ds ? ds : x, 1, err);

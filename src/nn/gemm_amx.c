@@ -122,13 +122,22 @@ void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                 int any = !lv && !sl;
                 for (int64_t k = 0; k < kb && !any; k++)
                     any = sl ? sl[k] >= 0 : lv[k];
+                /* with a second matrix, the slice's blocks from row 2 k2 on
+                 * come from it (k2 is a multiple of 16 pairs) */
+                const int64_t n1 = !b->p2 ? kb : b->k2 * 2 <= k0 ? 0 :
+                                   (b->k2 * 2 - k0) / 32 < kb ? (b->k2 * 2 - k0) / 32 : kb;
+                const uint16_t *bp2 = n1 < kb ? b->p2 + jp * b->pstride +
+                                      ((k0 + 32 * n1) / 2 - b->k2) * b->rstride2 : NULL;
                 for (int ir = ic; ir < mend; ir += 32) {
                     const int rows = mend - ir < 32 ? mend - ir : 32;
+                    const uint16_t *ap = a->data + (int64_t)ir * K + k0 * 32;
                     float *c = first && last ? blk : work + (((ir - ic) / 32) * np + jp) * 1024;
                     /* a dead slice leaves the partial sums as they are */
-                    if (any || first)
-                        block_32x32(a->data + (int64_t)ir * K + k0 * 32, bp, b->rstride, kb, c,
-                                    first, lv, sl);
+                    if ((any || first) && (n1 > 0 || kb == 0))
+                        block_32x32(ap, bp, b->rstride, n1, c, first, lv, sl);
+                    if (n1 < kb)
+                        block_32x32(ap + n1 * 1024, bp2, b->rstride2, kb - n1, c,
+                                    first && n1 == 0, NULL, NULL);
                     if (last)
                         nn_gemm_epilogue_avx512(c, 32, rows, ir - m0, jp * NN_NB, cols, o);
                 }

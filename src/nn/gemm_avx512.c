@@ -302,10 +302,11 @@ void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0
 
 /* C[8][32] = A panel x B panel over kp pairs (k-pair rows rstride apart);
  * live: the panel's live blocks of 16 pairs, or NULL; slot: where each
- * block is (gemm_int.h), or NULL. */
+ * block is (gemm_int.h), or NULL; b2: pairs from k2 on (a multiple of 16)
+ * at b2, rows rstride2 apart, or NULL. */
 static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
                                int64_t rstride, const uint8_t *live, const int32_t *slot,
-                               float *blk)
+                               const uint16_t *b2, int64_t k2, int64_t rstride2, float *blk)
 {
     __m512 c[8][2];
     const uint32_t *ap = (const uint32_t *)(const void *)a;
@@ -315,10 +316,16 @@ static inline void kernel_8x32(int64_t kp, const uint16_t *a, const uint16_t *b,
     for (int64_t k0 = 0; k0 < kp; k0 += 16) {
         const int64_t k1 = kp - k0 < 16 ? kp : k0 + 16;
         const uint16_t *bk;
+        int64_t rs = rstride;
         if ((live && !live[k0 / 16]) || (slot && slot[k0 / 16] < 0))
             continue;
-        bk = b + (slot ? (int64_t)slot[k0 / 16] * 16 : k0) * rstride;
-        for (int64_t k = k0; k < k1; k++, bk += rstride) {
+        if (b2 && k0 >= k2) {
+            bk = b2 + (k0 - k2) * rstride2;
+            rs = rstride2;
+        } else {
+            bk = b + (slot ? (int64_t)slot[k0 / 16] * 16 : k0) * rstride;
+        }
+        for (int64_t k = k0; k < k1; k++, bk += rs) {
             const __m512bh b0 = (__m512bh)_mm512_loadu_si512(bk);
             const __m512bh b1 = (__m512bh)_mm512_loadu_si512(bk + 32);
 #pragma GCC unroll 8
@@ -348,7 +355,9 @@ void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t 
             const int cols = n - j0 < NN_NB ? (int)(n - j0) : NN_NB;
             kernel_8x32(kp, ap, b->p + (j0 / NN_NB) * b->pstride, b->rstride,
                         live ? live + (j0 / NN_NB) * nkb : NULL,
-                        b->slot ? b->slot + (j0 / NN_NB) * nkb : NULL, blk);
+                        b->slot ? b->slot + (j0 / NN_NB) * nkb : NULL,
+                        b->p2 ? b->p2 + (j0 / NN_NB) * b->pstride : NULL, b->k2, b->rstride2,
+                        blk);
             nn_gemm_epilogue_avx512(blk, 32, rows, mp - m0, j0, cols, o);
         }
     }

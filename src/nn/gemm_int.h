@@ -139,16 +139,21 @@ void nn_bpack_pairs(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
  * copy read in place: pstride 64, rstride 2 bfld.  With slot (packed
  * panels only), K block kb of panel j / 32 is at place slot[(j / 32) *
  * nkb + kb] of the panel (nn_kblocks above), and a dead block (-1) is
- * skipped as a dead one of live is. */
+ * skipped as a dead one of live is.  With p2, k-pair rows from k2 on (a
+ * multiple of 16) come from a second matrix: row q at p2 + (j / 32) *
+ * pstride + (q - k2) * rstride2 (two tensors' bf16 copies read in place,
+ * whose products are summed: nn_conv_join). */
 typedef struct nn_bmat {
     const uint16_t *p;
     int64_t pstride, rstride;
     const int32_t *slot;
+    const uint16_t *p2;
+    int64_t k2, rstride2;
 } nn_bmat;
 
 static inline nn_bmat nn_bmat_packed(const uint16_t *p, int k)
 {
-    nn_bmat b = { p, (int64_t)NN_NB * k, 2 * NN_NB, NULL };
+    nn_bmat b = { p, (int64_t)NN_NB * k, 2 * NN_NB, NULL, NULL, 0, 0 };
     return b;
 }
 

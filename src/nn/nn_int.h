@@ -167,6 +167,31 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
 /* Reference convolution by direct loops (tests). */
 void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y);
 
+/* Two 1x1 stride-1 convolutions whose outputs are summed (a bottleneck's
+ * last convolution and its projection) as one bf16 product over both
+ * inputs' bf16 copies: their weights packed side by side, a's columns
+ * first, padded to whole K blocks (conv_bf16.c).  The sum is then added
+ * in fp32 before its rounding, and the projection's output is never
+ * written. */
+typedef struct nn_conv_join {
+    nn_pack pk;
+    float *b;               /* a's bias plus b's */
+    int k1;                 /* packed columns of a's part */
+} nn_conv_join;
+
+/* Packs a and b when both are 1x1, stride 1, on one bf16 tier, with the
+ * same outputs; otherwise makes nothing (out->pk.data stays NULL). */
+int nn_conv_join_make(const nn_conv *a, const nn_conv *b, nn_conv_join *out, en_err *err);
+void nn_conv_join_free(nn_conv_join *j);
+/* Whether j can take inputs xa (a's) and xb (b's): bf16 copies of the
+ * same columns. */
+int nn_conv_join_usable(const nn_conv_join *j, const nn_tensor *xa, const nn_tensor *xb);
+/* y = [relu](a(xa) + b(xb)) through j (usable); y's bf16 copy, and its
+ * fp32 values unless a->bf_only. */
+int nn_conv_forward_join(nn_pool *pool, const nn_conv_join *j, const nn_conv *a,
+                         const nn_tensor *xa, const nn_tensor *xb, nn_tensor *y, int relu,
+                         en_err *err);
+
 /* Max pooling over H, W (T untouched), -inf padding like PyTorch. */
 int nn_maxpool2d(nn_pool *pool, const nn_tensor *x, nn_tensor *y, int k,
                  int s, int p, en_err *err);
