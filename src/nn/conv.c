@@ -369,6 +369,7 @@ static int region_kpack(const conv_job *j)
 
 static void conv_tile(void *arg, int task, int thread);
 static size_t implicit_need(const conv_job *j);
+static size_t gather_need(const conv_job *j);
 
 /* EN_NN_PROFILE=1: one line per convolution on stderr (docs/performance.md). */
 int nn_conv_profile(void)
@@ -513,7 +514,9 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         j.implicit = !j.pointwise && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1;
         /* bf16 copies: read the input's when it has one (pairs of whole
          * channels: cin even), write the output's unless it is a slice */
-        j.bfin = x->bfvalid && c->cin % 2 == 0 && (j.pointwise || j.implicit);
+        /* (the strided ones gather from it) */
+        j.bfin = x->bfvalid && c->cin % 2 == 0;
+        j.gather = j.bfin && !j.pointwise && !j.implicit;
         j.bfout = y->cap && c->cout % 2 == 0;
         j.bfonly = j.bfout && c->bf_only;
         if (j.bfout && (rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
@@ -526,6 +529,8 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             if (!j.cmap)
                 j.kpack = (int)nn_kblocks(j.pk->k) * 32;
         }
+        if (j.gather)
+            j.need = gather_need(&j);
         j.need_panels = nn_conv_bf16_panels(j.pk, j.kpack, j.chunk);
     }
     if (!j.bfin)
@@ -552,6 +557,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
                 c->ntap[0] * c->ntap[1] * c->ntap[2], (long long)in[0], (long long)in[1],
                 (long long)in[2], (long long)j.ncols, (long long)j.K,
                 j.pointwise ? "1x1   " : j.cmap ? "region" : j.implicit ? "implct" :
+                j.gather ? "gather" :
                 c->tshift ? "tshift" : "im2col",
                 ms, flop / ms * 1e-6);
         if (c->kern != NN_KERN_FP32)
@@ -708,6 +714,69 @@ static void implicit_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const n
     nn_gemm_bf16(pk, 0, c->cout, &bm, n, o, b.work, NULL);
 }
 
+/* Scratch floats of the gathers: pair row pointers and taps, and per tap
+ * and half-panel 16 input columns and their mask. */
+static size_t gather_need(const conv_job *j)
+{
+    const size_t ntaps = (size_t)j->c->ntap[0] * j->c->ntap[1] * j->c->ntap[2];
+    const size_t nh = ((size_t)j->nb + 15) / 16, kp = (size_t)j->pk->k / 2;
+    return (kp * (sizeof(uint32_t *) + sizeof(int32_t)) +
+            ntaps * nh * (16 * sizeof(int32_t) + sizeof(uint16_t))) / sizeof(float) + 16;
+}
+
+/* Columns [j0, j0+n) of a strided convolution in bf16, packed by gathers
+ * from the input's bf16 copy: per tap and output column, the input column
+ * it reads (none in the padding). */
+static void gather_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const nn_gemm_out *o,
+                             int thread)
+{
+    const nn_conv *c = j->c;
+    const nn_pack *pk = j->pk;
+    const int ntaps = c->ntap[0] * c->ntap[1] * c->ntap[2];
+    const int64_t nhn = (n + 15) / 16;   /* (gather_need: at most the tile's) */
+    const int64_t To = j->out[0], Ho = j->out[1], Wo = j->out[2];
+    float *scr = nn_pool_scratch(j->pool, thread, j->need);
+    const uint32_t **prow = (const uint32_t **)(void *)scr;
+    int32_t *tap = (int32_t *)(void *)(prow + pk->k / 2);
+    int32_t *idx = tap + pk->k / 2;
+    uint16_t *msk = (uint16_t *)(void *)(idx + (size_t)ntaps * (size_t)nhn * 16);
+    const uint32_t *bf = (const uint32_t *)(const void *)j->x->bf;
+    nn_bf16_buf b;
+    nn_bmat bm;
+
+    for (int r = 0; r < pk->k / 2; r++) {
+        const int32_t q = j->kq[2 * r];
+        prow[r] = q >= 0 ? bf + (q % c->cin) / 2 * j->x->bfld : NULL;
+        tap[r] = q >= 0 ? q / c->cin : 0;
+    }
+    for (int lt = 0; lt < ntaps; lt++) {
+        int64_t off[3];
+        tap_offsets(c, lt, off);
+        for (int64_t hh = 0; hh < nhn; hh++) {
+            int32_t *ix = idx + ((int64_t)lt * nhn + hh) * 16;
+            uint32_t m = 0;
+            for (int l = 0; l < 16; l++) {
+                const int64_t p = hh * 16 + l, col = j0 + p;
+                const int64_t ox = col % Wo, oy = col / Wo % Ho, ot = col / (Wo * Ho) % To;
+                const int64_t bb = col / (Wo * Ho * To);
+                const int64_t it = ot * c->s[0] + off[0], iy = oy * c->s[1] + off[1];
+                const int64_t ixx = ox * c->s[2] + off[2];
+                ix[l] = 0;
+                if (p >= n || it < 0 || it >= j->in[0] || iy < 0 || iy >= j->in[1] || ixx < 0 ||
+                    ixx >= j->in[2])
+                    continue;
+                ix[l] = (int32_t)(((bb * j->in[0] + it) * j->in[1] + iy) * j->in[2] + ixx);
+                m |= 1u << l;
+            }
+            msk[(int64_t)lt * nhn + hh] = (uint16_t)m;
+        }
+    }
+    nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), pk, j->kpack, j->chunk, &b);
+    nn_bpack_gather(b.bp, prow, tap, idx, msk, nhn, pk->k);
+    bm = nn_bmat_packed(b.bp, pk->k);
+    nn_gemm_bf16(pk, 0, c->cout, &bm, n, o, b.work, NULL);
+}
+
 /* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the
  * input, 1x1 ones from its channels, strided ones from an im2col tile; the
  * epilogue is part of the product. */
@@ -757,6 +826,10 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
         nn_conv_bf16_buf(nn_pool_panels(j->pool, thread, j->need_panels), j->pk, j->kpack,
                          j->chunk, &b);
         nn_gemm_bf16(j->pk, 0, c->cout, &bm, n, &o, b.work, NULL);
+        return;
+    }
+    if (j->gather) {
+        gather_tile_bf16(j, j0, n, &o, thread);
         return;
     }
     if (j->pointwise) {

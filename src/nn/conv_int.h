@@ -36,6 +36,8 @@ typedef struct conv_job {
     const int32_t *cmap;  /* the columns region by region (c->regions), or
                              NULL: in their order */
     int kpack;            /* rows of B a packed panel stores, at most */
+    int gather;           /* strided, from the input's bf16 copy: packed
+                             by gathers, no im2col */
 } conv_job;
 
 /* Output range [lo, hi) along one axis where tap j reads inside the input

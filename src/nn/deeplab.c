@@ -128,22 +128,19 @@ static int build_head(nn_st *st, nn_deeplab *net, int feat, en_err *err)
     return EN_OK;
 }
 
-/* With bf16 products, outputs read only by convolutions that take the
- * bf16 copy (1x1 and stride-1 ones, and residual adds) need no fp32 copy
- * (nn_conv.bf_only): inside a bottleneck (conv1 -> conv2 -> conv3, the
- * projection -> the residual), a block's output when the next block reads
- * it that way (not layer 2's stride-2 projection), the last block's (ASPP's
- * convolutions and its global average read the bf16 copy), ASPP's
- * projection and the head; and the stem's, which max pooling reads and
- * pools as bf16 (ops.c: exact, the maximum of rounded values is the
- * rounded maximum) into a bf16 copy alone. */
+/* With bf16 products, outputs read only by convolutions (which take the
+ * bf16 copy: in place, packed from it, or gathered for strided ones) and
+ * residual adds need no fp32 copy (nn_conv.bf_only): every convolution of
+ * the bottlenecks (the last block's output goes to ASPP's convolutions and
+ * its global average, which sums the bf16 copy), ASPP's projection and the
+ * head; and the stem's, which max pooling reads and pools as bf16 (ops.c:
+ * exact, the maximum of rounded values is the rounded maximum) into a
+ * bf16 copy alone. */
 static void mark_bf_only(nn_deeplab *net)
 {
     for (int i = 0; i < DL_NBLOCKS; i++) {
         bottleneck *b = &net->blocks[i];
-        const bottleneck *next = i + 1 < DL_NBLOCKS ? &net->blocks[i + 1] : NULL;
-        b->c1.bf_only = b->c2.bf_only = b->ds.bf_only = 1;
-        b->c3.bf_only = !next || !next->has_ds || next->ds.s[1] == 1;
+        b->c1.bf_only = b->c2.bf_only = b->c3.bf_only = b->ds.bf_only = 1;
     }
     net->stem.bf_only = net->project.bf_only = net->head.bf_only = 1;
 }

@@ -120,6 +120,16 @@ void nn_bpack_pairs(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
 #endif
 }
 
+void nn_bpack_gather(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                     const int32_t *idx, const uint16_t *msk, int64_t nh, int k)
+{
+#ifdef NN_X86_KERNELS
+    nn_bpack_gather_avx512(dst, prow, tap, idx, msk, nh, k);
+#else
+    (void)dst; (void)prow; (void)tap; (void)idx; (void)msk; (void)nh; (void)k;
+#endif
+}
+
 void nn_gemm_bf16(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                   const nn_gemm_out *o, float *work, const uint8_t *live)
 {

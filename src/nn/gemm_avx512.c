@@ -183,6 +183,32 @@ void nn_bpack_pairs_avx512(uint16_t *dst, int64_t pstride, const uint32_t *const
     }
 }
 
+/* Strided convolutions from a bf16 copy: per pair row and half-panel, one
+ * masked gather of 16 pairs (the same walk as the packers above). */
+void nn_bpack_gather_avx512(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                            const int32_t *idx, const uint16_t *msk, int64_t nh, int k)
+{
+    const int64_t pstride = (int64_t)NN_NB * k, ghalves = 2 * NN_PACK_GROUP;
+
+    for (int64_t g0 = 0; g0 < nh; g0 += ghalves) {
+        /* (a last odd half-panel's partner written as zeros) */
+        const int64_t g1 = nh - g0 < ghalves ? (nh + 1) / 2 * 2 : g0 + ghalves;
+        for (int r = 0; r < k; r += 2) {
+            const uint32_t *src = prow[r / 2];
+            for (int64_t hh = g0; hh < g1; hh++) {
+                uint16_t *pd = dst + (hh / 2) * pstride + (int64_t)r * NN_NB + 32 * (hh % 2);
+                __m512i v = _mm512_setzero_si512();
+                if (src && hh < nh) {
+                    const int64_t e = (int64_t)tap[r / 2] * nh + hh;
+                    v = _mm512_mask_i32gather_epi32(v, (__mmask16)msk[e],
+                                                    _mm512_loadu_si512(idx + e * 16), src, 4);
+                }
+                _mm512_storeu_si512(pd, v);
+            }
+        }
+    }
+}
+
 /* One 16-column piece of a row through bias, residual and ReLU (max with
  * 0 also maps NaN to 0, as the fp32 epilogue does). */
 static inline __m512 epi_row(const float *blk, const nn_gemm_out *o, int64_t row, int64_t col,

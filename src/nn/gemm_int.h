@@ -133,6 +133,15 @@ void nn_bpack_pairs(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
                     const int32_t *tap, const nn_piece *pieces, const int32_t *start,
                     int64_t nh, int k, const int32_t *slot);
 
+/* Packs the right-hand matrix of a strided convolution from an input's
+ * bf16 copy, no im2col: pair row q (K rows 2q, 2q+1) is pair row prow[q]
+ * (NULL: zeros) seen through tap tap[q]; for each tap and 16-column
+ * half-panel hh, idx[(tap * nh + hh) * 16 + L] is the input column that
+ * column L reads, where bit L of msk[tap * nh + hh] is set (else zero:
+ * padding).  The columns' pairs are gathered, 16 at a time. */
+void nn_bpack_gather(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                     const int32_t *idx, const uint16_t *msk, int64_t nh, int k);
+
 /* A right-hand matrix as the kernels read it: column j of k-pair row q is
  * the bf16 pair at p + (j / 32) * pstride + q * rstride + (j % 32) * 2.
  * Packed panels (nn_bpack*): pstride 32 k, rstride 64.  A tensor's bf16
@@ -214,6 +223,8 @@ void nn_bpack_pieces_avx512(uint16_t *dst, int64_t pstride, const float *const *
 void nn_bpack_pairs_avx512(uint16_t *dst, int64_t pstride, const uint32_t *const *prow,
                            const int32_t *tap, const nn_piece *pieces, const int32_t *start,
                            int64_t nh, int k, const int32_t *slot);
+void nn_bpack_gather_avx512(uint16_t *dst, const uint32_t *const *prow, const int32_t *tap,
+                            const int32_t *idx, const uint16_t *msk, int64_t nh, int k);
 void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
                     const nn_gemm_out *o, const uint8_t *live);
 void nn_gemm_amx(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t n,
