@@ -109,6 +109,7 @@ struct en_pipeline_loader {
     pthread_t tid;
     const en_config *cfg;
     en_nn_model *seg, *ef;
+    _Atomic int finished;   /* set by the thread: a wait will not block */
     int joined;
     int rc;
     en_err err;
@@ -119,6 +120,7 @@ static void *loader_main(void *arg)
     struct en_pipeline_loader *l = arg;
 
     l->rc = en_pipeline_models_load(l->cfg, &l->seg, &l->ef, &l->err);
+    l->finished = 1;
     return NULL;
 }
 
@@ -682,6 +684,8 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
         goto out;
     /* Nothing of the clip is stored before the models are there: a
      * loading error is the setup's, not the clip's. */
+    if (p->loading && !p->loading->finished)
+        say(cb, ud, "models", "waiting for the models to finish loading");
     if ((rc = en_pipeline_models_wait(p, err)) != EN_OK)
         goto out;
     res->nframes = w.net.nframes;
