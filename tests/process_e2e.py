@@ -205,6 +205,11 @@ r = site.run("--set", "models.segmentation=" + bad, "process", "--json", files[0
 rep.check(r.returncode == 3 and r.stderr.count(b"[models] segmentation") == 1 and not r.stdout.strip(),
           "unloadable model: exit %d, stdout %r, stderr %s" % (r.returncode, r.stdout[:200], r.stderr))
 rep.check(counts() == before, "unloadable model: stored %s, was %s" % (counts(), before))
+# The two load side by side; with both broken, the segmentation model's
+# error is the one said, as when they loaded one after the other.
+r = site.run("--set", "models.segmentation=" + bad, "--set", "models.ef=" + bad, "process", files[0])
+rep.check(r.returncode == 3 and b"[models] segmentation" in r.stderr and b"[models] ef" not in r.stderr,
+          "both models unloadable: exit %d %s" % (r.returncode, r.stderr))
 con.close()
 site.close()
 rep.finish()

@@ -57,20 +57,51 @@ static int load_model(const char *path, const char *key, const en_config *cfg,
     return rc;
 }
 
+struct ef_load {
+    const en_config *cfg;
+    en_nn_model *m;
+    int rc;
+    en_err err;
+};
+
+static void *ef_load_main(void *arg)
+{
+    struct ef_load *e = arg;
+
+    e->rc = load_model(e->cfg->ef_weights, "ef", e->cfg, EN_NN_ARCH_R2PLUS1D_18, &e->m, &e->err);
+    return NULL;
+}
+
 int en_pipeline_models_load(const en_config *cfg, en_nn_model **seg, en_nn_model **ef,
                             en_err *err)
 {
-    int rc;
+    struct ef_load e = { .cfg = cfg };
+    pthread_t t;
+    int threaded, rc;
 
+    /* The two load side by side (each mostly one core's work: folding,
+     * packing, first touch); without a thread, one after the other.  The
+     * segmentation model's error comes first, as it always has. */
     *seg = *ef = NULL;
-    if ((rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50,
-                         seg, err)) != EN_OK)
-        return rc;
-    if ((rc = load_model(cfg->ef_weights, "ef", cfg, EN_NN_ARCH_R2PLUS1D_18, ef, err)) != EN_OK) {
-        en_nn_model_free(*seg);
-        *seg = NULL;
+    threaded = pthread_create(&t, NULL, ef_load_main, &e) == 0;
+    rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50, seg,
+                    err);
+    if (threaded)
+        pthread_join(t, NULL);
+    else if (rc == EN_OK)
+        ef_load_main(&e);
+    if (rc == EN_OK && e.rc != EN_OK) {
+        *err = e.err;
+        rc = e.rc;
     }
-    return rc;
+    if (rc != EN_OK) {
+        en_nn_model_free(*seg);
+        en_nn_model_free(e.m);
+        *seg = NULL;
+        return rc;
+    }
+    *ef = e.m;
+    return EN_OK;
 }
 
 int en_pipeline_models_same(const en_config *a, const en_config *b)
