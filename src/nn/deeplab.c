@@ -135,7 +135,8 @@ static int build_head(nn_st *st, nn_deeplab *net, int feat, en_err *err)
  * its global average, which sums the bf16 copy), ASPP's projection and the
  * head; and the stem's, which max pooling reads and pools as bf16 (ops.c:
  * exact, the maximum of rounded values is the rounded maximum) into a
- * bf16 copy alone. */
+ * bf16 copy alone; and ASPP's branches, which write the concatenation's
+ * bf16 copy that the projection reads. */
 static void mark_bf_only(nn_deeplab *net)
 {
     for (int i = 0; i < DL_NBLOCKS; i++) {
@@ -143,6 +144,8 @@ static void mark_bf_only(nn_deeplab *net)
         b->c1.bf_only = b->c2.bf_only = b->c3.bf_only = b->ds.bf_only = 1;
     }
     net->stem.bf_only = net->project.bf_only = net->head.bf_only = 1;
+    for (int i = 0; i < 4; i++)
+        net->aspp[i].bf_only = 1;
 }
 
 int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)
@@ -198,6 +201,38 @@ void nn_deeplab_trim(nn_deeplab *net)
         nn_tensor_free(&net->buf[i]);
 }
 
+/* Channels [c0, c0+n) of the ASPP concatenation, as a view; with bf (bf16
+ * products) also its pair rows of the concatenation's bf16 copy, which
+ * the branches then write alone and the projection reads in place. */
+static nn_tensor cat_slice(nn_tensor *cat, int64_t c0, int64_t n, int bf)
+{
+    nn_tensor s = nn_tensor_channels(cat, c0, n);
+    if (bf) {
+        s.bf = cat->bf + (c0 / 2) * cat->bfld * 2;
+        s.bfld = cat->bfld;
+        s.bfrows = n / 2;
+    }
+    return s;
+}
+
+/* The pooling branch (one value per channel and image) over its slice of
+ * the concatenation's bf16 copy: the "upsample" from 1x1 is a broadcast. */
+static void broadcast_bf(const nn_tensor *v, nn_tensor *slice)
+{
+    const int64_t C = slice->shape[NN_C], B = slice->shape[NN_B];
+    const int64_t n = slice->shape[NN_T] * slice->shape[NN_H] * slice->shape[NN_W];
+
+    nn_tensor_data(v);
+    for (int64_t c = 0; c + 1 < C; c += 2)
+        for (int64_t b = 0; b < B; b++) {
+            const uint32_t pair = (uint32_t)nn_bf16(v->data[c * B + b]) |
+                                  (uint32_t)nn_bf16(v->data[(c + 1) * B + b]) << 16;
+            uint32_t *p = (uint32_t *)(void *)slice->bf + (c / 2) * slice->bfld + b * n;
+            for (int64_t i = 0; i < n; i++)
+                p[i] = pair;
+        }
+}
+
 /* One bottleneck: x -> y, using t1, t2, ds as scratch. */
 static int block_forward(nn_pool *pool, bottleneck *b, const nn_tensor *x,
                          nn_tensor *y, nn_tensor *t1, nn_tensor *t2, nn_tensor *ds,
@@ -242,11 +277,13 @@ int nn_deeplab_forward(nn_deeplab *net, nn_pool *pool, const nn_tensor *x,
      * concatenation buffer (channel-major: each slice is contiguous). */
     {
         nn_tensor *cat = &buf[5], *pooled = &buf[6], *pv = &buf[7];
+        const int bf = net->project.kern != NN_KERN_FP32 && w % 2 == 0;
         if ((rc = nn_tensor_reshape(cat, 5 * w, B, 1, cur->shape[NN_H], cur->shape[NN_W],
-                                    err)) != EN_OK)
+                                    err)) != EN_OK ||
+            (bf && (rc = nn_tensor_bf_alloc(cat, err)) != EN_OK))
             return rc;
         for (int i = 0; i < 4; i++) {
-            nn_tensor slice = nn_tensor_channels(cat, (int64_t)i * w, w);
+            nn_tensor slice = cat_slice(cat, (int64_t)i * w, w, bf);
             if ((rc = nn_conv_forward(pool, &net->aspp[i], cur, &slice, NULL, 1, err)) != EN_OK)
                 return rc;
         }
@@ -254,9 +291,15 @@ int nn_deeplab_forward(nn_deeplab *net, nn_pool *pool, const nn_tensor *x,
             (rc = nn_conv_forward(pool, &net->aspp_pool, pooled, pv, NULL, 1, err)) != EN_OK)
             return rc;
         {
-            nn_tensor slice = nn_tensor_channels(cat, 4 * (int64_t)w, w);
-            nn_broadcast_hw(pv, &slice);
+            nn_tensor slice = cat_slice(cat, 4 * (int64_t)w, w, bf);
+            if (bf)
+                broadcast_bf(pv, &slice);
+            else
+                nn_broadcast_hw(pv, &slice);
         }
+        /* bf16: the branches wrote the concatenation's bf16 copy alone */
+        cat->bfvalid = bf;
+        cat->dataold = bf;
         if ((rc = nn_conv_forward(pool, &net->project, cat, nxt, NULL, 1, err)) != EN_OK ||
             (rc = nn_conv_forward(pool, &net->head, nxt, cur, NULL, 1, err)) != EN_OK ||
             (rc = nn_conv_forward(pool, &net->out, cur, nxt, NULL, 0, err)) != EN_OK ||

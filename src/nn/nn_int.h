@@ -55,7 +55,8 @@ static inline int64_t nn_tensor_cols(const nn_tensor *t)
     return t->shape[NN_B] * t->shape[NN_T] * t->shape[NN_H] * t->shape[NN_W];
 }
 /* A view of channels [c0, c0+n) of a contiguous tensor (for concat); it
- * has no bf16 copy. */
+ * has no bf16 copy unless its maker points it at its slice of the owner's
+ * (c0 and n even; a convolution into the view then writes it). */
 nn_tensor nn_tensor_channels(const nn_tensor *t, int64_t c0, int64_t n);
 /* Storage for t's bf16 copy at its current shape (C even, not a view):
  * pair rows padded with zero rows to a multiple of 16, columns to a
