@@ -84,6 +84,11 @@ int en_pipeline_open_early(en_pipeline *p, const en_config *cfg, en_err *err);
  * the background), or the loading's error, as often as asked. */
 int en_pipeline_models_wait(en_pipeline *p, en_err *err);
 
+/* For en_pipeline_finish_study alone (the daemon's --finish-study child):
+ * loads the segmentation model only, which the report's key frames need,
+ * not the EF model; en_pipeline_process refuses to run on it. */
+int en_pipeline_open_finish(en_pipeline *p, const en_config *cfg, en_err *err);
+
 /* The two models as en_pipeline_open loads them (checked to be the right
  * networks), for a process that keeps them across studies: the daemon
  * loads them once and forks a child per study, which opens its pipeline

@@ -205,6 +205,21 @@ for f in used:
     key = con.execute("SELECT dedup_key FROM clips WHERE id = ?", (clip_of[f],)).fetchone()[0]
     rep.check(key[:6] in ptext, "the report lists used clip %s" % key[:6])
 
+# The daemon's study-result child needs the segmentation model only (the
+# report's key frames): it computes and draws the study with the EF
+# weights gone, where processing a clip cannot even start.
+conf2 = os.path.join(site.dir, "no-ef.conf")
+with open(site.conf) as f, open(conf2, "w") as g:
+    g.write(f.read() + "[models]\nef = %s/no-such-ef.safetensors\n" % site.dir)
+r = subprocess.run([os.path.join(os.environ.get("EN_TOP_BUILDDIR", "."), "echonetd"),
+                    "--finish-study", pseudonym, "-c", conf2], capture_output=True, timeout=300)
+rep.check(r.returncode == 0 and r.stdout.decode().startswith("result %s " % pseudonym),
+          "finish-study without the EF model: exit %d %s %s" % (r.returncode, r.stdout, r.stderr))
+r = subprocess.run([enlib.ECHONETCTL, "-c", conf2, "process", os.path.join(data, used[0])],
+                   capture_output=True, timeout=300)
+rep.check(r.returncode == 3 and b"[models] ef" in r.stderr,
+          "process without the EF model: exit %d %s" % (r.returncode, r.stderr))
+
 # A machine that names its views: the DICOM decides where it speaks.
 coded = os.path.join(site.dir, "coded")
 os.makedirs(coded)

@@ -73,7 +73,9 @@ int dm_finish_one(const char *conf_path, const char *pseudonym)
     en_config_defaults(&cfg);
     if (conf_path[0] && en_config_load(&cfg, conf_path, &e) != EN_OK)
         return fail(pseudonym, &e, DM_EXIT_RETRY);
-    if (en_pipeline_open(&p, &cfg, &e) != EN_OK)
+    /* The key frames need the segmentation model; the EF model is not
+     * loaded at all. */
+    if (en_pipeline_open_finish(&p, &cfg, &e) != EN_OK)
         return fail(pseudonym, &e, DM_EXIT_RETRY);
     fault_hook();
     rc = en_pipeline_finish_study(&p, pseudonym, 0, &st, &e);

@@ -136,6 +136,21 @@ int en_pipeline_open(en_pipeline *p, const en_config *cfg, en_err *err)
     return EN_OK;
 }
 
+int en_pipeline_open_finish(en_pipeline *p, const en_config *cfg, en_err *err)
+{
+    int rc;
+
+    if ((rc = open_rest(p, cfg, err)) != EN_OK)
+        return rc;
+    if ((rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50,
+                         &p->seg, err)) != EN_OK ||
+        (rc = en_store_open(cfg->database, 0, &p->db, err)) != EN_OK) {
+        en_pipeline_close(p);
+        return rc;
+    }
+    return EN_OK;
+}
+
 struct en_pipeline_loader {
     pthread_t tid;
     const en_config *cfg;
@@ -693,6 +708,9 @@ int en_pipeline_process(en_pipeline *p, const char *path, en_pipeline_result *re
 
     memset(&w, 0, sizeof w);
     memset(res, 0, sizeof *res);
+    if (!p->ef && !p->loading)
+        return en_err_set(err, EN_EINVAL, "this pipeline was opened for study results only "
+                          "(en_pipeline_open_finish): it has no EF model to process clips");
     res->ms_total = en_mono_ms();
     say(cb, ud, "convert", "read, deidentify, locate the sector, write the AVI");
     rc = make_tmp_avi(p, &w, err);
