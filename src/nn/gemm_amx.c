@@ -8,8 +8,11 @@
  * panel).  Per step of 32 along K: four tile loads (4 KB), four products.
  * A B tile is 16 k-pair rows of 64 bytes (16 columns' pairs) at any row
  * stride: 128 bytes in a packed panel (the k-pairs format of the
- * AVX512-BF16 tier), a pair row of a tensor's bf16 copy in place.  After the whole K the four C tiles go to
- * a 4 KB block and through the shared epilogue (gemm_avx512.c).
+ * AVX512-BF16 tier; a compact panel stores only its live K blocks, found
+ * through a slot table), a pair row of a tensor's bf16 copy in place (and
+ * from a K block on, of a second tensor's: two products summed).  After
+ * the whole K the four C tiles go to a 4 KB block and through the shared
+ * epilogue (gemm_avx512.c).
  *
  * Blocking (nn_gemm_amx) keeps the operands of the products in the caches:
  * with both A and B streaming from L2 a 2x2 tile block would wait on

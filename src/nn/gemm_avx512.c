@@ -1,7 +1,9 @@
 /*
  * gemm_avx512.c - the AVX512-BF16 tier: packing the right-hand matrix into
- * bf16 k-pairs (shared with the AMX tier), the vdpbf16ps micro-kernel, and
- * the epilogue both tiers finish a block of C with.
+ * bf16 k-pairs (shared with the AMX tier: from rows, from pieces of rows,
+ * by gathers for strided convolutions), the vdpbf16ps micro-kernel, and
+ * the epilogue both tiers finish a block of C with (scattering the columns
+ * when they were taken in another order).
  *
  * Compiled for AVX512-BF16 by a target pragma, so only this file's code
  * uses those instructions, and only after cpu.c found them usable.
