@@ -285,7 +285,7 @@ int nn_conv_forward_join(nn_pool *pool, const nn_conv_join *jn, const nn_conv *a
 {
     const int nth = nn_pool_size(pool);
     join_job j = { jn, xa, xb, y, pool, relu, a->bf_only, nn_tensor_cols(xa), 0, 0 };
-    struct timespec t0, t1;
+    struct timespec t0 = { 0, 0 }, t1;
     int64_t ntiles;
     int rc;
 

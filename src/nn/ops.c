@@ -122,7 +122,8 @@ static void maxpool_plane(void *arg, int task, int thread)
     const plane_job *j = arg;
     const int64_t Hi = j->x->shape[NN_H], Wi = j->x->shape[NN_W];
     const int64_t Ho = j->y->shape[NN_H], Wo = j->y->shape[NN_W];
-    float rm[2 * NN_POOL_ROW];
+    /* (zeroed only to show analysers that the rows are written first) */
+    float rm[2 * NN_POOL_ROW] = { 0 };
 
     if (j->y->bfvalid) {
         /* task = pair row p, frame f: pair row p's columns (f, y, x) */
