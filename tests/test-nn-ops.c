@@ -8,7 +8,8 @@
  * CPU offers (AVX512-BF16, AMX), against the direct loop on the same
  * bf16-rounded weights and inputs (only the fp32 summation order may
  * differ), and the bf16 packing and product against a plain loop at sizes
- * that leave partial panels everywhere.
+ * that leave partial panels everywhere, and the joined product of a
+ * bottleneck's last convolution and its projection.
  */
 #include "nn_int.h"
 #include "tst.h"
@@ -299,6 +300,110 @@ static void test_gemm_bf16(nn_kern kern)
     }
 }
 
+/* A 1x1 stride-1 convolution cin -> cout with random weights, on kern. */
+static void conv1x1(nn_conv *c, int cin, int cout, nn_kern kern)
+{
+    en_err err;
+
+    memset(c, 0, sizeof *c);
+    c->cin = cin;
+    c->cout = cout;
+    for (int i = 0; i < 3; i++) {
+        c->k[i] = c->s[i] = c->d[i] = 1;
+        c->p[i] = 0;
+    }
+    c->w = malloc((size_t)cout * cin * sizeof *c->w);
+    c->b = malloc((size_t)cout * sizeof *c->b);
+    for (size_t i = 0; i < (size_t)cout * cin; i++)
+        c->w[i] = frand();
+    for (int i = 0; i < cout; i++)
+        c->b[i] = frand();
+    CHECKF(nn_conv_set_kernel(c, kern, &err) == EN_OK, "%s", err.msg);
+}
+
+/* The joined product (a bottleneck's last convolution and its projection
+ * as one, nn_conv_forward_join) against the two direct loops over the
+ * bf16-rounded operands, summed, with ReLU: input widths that leave a
+ * partial K block in each part, one and several column panels. */
+static void test_conv_join(nn_pool *pool, nn_kern kern)
+{
+    static const int cases[][6] = { /* cin a, cin b, cout, batch, h, w */
+        { 64, 32, 48, 2, 7, 9 }, { 40, 70, 66, 1, 14, 14 }, { 2, 4, 2, 1, 3, 5 },
+        { 96, 130, 34, 2, 13, 11 },
+    };
+    for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
+        const int *q = cases[ci];
+        nn_conv a, b, ar, br;
+        nn_conv_join j;
+        nn_tensor xa = { 0 }, xb = { 0 }, xar = { 0 }, xbr = { 0 }, ra = { 0 }, rb = { 0 };
+        nn_tensor y = { 0 };
+        double maxd = 0, maxv = 0;
+        en_err err;
+        size_t bad = 0;
+
+        conv1x1(&a, q[0], q[2], kern);
+        conv1x1(&b, q[1], q[2], kern);
+        CHECKF(nn_conv_join_make(&a, &b, &j, &err) == EN_OK && j.pk.data, "%s join %d+%d->%d: "
+               "not made", nn_kern_name(kern), q[0], q[1], q[2]);
+        nn_tensor_reshape(&xa, q[0], q[3], 1, q[4], q[5], NULL);
+        nn_tensor_reshape(&xb, q[1], q[3], 1, q[4], q[5], NULL);
+        fill(&xa);
+        fill(&xb);
+        CHECKF(nn_tensor_bf_fill(&xa, &err) == EN_OK && nn_tensor_bf_fill(&xb, &err) == EN_OK,
+               "%s", err.msg);
+        CHECK(nn_conv_join_usable(&j, &xa, &xb));
+        CHECKF(nn_conv_forward_join(pool, &j, &a, &xa, &xb, &y, 1, &err) == EN_OK, "%s", err.msg);
+        /* the reference: each part on rounded operands, then the sum */
+        ar = a;
+        br = b;
+        ar.w = malloc((size_t)a.cout * a.cin * sizeof *ar.w);
+        br.w = malloc((size_t)b.cout * b.cin * sizeof *br.w);
+        for (size_t i = 0; i < (size_t)a.cout * a.cin; i++)
+            ar.w[i] = bf16_round(a.w[i]);
+        for (size_t i = 0; i < (size_t)b.cout * b.cin; i++)
+            br.w[i] = bf16_round(b.w[i]);
+        nn_tensor_reshape(&xar, q[0], q[3], 1, q[4], q[5], NULL);
+        nn_tensor_reshape(&xbr, q[1], q[3], 1, q[4], q[5], NULL);
+        for (size_t i = 0; i < nn_tensor_numel(&xa); i++)
+            xar.data[i] = bf16_round(xa.data[i]);
+        for (size_t i = 0; i < nn_tensor_numel(&xb); i++)
+            xbr.data[i] = bf16_round(xb.data[i]);
+        nn_conv_reference(&ar, &xar, &ra);
+        nn_conv_reference(&br, &xbr, &rb);
+        nn_add(&ra, &rb);
+        nn_relu(&ra);
+        nn_tensor_data(&y);
+        CHECK(nn_tensor_numel(&y) == nn_tensor_numel(&ra) && y.shape[NN_C] == q[2]);
+        for (size_t i = 0; i < nn_tensor_numel(&ra) && i < nn_tensor_numel(&y); i++) {
+            double dd = fabs((double)y.data[i] - ra.data[i]);
+            if (dd > maxd) maxd = dd;
+            if (fabs(ra.data[i]) > maxv) maxv = fabs(ra.data[i]);
+        }
+        CHECKF(maxd <= 1e-4 * (maxv > 1 ? maxv : 1), "%s join %d+%d->%d on %dx%dx%d: max diff "
+               "%g (max %g)", nn_kern_name(kern), q[0], q[1], q[2], q[3], q[4], q[5], maxd, maxv);
+        /* its bf16 copy is the output rounded */
+        CHECK(y.bfvalid);
+        for (size_t ch = 0; y.bfvalid && ch < (size_t)q[2]; ch++)
+            for (size_t c = 0; c < (size_t)nn_tensor_cols(&y); c++)
+                bad += y.bf[((ch / 2) * (size_t)y.bfld + c) * 2 + ch % 2] !=
+                       nn_bf16(y.data[ch * (size_t)y.stride[NN_C] + c]);
+        CHECKF(bad == 0, "%s join %d+%d->%d: %zu values of the bf16 copy differ",
+               nn_kern_name(kern), q[0], q[1], q[2], bad);
+        free(ar.w);
+        free(br.w);
+        nn_conv_join_free(&j);
+        nn_conv_free(&a);
+        nn_conv_free(&b);
+        nn_tensor_free(&xa);
+        nn_tensor_free(&xb);
+        nn_tensor_free(&xar);
+        nn_tensor_free(&xbr);
+        nn_tensor_free(&ra);
+        nn_tensor_free(&rb);
+        nn_tensor_free(&y);
+    }
+}
+
 static const conv_case bf16_extra[] = {
     /* several AMX K blocks, rows and columns past one panel */
     { 40, 70, 2, 1, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
@@ -378,6 +483,8 @@ static void test_conv(nn_pool *pool)
             run_conv_case_bf16(&bf16_extra[i], NULL, 1, 1, kern);
             run_conv_case_bf16(&bf16_extra[i], pool, 0, 0, kern);
         }
+        test_conv_join(NULL, kern);
+        test_conv_join(pool, kern);
     }
 }
 
