@@ -1,10 +1,12 @@
 /*
  * en_util.h - the small helpers every module needs once: clocks, integer
- * parsing and a folder fsync.  One copy here, so a fix lands everywhere.
+ * parsing, a folder fsync, the CPUs to use and huge-page advice.  One copy
+ * here, so a fix lands everywhere.
  */
 #ifndef EN_UTIL_H
 #define EN_UTIL_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /* Monotonic milliseconds, for durations only (never stored). */
@@ -20,5 +22,15 @@ int en_parse_ll(const char *s, long long min, long long max, long long *out);
 /* fsync of a folder, so a rename or unlink in it is durable: EN_OK, or
  * EN_EIO with errno kept from the failing call. */
 int en_fsync_dir(const char *dir);
+
+/* CPUs this process may run on (its affinity mask; else those online;
+ * at least 1): what a thread count of 0 means. */
+int en_cpu_count(void);
+
+/* Asks for transparent huge pages on the whole 2 MB pages inside
+ * [p, p + n), before anything touches them: a page fault per 2 MB instead
+ * of per 4 KB for a large buffer written once.  Advice only: nothing
+ * happens without THP or without a whole huge page inside. */
+void en_advise_huge(void *p, size_t n);
 
 #endif

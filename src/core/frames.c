@@ -10,31 +10,11 @@
  */
 #include "en_frames.h"
 #include "en_err.h"
+#include "en_util.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-
-#define HUGE_PAGE ((uintptr_t)2 << 20)
-
-/* Advice on the whole huge pages inside the block.  calloc hands out blocks
- * this large from fresh mappings it does not clear (they are zero already),
- * so nothing has touched them yet and the advice takes effect at the first
- * write.  Advice only: a kernel without THP ignores it. */
-static void advise_huge(void *p, size_t n)
-{
-#ifdef MADV_HUGEPAGE
-    uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    uintptr_t b = ((uintptr_t)p + n) & ~(HUGE_PAGE - 1);
-
-    if (b > a)
-        (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
-#else
-    (void)p;
-    (void)n;
-#endif
-}
 
 int en_frames_alloc(en_frames *f, int nframes, int rows, int cols, int channels)
 {
@@ -49,8 +29,9 @@ int en_frames_alloc(en_frames *f, int nframes, int rows, int cols, int channels)
     f->data = calloc((size_t)nframes, n);
     if (!f->data)
         return EN_ENOMEM;
-    if ((size_t)nframes * n >= 2 * HUGE_PAGE)
-        advise_huge(f->data, (size_t)nframes * n);
+    /* A block this large is a fresh mapping that calloc does not clear (it
+     * is zero already): nothing has touched it yet. */
+    en_advise_huge(f->data, (size_t)nframes * n);
     f->nframes = nframes;
     f->rows = rows;
     f->cols = cols;

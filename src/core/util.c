@@ -1,12 +1,14 @@
 /*
- * util.c - clocks, integer parsing and folder fsync shared by every module
- * (see en_util.h).
+ * util.c - clocks, integer parsing, folder fsync, CPU count and huge-page
+ * advice shared by every module (see en_util.h).
  */
 #include "en_util.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -53,4 +55,30 @@ int en_fsync_dir(const char *dir)
     close(fd);
     errno = e;
     return rc == 0 ? EN_OK : EN_EIO;
+}
+
+int en_cpu_count(void)
+{
+    cpu_set_t set;
+    long n;
+
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void en_advise_huge(void *p, size_t n)
+{
+#ifdef MADV_HUGEPAGE
+    const uintptr_t huge = (uintptr_t)2 << 20;
+    uintptr_t a = ((uintptr_t)p + huge - 1) & ~(huge - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~(huge - 1);
+
+    if (b > a)
+        (void)madvise((void *)a, b - a, MADV_HUGEPAGE);
+#else
+    (void)p;
+    (void)n;
+#endif
 }

@@ -24,11 +24,14 @@
  */
 #include "dicom_int.h"
 
+extern "C" {
+#include "en_util.h"
+}
+
 #include "dcmtk/dcmdata/dcpixseq.h"
 #include "dcmtk/dcmdata/dcpxitem.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <string.h>
@@ -173,12 +176,9 @@ static void *tj_worker(void *arg)
  * time divided by the threads (docs/performance.md). */
 static int tj_threads(const en_dicom_limits *lim)
 {
-    int n = lim->threads;
-    cpu_set_t set;
+    int n = lim->threads > 0 ? lim->threads : en_cpu_count();
 
-    if (n <= 0)
-        n = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 1;
-    return n < 1 ? 1 : n > TJ_MAX_THREADS ? TJ_MAX_THREADS : n;
+    return n > TJ_MAX_THREADS ? TJ_MAX_THREADS : n;
 }
 
 static bool tj_decode_batch(tj_batch *b, int threads)

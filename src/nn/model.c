@@ -34,17 +34,6 @@ struct en_nn_model {
     size_t norm_n;
 };
 
-static int online_cores(void)
-{
-    cpu_set_t set;
-    long n;
-
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int)n : 1;
-}
-
 /* "a,b,c" -> three finite floats. */
 static int parse3(const char *s, float v[3])
 {
@@ -229,7 +218,7 @@ int en_nn_model_load_opts(const char *path, const en_nn_opts *opts,
     m->info.blas_core = openblas_get_corename();
     m->info.precision = kern == NN_KERN_FP32 ? EN_NN_PREC_FP32 : EN_NN_PREC_BF16;
     m->info.kernel = nn_kern_name(kern);
-    m->info.threads = o.threads ? o.threads : online_cores();
+    m->info.threads = o.threads ? o.threads : en_cpu_count();
     m->info.batch = o.batch ? o.batch : NN_DEFAULT_BATCH;
     if ((rc = nn_pool_create(m->info.threads, &m->pool, err)) != EN_OK) {
         en_nn_model_free(m);

@@ -4,12 +4,12 @@
  * then reused, so a long video runs batch after batch without allocating.
  */
 #include "nn_int.h"
+#include "en_util.h"
 
 #include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 
 #define NN_HUGE (2u << 20)
 
@@ -26,43 +26,24 @@ static void fix_threshold(void)
     (void)mallopt(M_MMAP_THRESHOLD, NN_HUGE);
 }
 
-/* Transparent huge pages for [a, a + n): a fault per 2 MB instead of per
- * 4 KB.  Advice only: failure (no THP) is harmless. */
-static void advise_huge(void *a, size_t n)
-{
-#ifdef MADV_HUGEPAGE
-    (void)madvise(a, n, MADV_HUGEPAGE);
-#else
-    (void)a;
-    (void)n;
-#endif
-}
-
 void *nn_alloc(size_t n)
 {
     void *p = NULL;
-    size_t whole = (n + NN_HUGE - 1) / NN_HUGE * NN_HUGE;
+    size_t whole = (n + NN_HUGE - 1) / NN_HUGE * NN_HUGE, align = NN_HUGE;
 
     if (n < NN_HUGE)
         return posix_memalign(&p, 64, n) == 0 ? p : NULL;
     (void)pthread_once(&fixed_threshold, fix_threshold);
-    if (whole - n <= n / 8) {
-        /* Whole huge pages, the last one little used. */
-        if (posix_memalign(&p, NN_HUGE, whole) != 0)
-            return NULL;
-        advise_huge(p, whole);
-    } else {
-        /* Rounding up would waste up to 2 MB a block (many layers' weights
-         * are 2 to 16 MB): the huge pages inside the block, 4 KB pages at
-         * its ends. */
-        uintptr_t a, b;
-        if (posix_memalign(&p, 64, n) != 0)
-            return NULL;
-        a = ((uintptr_t)p + NN_HUGE - 1) & ~(uintptr_t)(NN_HUGE - 1);
-        b = ((uintptr_t)p + n) & ~(uintptr_t)(NN_HUGE - 1);
-        if (b > a)
-            advise_huge((void *)a, b - a);
+    /* Whole huge pages when the last one is mostly used; otherwise (many
+     * layers' weights are 2 to 16 MB, rounding would waste up to 2 MB a
+     * block) the huge pages inside the block, 4 KB pages at its ends. */
+    if (whole - n > n / 8) {
+        whole = n;
+        align = 64;
     }
+    if (posix_memalign(&p, align, whole) != 0)
+        return NULL;
+    en_advise_huge(p, whole);
     return p;
 }
 

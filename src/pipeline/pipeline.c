@@ -57,6 +57,12 @@ static int load_model(const char *path, const char *key, const en_config *cfg,
     return rc;
 }
 
+static int load_seg(const en_config *cfg, en_nn_model **out, en_err *err)
+{
+    return load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50, out,
+                      err);
+}
+
 struct ef_load {
     const en_config *cfg;
     en_nn_model *m;
@@ -84,8 +90,7 @@ int en_pipeline_models_load(const en_config *cfg, en_nn_model **seg, en_nn_model
      * segmentation model's error comes first, as it always has. */
     *seg = *ef = NULL;
     threaded = pthread_create(&t, NULL, ef_load_main, &e) == 0;
-    rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50, seg,
-                    err);
+    rc = load_seg(cfg, seg, err);
     if (threaded)
         pthread_join(t, NULL);
     else if (rc == EN_OK)
@@ -142,8 +147,7 @@ int en_pipeline_open_finish(en_pipeline *p, const en_config *cfg, en_err *err)
 
     if ((rc = open_rest(p, cfg, err)) != EN_OK)
         return rc;
-    if ((rc = load_model(cfg->seg_weights, "segmentation", cfg, EN_NN_ARCH_DEEPLABV3_RESNET50,
-                         &p->seg, err)) != EN_OK ||
+    if ((rc = load_seg(cfg, &p->seg, err)) != EN_OK ||
         (rc = en_store_open(cfg->database, 0, &p->db, err)) != EN_OK) {
         en_pipeline_close(p);
         return rc;
