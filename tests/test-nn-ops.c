@@ -12,9 +12,11 @@
  * bottleneck's last convolution and its projection.
  */
 #include "nn_int.h"
+#include "gemm_int.h"
 #include "tst.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 static unsigned rng = 12345;
@@ -76,6 +78,10 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
     if (cc->wino)
         CHECKF(c.wino, "conv cin %d %dx%d d %d,%d: expected the Winograd path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
+    /* EN_NN_WINO_FUSED=1 takes the fused path wherever its weights exist:
+     * they must exist for every dilation-1 case on a CPU with the kernel */
+    if (cc->wino && nn_sgemm_packed_usable() && cc->d[1] == 1 && cc->d[2] == 1)
+        CHECKF(c.wuf, "conv cin %d %dx%d: no packed Winograd weights", cc->cin, cc->h, cc->w);
     for (size_t i = 0; i < nn_tensor_numel(&ref); i++) {
         double dd = fabs((double)y.data[i] - ref.data[i]);
         if (dd > maxd) maxd = dd;
@@ -95,6 +101,46 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
 static float bf16_round(float f)
 {
     return nn_bf16_float(nn_bf16(f));
+}
+
+/* The fp32 kernel for small products against the direct loop: row tails,
+ * column tails (masked), K over one slice, B and C wider than n. */
+static void test_sgemm_packed(void)
+{
+    static const int sizes[][3] = { { 1, 1, 1 }, { 12, 32, 64 }, { 13, 17, 5 },
+                                    { 144, 28, 64 }, { 37, 70, 300 }, { 25, 100, 513 } };
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
+        const int m = sizes[si][0], n = sizes[si][1], k = sizes[si][2], ld = n + 5;
+        float *a = malloc((size_t)m * k * sizeof *a), *b = malloc((size_t)k * ld * sizeof *b);
+        float *ap = malloc(nn_sgemm_pack_size(m, k) * sizeof *ap);
+        float *c = malloc((size_t)m * ld * sizeof *c);
+        double maxd = 0;
+        for (size_t i = 0; i < (size_t)m * k; i++)
+            a[i] = frand();
+        for (size_t i = 0; i < (size_t)k * ld; i++)
+            b[i] = frand();
+        for (size_t i = 0; i < (size_t)m * ld; i++)
+            c[i] = 12345.0f;
+        nn_sgemm_pack(a, k, m, k, ap);
+        nn_sgemm_packed(m, n, k, ap, b, ld, c, ld);
+        for (int i = 0; i < m; i++) {
+            for (int j = 0; j < n; j++) {
+                double r = 0;
+                for (int q = 0; q < k; q++)
+                    r += (double)a[(size_t)i * k + q] * b[(size_t)q * ld + j];
+                if (fabs(r - c[(size_t)i * ld + j]) > maxd)
+                    maxd = fabs(r - c[(size_t)i * ld + j]);
+            }
+            /* the columns past n are not written */
+            for (int j = n; j < ld; j++)
+                CHECK(c[(size_t)i * ld + j] == 12345.0f);
+        }
+        CHECKF(maxd <= 1e-5 * k, "fp32 kernel %dx%dx%d: max diff %g", m, n, k, maxd);
+        free(a);
+        free(b);
+        free(ap);
+        free(c);
+    }
 }
 
 /* The same case with the products on kernel tier kern: against the direct
@@ -463,11 +509,30 @@ static void test_conv(nn_pool *pool)
         { 8, 8, 2, 1, 3, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
         /* large enough for the planes to be cut into several chunks */
         { 16, 112, 24, 1, 30, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        /* R(2+1)D's first layer in small (fused blocks of two tile rows, a
+         * last row panel of one), and more input channels than the
+         * kernel's K slice */
+        { 24, 37, 2, 3, 28, 28, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        { 300, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_conv_case(&cases[i], NULL, 0, 0);
         run_conv_case(&cases[i], pool, (int)(i & 1), 1);
     }
+    /* Winograd's phased and fused paths, each forced, on the same cases */
+    for (int mode = 0; mode < 2; mode++) {
+        setenv("EN_NN_WINO_FUSED", mode ? "1" : "0", 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            if (cases[i].wino) {
+                run_conv_case(&cases[i], NULL, (int)(i & 1), 0);
+                run_conv_case(&cases[i], pool, (int)!(i & 1), 1);
+            }
+    }
+    unsetenv("EN_NN_WINO_FUSED");
+    if (nn_sgemm_packed_usable())
+        test_sgemm_packed();
+    else
+        fprintf(stderr, "note: this CPU has no AVX-512: the fp32 kernel's tests are left out\n");
     for (nn_kern kern = NN_KERN_AVX512BF16; kern <= NN_KERN_AMX; kern++) {
         if (!nn_kern_usable(kern)) {
             fprintf(stderr, "note: this CPU has no %s kernel: its tests are left out\n",

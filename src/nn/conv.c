@@ -54,6 +54,7 @@ void nn_conv_free(nn_conv *c)
     free(c->b);
     free(c->wr);
     free(c->wu);
+    free(c->wuf);
     free(c->cmap);
     nn_conv_bf16_free(c);
     memset(c, 0, sizeof *c);

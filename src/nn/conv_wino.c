@@ -38,6 +38,7 @@
  * (24 MB, in the calling thread's scratch).
  */
 #include "conv_int.h"
+#include "gemm_int.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -105,6 +106,30 @@ static void axis_fill(axis_tile *t, int64_t in, int64_t out, int d, int p, int64
     }
 }
 
+/* ---- fused: the three steps block by block ------------------------------
+ *
+ * Where the transformed weights are small (few channels) and the tiles many
+ * (R(2+1)D's first layer: 64->144 channels, 6,272 tiles per clip), the three
+ * phases above send V and M through memory: 36 x (cin + cout) floats per
+ * tile written and read back again, several times the products' own
+ * traffic.  Here each task takes a block of a plane's tile rows through all
+ * three steps, so that the block's V and M stay in the core's L2 while the
+ * weights (at most NN_FUSE_WEIGHTS) are read again for every block. */
+#define NN_FUSE_WEIGHTS (2u << 20)
+/* V and M of one block, bytes */
+#define NN_FUSE_BLOCK (768u << 10)
+/* fewest tiles worth a block (the products' columns), most on the stack */
+#define NN_FUSE_MIN_TILES 24
+#define NN_FUSE_MAX_TILES 256
+
+/* The fused path may run this convolution: its kernel runs here, the
+ * dilation is 1 and the transformed weights are small enough. */
+static int fused_weights(const nn_conv *c)
+{
+    return nn_sgemm_packed_usable() && c->d[1] == 1 && c->d[2] == 1 &&
+        36 * (size_t)c->cout * (size_t)c->cin * sizeof(float) <= NN_FUSE_WEIGHTS;
+}
+
 /* U[xi][cout][cin] = G g G^T from the tap-major weights, in double.  One
  * output channel at a time through a [36][cin] buffer, so the stores run
  * along rows (36 streams a power of two apart alias in the caches). */
@@ -156,6 +181,13 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
     }
     free(row);
     c->wu = u;
+    if (fused_weights(c)) {
+        const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
+        if (!(c->wuf = malloc(36 * psz * sizeof *c->wuf)))
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for Winograd weights");
+        for (size_t p = 0; p < 36; p++)
+            nn_sgemm_pack(u + p * plane, c->cin, c->cout, c->cin, c->wuf + p * psz);
+    }
     return EN_OK;
 }
 
@@ -213,6 +245,116 @@ typedef union v4u {
  * stall on store forwarding. */
 #define NN_GATHER 16
 
+/* Lane l of r[v] becomes lane v of r[l]. */
+static inline void transpose4(v4 r[4])
+{
+    v4 t0 = __builtin_shufflevector(r[0], r[1], 0, 4, 1, 5);
+    v4 t1 = __builtin_shufflevector(r[0], r[1], 2, 6, 3, 7);
+    v4 t2 = __builtin_shufflevector(r[2], r[3], 0, 4, 1, 5);
+    v4 t3 = __builtin_shufflevector(r[2], r[3], 2, 6, 3, 7);
+    r[0] = __builtin_shufflevector(t0, t2, 0, 1, 4, 5);
+    r[1] = __builtin_shufflevector(t0, t2, 2, 3, 6, 7);
+    r[2] = __builtin_shufflevector(t1, t3, 0, 1, 4, 5);
+    r[3] = __builtin_shufflevector(t1, t3, 2, 3, 6, 7);
+}
+
+/* Four tiles side by side, 4 apart along one row of the padded plane, with
+ * patches of dilation 1: each patch row of the four is 18 consecutive
+ * floats, so the lanes come from five vector loads and two transposes
+ * instead of 24 scalar loads and lane inserts. */
+static int side_by_side_in(const tile_ref *t)
+{
+    return t[1].pin == t[0].pin + 4 && t[2].pin == t[0].pin + 8 && t[3].pin == t[0].pin + 12;
+}
+
+static void load_side_by_side(const float *pp, const int32_t patch[36], v4 d[36])
+{
+    for (int i = 0; i < 6; i++) {
+        const float *row = pp + patch[i * 6];
+        v4 a[4], b[4];
+        for (int q = 0; q < 4; q++)
+            memcpy(&a[q], row + 4 * q, sizeof a[q]);
+        b[0] = a[1];
+        b[1] = a[2];
+        b[2] = a[3];
+        b[3] = (v4){ row[16], row[17], 0.0f, 0.0f };
+        transpose4(a);
+        transpose4(b);
+        for (int k = 0; k < 4; k++)
+            d[i * 6 + k] = a[k];
+        d[i * 6 + 4] = b[0];
+        d[i * 6 + 5] = b[1];
+    }
+}
+
+/* V = B^T d B for four tiles (lanes), stored at v[p * pstride + lane]. */
+static void transform_in(v4 d[36], float *v, int64_t pstride, int lanes, int prefetch)
+{
+    v4 t[36];
+    for (int k = 0; k < 6; k++)        /* columns: t = B^T d */
+        BT6(d + k, 6, t + k, 6);
+    for (int i = 0; i < 6; i++)        /* rows: (B^T d) B */
+        BT6(t + i * 6, 1, d + i * 6, 1);
+    if (lanes == NN_LANES) {
+        if (prefetch)
+            for (int p = 0; p < 36; p++)
+                __builtin_prefetch(v + p * pstride + NN_PREFETCH, 1);
+        for (int p = 0; p < 36; p++)
+            memcpy(v + p * pstride, &d[p], sizeof d[p]);
+    } else {
+        for (int p = 0; p < 36; p++)
+            for (int l = 0; l < lanes; l++)
+                v[p * pstride + l] = d[p][l];
+    }
+}
+
+/* Gathers and transforms the n tiles of one input channel from its padded
+ * plane(s): V[p * pstride + t] for point p of tile t.  unit: the patches
+ * have dilation 1 along W. */
+static void input_channel(const float *pad, const tile_ref *tiles, int64_t n,
+                          const int32_t patch[36], int unit, float *V, int64_t pstride)
+{
+    v4u g[NN_GATHER][36];
+
+    if (unit) {
+        for (int64_t n0 = 0; n0 < n; n0 += NN_LANES) {
+            const int lanes = n - n0 < NN_LANES ? (int)(n - n0) : NN_LANES;
+            v4 d[36];
+            if (lanes == NN_LANES && side_by_side_in(tiles + n0)) {
+                load_side_by_side(pad + tiles[n0].pin, patch, d);
+            } else {
+                /* (a store-forwarding stall: rare, at the ends of rows) */
+                for (int l = 0; l < NN_LANES; l++)
+                    for (int p = 0; p < 36; p++)
+                        g[0][p].f[l] = l < lanes ? pad[tiles[n0 + l].pin + patch[p]] : 0.0f;
+                for (int p = 0; p < 36; p++)
+                    d[p] = g[0][p].v;
+            }
+            transform_in(d, V + n0, pstride, lanes, !(n0 & 15));
+        }
+        return;
+    }
+    for (int64_t b0 = 0; b0 < n; b0 += NN_GATHER * NN_LANES) {
+        const int64_t nb = n - b0 < NN_GATHER * NN_LANES ? n - b0 : NN_GATHER * NN_LANES;
+        for (int64_t q = 0; q < nb; q++) {
+            const float *pp = pad + tiles[b0 + q].pin;
+            v4u *gq = g[q / NN_LANES];
+            for (int p = 0; p < 36; p++)
+                gq[p].f[q % NN_LANES] = pp[patch[p]];
+        }
+        for (int64_t q = nb; q % NN_LANES; q++)
+            for (int p = 0; p < 36; p++)
+                g[q / NN_LANES][p].f[q % NN_LANES] = 0.0f;
+        for (int64_t n0 = 0; n0 < nb; n0 += NN_LANES) {
+            const int lanes = nb - n0 < NN_LANES ? (int)(nb - n0) : NN_LANES;
+            v4 d[36];
+            for (int p = 0; p < 36; p++)
+                d[p] = g[n0 / NN_LANES][p].v;
+            transform_in(d, V + b0 + n0, pstride, lanes, !((b0 + n0) & 15));
+        }
+    }
+}
+
 static void wino_input(void *arg, int task, int thread)
 {
     const wino_job *j = arg;
@@ -220,10 +362,8 @@ static void wino_input(void *arg, int task, int thread)
     const nn_tensor *x = j->x;
     const int64_t c0 = (int64_t)task * j->cin_chunk;
     const int64_t c1 = c0 + j->cin_chunk < c->cin ? c0 + j->cin_chunk : c->cin;
-    const int64_t N = j->N, pstride = j->vstride;
     const int64_t Hi = x->shape[NN_H], Wi = x->shape[NN_W], plane = j->hp * j->wp;
     float *pad = j->pad + (size_t)thread * (size_t)j->padsz;
-    v4u g[NN_GATHER][36];
 
     /* the borders stay zero: only the interior is copied per channel */
     memset(pad, 0, (size_t)(j->npl * plane) * sizeof *pad);
@@ -236,41 +376,8 @@ static void wino_input(void *arg, int task, int thread)
             for (int64_t h = 0; h < Hi; h++)
                 memcpy(dst + h * j->wp, src + h * x->stride[NN_H], (size_t)Wi * sizeof *dst);
         }
-        for (int64_t b0 = 0; b0 < N; b0 += NN_GATHER * NN_LANES) {
-            const int64_t nb = N - b0 < NN_GATHER * NN_LANES ? N - b0 : NN_GATHER * NN_LANES;
-            for (int64_t q = 0; q < nb; q++) {
-                const float *pp = pad + j->tiles[b0 + q].pin;
-                v4u *gq = g[q / NN_LANES];
-                for (int p = 0; p < 36; p++)
-                    gq[p].f[q % NN_LANES] = pp[j->patch[p]];
-            }
-            for (int64_t q = nb; q % NN_LANES; q++)
-                for (int p = 0; p < 36; p++)
-                    g[q / NN_LANES][p].f[q % NN_LANES] = 0.0f;
-            for (int64_t n0 = 0; n0 < nb; n0 += NN_LANES) {
-                const int lanes = nb - n0 < NN_LANES ? (int)(nb - n0) : NN_LANES;
-                const v4u *gq = g[n0 / NN_LANES];
-                float *v = j->V + ci * N + b0 + n0;
-                v4 d[36], t[36];
-                for (int p = 0; p < 36; p++)
-                    d[p] = gq[p].v;
-                for (int k = 0; k < 6; k++)        /* columns: t = B^T d */
-                    BT6(d + k, 6, t + k, 6);
-                for (int i = 0; i < 6; i++)        /* rows: (B^T d) B */
-                    BT6(t + i * 6, 1, d + i * 6, 1);
-                if (lanes == NN_LANES) {
-                    if (!((b0 + n0) & 15))
-                        for (int p = 0; p < 36; p++)
-                            __builtin_prefetch(v + p * pstride + NN_PREFETCH, 1);
-                    for (int p = 0; p < 36; p++)
-                        memcpy(v + p * pstride, &d[p], sizeof d[p]);
-                } else {
-                    for (int p = 0; p < 36; p++)
-                        for (int l = 0; l < lanes; l++)
-                            v[p * pstride + l] = d[p][l];
-                }
-            }
-        }
+        input_channel(pad, j->tiles, j->N, j->patch, c->d[2] == 1, j->V + ci * j->N,
+                      j->vstride);
     }
 }
 
@@ -299,75 +406,207 @@ static void wino_gemm(void *arg, int task, int thread)
         (y)[3 * (so)] = d12 + 8.0f * d34 + m5;                                 \
     } while (0)
 
-static void wino_output(void *arg, int task, int thread)
+/* Four tiles of one tile row of one plane, 4 apart, all 16 outputs inside
+ * and dilation 1: their output rows are 16 consecutive floats. */
+static int side_by_side_out(const tile_ref *t)
 {
-    const wino_job *j = arg;
-    const nn_conv *c = j->c;
-    nn_tensor *y = j->y;
-    const nn_tensor *res = j->res;
-    const int64_t o0 = (int64_t)task * j->cout_chunk;
-    const int64_t o1 = o0 + j->cout_chunk < c->cout ? o0 + j->cout_chunk : c->cout;
-    const int64_t N = j->N, pstride = j->mstride;
-    const int64_t ldy = y->stride[NN_H], ldr = res ? res->stride[NN_H] : 0;
-    const int relu = j->relu;
+    const int32_t x0 = t[0].rx->out[0];
+    for (int l = 0; l < 4; l++)
+        if (t[l].ry != t[0].ry || t[l].yoff != t[0].yoff || t[l].roff != t[0].roff ||
+            t[l].rx->out[0] != x0 + 4 * l || t[l].rx->out[3] != x0 + 4 * l + 3)
+            return 0;
+    return 1;
+}
 
-    (void)thread;
-    for (int64_t co = o0; co < o1; co++) {
-        float *yc = y->data + co * y->stride[NN_C];
-        const float *rc = res ? res->data + co * res->stride[NN_C] : NULL;
-        const float bias = c->b[co];
-        for (int64_t n0 = 0; n0 < N; n0 += NN_LANES) {
-            const int lanes = N - n0 < NN_LANES ? (int)(N - n0) : NN_LANES;
-            const float *mc = j->M + co * N + n0;
-            v4 m[36], t[24];
-            v4u o[16];
-            if (lanes == NN_LANES) {
-                /* 36 streams at once are more than the hardware prefetcher
-                 * follows: fetch a few lines ahead, once per line */
-                if (!(n0 & 15))
-                    for (int p = 0; p < 36; p++)
-                        __builtin_prefetch(mc + p * pstride + NN_PREFETCH);
+/* Transforms the n tiles of output channel co back (M[p * pstride + t] for
+ * point p of tile t) and finishes them: bias, residual, ReLU, stored in y. */
+static void output_channel(const nn_conv *c, nn_tensor *y, const nn_tensor *res, int relu,
+                           int64_t co, const tile_ref *tiles, int64_t n, const float *M,
+                           int64_t pstride)
+{
+    const int64_t ldy = y->stride[NN_H], ldr = res ? res->stride[NN_H] : 0;
+    float *yc = y->data + co * y->stride[NN_C];
+    const float *rc = res ? res->data + co * res->stride[NN_C] : NULL;
+    const float bias = c->b[co];
+
+    for (int64_t n0 = 0; n0 < n; n0 += NN_LANES) {
+        const int lanes = n - n0 < NN_LANES ? (int)(n - n0) : NN_LANES;
+        const float *mc = M + n0;
+        v4 m[36], t[24];
+        v4u o[16];
+        if (lanes == NN_LANES) {
+            /* 36 streams at once are more than the hardware prefetcher
+             * follows: fetch a few lines ahead, once per line */
+            if (!(n0 & 15))
                 for (int p = 0; p < 36; p++)
-                    memcpy(&m[p], mc + p * pstride, sizeof m[p]);
-            } else {
-                for (int p = 0; p < 36; p++)
-                    for (int l = 0; l < NN_LANES; l++)
-                        m[p][l] = l < lanes ? mc[p * pstride + l] : 0.0f;
-            }
-            for (int k = 0; k < 6; k++)        /* t[4][6] = A^T m */
-                AT6(m + k, 6, t + k, 6);
-            for (int u = 0; u < 4; u++) {      /* o[4][4] = t A, + bias */
-                v4 r4[4];
-                AT6(t + u * 6, 1, r4, 1);
-                for (int v = 0; v < 4; v++)
-                    o[u * 4 + v].v = r4[v] + bias;
-            }
-            if (relu && !rc)                   /* max(o, 0), NaN to 0 as the epilogue */
-                for (int q = 0; q < 16; q++)
-                    o[q].v = (v4)((v4i)o[q].v & (o[q].v > 0.0f));
-            for (int l = 0; l < lanes; l++) {
-                const tile_ref *r = &j->tiles[n0 + l];
-                const axis_tile *a = r->ry, *b = r->rx;
-                float *yp = yc + r->yoff;
-                const float *rp = rc ? rc + r->roff : NULL;
-                for (int u = 0; u < 4 && a->out[u] >= 0; u++) {
-                    float *yr = yp + (int64_t)a->out[u] * ldy;
-                    const float *rr = rp ? rp + (int64_t)a->out[u] * ldr : NULL;
-                    if (!rr) {
-                        for (int v = 0; v < 4 && b->out[v] >= 0; v++)
-                            yr[b->out[v]] = o[u * 4 + v].f[l];
-                        continue;
-                    }
-                    for (int v = 0; v < 4 && b->out[v] >= 0; v++) {
-                        float val = o[u * 4 + v].f[l] + rr[b->out[v]];
+                    __builtin_prefetch(mc + p * pstride + NN_PREFETCH);
+            for (int p = 0; p < 36; p++)
+                memcpy(&m[p], mc + p * pstride, sizeof m[p]);
+        } else {
+            for (int p = 0; p < 36; p++)
+                for (int l = 0; l < NN_LANES; l++)
+                    m[p][l] = l < lanes ? mc[p * pstride + l] : 0.0f;
+        }
+        for (int k = 0; k < 6; k++)        /* t[4][6] = A^T m */
+            AT6(m + k, 6, t + k, 6);
+        for (int u = 0; u < 4; u++) {      /* o[4][4] = t A, + bias */
+            v4 r4[4];
+            AT6(t + u * 6, 1, r4, 1);
+            for (int v = 0; v < 4; v++)
+                o[u * 4 + v].v = r4[v] + bias;
+        }
+        if (relu && !rc)                   /* max(o, 0), NaN to 0 as the epilogue */
+            for (int q = 0; q < 16; q++)
+                o[q].v = (v4)((v4i)o[q].v & (o[q].v > 0.0f));
+        if (lanes == NN_LANES && side_by_side_out(tiles + n0)) {
+            /* a tile row of 4x4 outputs: 16 consecutive floats per row */
+            const tile_ref *r = &tiles[n0];
+            float *yp = yc + r->yoff + r->rx->out[0];
+            const float *rp = rc ? rc + r->roff + r->rx->out[0] : NULL;
+            for (int u = 0; u < 4 && r->ry->out[u] >= 0; u++) {
+                float *yr = yp + (int64_t)r->ry->out[u] * ldy;
+                v4 q[4] = { o[u * 4].v, o[u * 4 + 1].v, o[u * 4 + 2].v, o[u * 4 + 3].v };
+                transpose4(q);
+                for (int l = 0; l < 4; l++) {
+                    if (rp) {
+                        v4 rv;
+                        memcpy(&rv, rp + (int64_t)r->ry->out[u] * ldr + 4 * l, sizeof rv);
+                        q[l] += rv;
                         if (relu)
-                            val = val > 0.0f ? val : 0.0f;
-                        yr[b->out[v]] = val;
+                            q[l] = (v4)((v4i)q[l] & (q[l] > 0.0f));
                     }
+                    memcpy(yr + 4 * l, &q[l], sizeof q[l]);
+                }
+            }
+            continue;
+        }
+        for (int l = 0; l < lanes; l++) {
+            const tile_ref *r = &tiles[n0 + l];
+            const axis_tile *a = r->ry, *b = r->rx;
+            float *yp = yc + r->yoff;
+            const float *rp = rc ? rc + r->roff : NULL;
+            for (int u = 0; u < 4 && a->out[u] >= 0; u++) {
+                float *yr = yp + (int64_t)a->out[u] * ldy;
+                const float *rr = rp ? rp + (int64_t)a->out[u] * ldr : NULL;
+                if (!rr) {
+                    for (int v = 0; v < 4 && b->out[v] >= 0; v++)
+                        yr[b->out[v]] = o[u * 4 + v].f[l];
+                    continue;
+                }
+                for (int v = 0; v < 4 && b->out[v] >= 0; v++) {
+                    float val = o[u * 4 + v].f[l] + rr[b->out[v]];
+                    if (relu)
+                        val = val > 0.0f ? val : 0.0f;
+                    yr[b->out[v]] = val;
                 }
             }
         }
     }
+}
+
+static void wino_output(void *arg, int task, int thread)
+{
+    const wino_job *j = arg;
+    const nn_conv *c = j->c;
+    const int64_t o0 = (int64_t)task * j->cout_chunk;
+    const int64_t o1 = o0 + j->cout_chunk < c->cout ? o0 + j->cout_chunk : c->cout;
+
+    (void)thread;
+    for (int64_t co = o0; co < o1; co++)
+        output_channel(c, j->y, j->res, j->relu, co, j->tiles, j->N, j->M + co * j->N,
+                       j->mstride);
+}
+
+typedef struct fused_job {
+    nn_pool *pool;
+    const nn_conv *c;
+    const nn_tensor *x;
+    nn_tensor *y;
+    const nn_tensor *res;
+    int relu;
+    int64_t T, ny, nx, rows, bpp;   /* tile rows per block, blocks per plane */
+    const axis_tile *ty, *tx;
+    int64_t lo, wp;                 /* padding before W, padded row */
+    int32_t patch[36];
+    size_t need;
+} fused_job;
+
+/* floats from one point's block to the next: odd cache lines (see
+ * nn_conv_wino) */
+static int64_t point_stride(int64_t n)
+{
+    n = (n + 15) / 16 * 16;
+    return n + ((n / 16) % 2 ? 0 : 16);
+}
+
+static void fused_block(void *arg, int task, int thread)
+{
+    const fused_job *j = arg;
+    const nn_conv *c = j->c;
+    const nn_tensor *x = j->x;
+    const int64_t pl = task / j->bpp, r0 = task % j->bpp * j->rows;
+    const int64_t r1 = r0 + j->rows < j->ny ? r0 + j->rows : j->ny, n = (r1 - r0) * j->nx;
+    const int64_t ldn = (n + 15) / 16 * 16;
+    const int64_t vs = point_stride(c->cin * ldn), ms = point_stride(c->cout * ldn);
+    const int64_t ys = j->ty[r0].org, nrows = j->ty[r1 - 1].org + 6 - ys;
+    const int64_t Hi = x->shape[NN_H], Wi = x->shape[NN_W];
+    const int64_t h0 = ys < 0 ? 0 : ys, h1 = ys + nrows < Hi ? ys + nrows : Hi;
+    const int64_t b = pl / j->T, t = pl % j->T;
+    const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
+    float *V = nn_pool_scratch(j->pool, thread, j->need), *M = V + 36 * vs, *pad = M + 36 * ms;
+    tile_ref tiles[NN_FUSE_MAX_TILES];
+
+    for (int64_t q = 0; q < n; q++) {
+        const axis_tile *ry = &j->ty[r0 + q / j->nx], *rx = &j->tx[q % j->nx];
+        tiles[q].pin = (ry->org - ys) * j->wp + rx->org + j->lo;
+        tiles[q].yoff = b * j->y->stride[NN_B] + t * j->y->stride[NN_T];
+        tiles[q].roff = j->res ? b * j->res->stride[NN_B] + t * j->res->stride[NN_T] : 0;
+        tiles[q].ry = ry;
+        tiles[q].rx = rx;
+    }
+    /* the rows past the input and the borders stay zero */
+    memset(pad, 0, (size_t)(nrows * j->wp) * sizeof *pad);
+    for (int64_t ci = 0; ci < c->cin; ci++) {
+        const float *src = x->data + ci * x->stride[NN_C] + b * x->stride[NN_B] +
+                           t * x->stride[NN_T];
+        for (int64_t h = h0; h < h1; h++)
+            memcpy(pad + (h - ys) * j->wp + j->lo, src + h * x->stride[NN_H],
+                   (size_t)Wi * sizeof *pad);
+        input_channel(pad, tiles, n, j->patch, 1, V + ci * ldn, vs);
+    }
+    for (int p = 0; p < 36; p++)
+        nn_sgemm_packed(c->cout, (int)n, c->cin, c->wuf + (size_t)p * psz, V + p * vs, ldn,
+                        M + p * ms, ldn);
+    for (int64_t co = 0; co < c->cout; co++)
+        output_channel(c, j->y, j->res, j->relu, co, tiles, n, M + co * ldn, ms);
+}
+
+/* The fused path's plan: 0 when the phased one is the better choice. */
+static int fused_plan(fused_job *j, const nn_conv *c, int64_t ny, int64_t nx, int64_t planes,
+                      int nth)
+{
+    const char *e = getenv("EN_NN_WINO_FUSED");
+    const size_t per_tile = 36 * ((size_t)c->cin + (size_t)c->cout) * sizeof(float);
+    int64_t rows, tiles;
+
+    if ((e && *e == '0') || !c->wuf || nx > NN_FUSE_MAX_TILES)
+        return 0;
+    rows = (int64_t)(NN_FUSE_BLOCK / (per_tile * (size_t)nx));
+    if (rows * nx < NN_FUSE_MIN_TILES)
+        rows = (NN_FUSE_MIN_TILES + nx - 1) / nx;
+    if (rows * nx > NN_FUSE_MAX_TILES)
+        rows = NN_FUSE_MAX_TILES / nx;
+    if (rows > ny)
+        rows = ny;
+    j->rows = rows;
+    j->bpp = (ny + rows - 1) / rows;
+    /* too few blocks to share between the threads */
+    if (!(e && *e == '1') && planes * j->bpp < 4 * nth)
+        return 0;
+    tiles = rows * nx;
+    j->need = (size_t)(36 * point_stride(c->cin * ((tiles + 15) / 16 * 16)) +
+                       36 * point_stride(c->cout * ((tiles + 15) / 16 * 16))) + 16;
+    return 1;
 }
 
 int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
@@ -378,6 +617,7 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     const int64_t ny = axis_count(out[1], c->d[1]), nx = axis_count(out[2], c->d[2]);
     const int64_t planes = x->shape[NN_B] * in[0], tpp = ny * nx;
     wino_job j;
+    fused_job fj;
     axis_tile *ty;
     tile_ref *refs = NULL;
     int64_t chunk, hi[2];
@@ -388,6 +628,7 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     if (!ty)
         return en_err_set(err, EN_ENOMEM, "nn: out of memory");
     memset(&j, 0, sizeof j);
+    memset(&fj, 0, sizeof fj);
     axis_fill(ty, in[1], out[1], c->d[1], c->p[1], &j.lo[0], &hi[0]);
     axis_fill(ty + ny, in[2], out[2], c->d[2], c->p[2], &j.lo[1], &hi[1]);
     j.hp = j.lo[0] + in[1] + hi[0];
@@ -395,6 +636,31 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     for (int i = 0; i < 6; i++)
         for (int k = 0; k < 6; k++)
             j.patch[i * 6 + k] = (int32_t)((int64_t)c->d[1] * i * j.wp + (int64_t)c->d[2] * k);
+    if (fused_plan(&fj, c, ny, nx, planes, nth)) {
+        fj.pool = pool;
+        fj.c = c;
+        fj.x = x;
+        fj.y = y;
+        fj.res = res;
+        fj.relu = relu;
+        fj.T = in[0];
+        fj.ny = ny;
+        fj.nx = nx;
+        fj.ty = ty;
+        fj.tx = ty + ny;
+        fj.lo = j.lo[1];
+        fj.wp = j.wp;
+        memcpy(fj.patch, j.patch, sizeof fj.patch);
+        fj.need += (size_t)((4 * fj.rows + 2) * j.wp);
+        for (int t = 0; t < nth; t++)
+            if (!nn_pool_scratch(pool, t, fj.need)) {
+                free(ty);
+                return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+            }
+        nn_pool_run(pool, (int)(planes * fj.bpp), fused_block, &fj);
+        free(ty);
+        return EN_OK;
+    }
     /* V and M of a chunk of planes under NN_WINO_BYTES, in equal chunks */
     per_plane = 36 * (size_t)tpp * ((size_t)c->cin + (size_t)c->cout);
     chunk = (int64_t)(NN_WINO_BYTES / sizeof(float) / per_plane);

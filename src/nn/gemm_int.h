@@ -64,6 +64,18 @@ int nn_kern_usable(nn_kern k);
 int nn_kern_choose(int precision, nn_kern *out, en_err *err);
 const char *nn_kern_name(nn_kern k);
 
+/* ---- small fp32 products (sgemm_avx512.c) -------------------------------- */
+
+/* For products that fit L1/L2 (Winograd's fused blocks): C[m x n] = A[m x
+ * k] B[k x n] with A packed by nn_sgemm_pack (panels of 12 rows, k-major,
+ * nn_sgemm_pack_size floats) and B, C row-major.  AVX-512F only: callers
+ * check nn_sgemm_packed_usable. */
+int nn_sgemm_packed_usable(void);
+size_t nn_sgemm_pack_size(int m, int k);
+void nn_sgemm_pack(const float *A, int64_t lda, int m, int k, float *out);
+void nn_sgemm_packed(int m, int n, int k, const float *A, const float *B, int64_t ldb,
+                     float *C, int64_t ldc);
+
 /* ---- packed weights (gemm.c) ------------------------------------------- */
 
 /* A left-hand matrix in bf16, packed for one tier: m rows, k columns (k is

@@ -133,9 +133,11 @@ typedef struct nn_conv {
      * network), so only its bf16 copy is written */
     int bf_only;
     /* Stride-1 3x3 kernels by Winograd F(4x4,3x3) (conv_wino.c): wu holds
-     * the transformed weights [36][cout][cin], made on first use. */
+     * the transformed weights [36][cout][cin], made on first use; wuf the
+     * same packed for the fused path's kernel (conv_wino.c), when it may
+     * take that path. */
     int wino;
-    float *wu;
+    float *wu, *wuf;
     /* bf16 products (kern != NN_KERN_FP32, conv_bf16.c): the weights packed
      * for the kernel tier.  Each packed matrix comes with its column map:
      * entry j is q = (live tap ordinal) * cin + input channel, or -1 for a
