@@ -78,10 +78,15 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
     if (cc->wino)
         CHECKF(c.wino, "conv cin %d %dx%d d %d,%d: expected the Winograd path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
-    /* EN_NN_WINO_FUSED=1 takes the fused path wherever its weights exist:
-     * they must exist for every dilation-1 case on a CPU with the kernel */
-    if (cc->wino && nn_sgemm_packed_usable() && cc->d[1] == 1 && cc->d[2] == 1)
-        CHECKF(c.wuf, "conv cin %d %dx%d: no packed Winograd weights", cc->cin, cc->h, cc->w);
+    /* on a CPU with the own fp32 kernel the products run on it (unless
+     * EN_NN_FP32_KERNEL=0 sends the non-Winograd ones to OpenBLAS) */
+    if (cc->wino && nn_sgemm_packed_usable())
+        CHECKF(c.wuf && !c.wu, "conv cin %d %dx%d: Winograd weights not packed", cc->cin,
+               cc->h, cc->w);
+    if (!c.wino && !c.sparse && nn_sgemm_packed_usable())
+        CHECKF(!c.wp == (getenv("EN_NN_FP32_KERNEL") && *getenv("EN_NN_FP32_KERNEL") == '0'),
+               "conv cin %d k %dx%dx%d: packed weights %s", cc->cin, cc->k[0], cc->k[1],
+               cc->k[2], c.wp ? "made for OpenBLAS" : "missing");
     for (size_t i = 0; i < nn_tensor_numel(&ref); i++) {
         double dd = fabs((double)y.data[i] - ref.data[i]);
         if (dd > maxd) maxd = dd;
@@ -121,25 +126,65 @@ static void test_sgemm_packed(void)
             b[i] = frand();
         for (size_t i = 0; i < (size_t)m * ld; i++)
             c[i] = 12345.0f;
+        float *bias = malloc((size_t)m * sizeof *bias), *res = malloc((size_t)m * n * sizeof *res);
+        float *work = malloc(nn_sgemm_bwork_size(n) * sizeof *work);
+        const float **rows = malloc((size_t)k * sizeof *rows);
+        int32_t *lo = malloc((size_t)k * sizeof *lo), *hi = malloc((size_t)k * sizeof *hi);
+        for (int i = 0; i < m; i++)
+            bias[i] = frand();
+        for (size_t i = 0; i < (size_t)m * n; i++)
+            res[i] = frand();
         nn_sgemm_pack(a, k, m, k, ap);
-        nn_sgemm_packed(m, n, k, ap, b, ld, c, ld);
-        for (int i = 0; i < m; i++) {
-            for (int j = 0; j < n; j++) {
-                double r = 0;
-                for (int q = 0; q < k; q++)
-                    r += (double)a[(size_t)i * k + q] * b[(size_t)q * ld + j];
-                if (fabs(r - c[(size_t)i * ld + j]) > maxd)
-                    maxd = fabs(r - c[(size_t)i * ld + j]);
+        /* mode 0: C = AB in place; 1: C += AB through the copy of B; 2: C =
+         * AB + bias + res, ReLU; 3: rows of B given one by one, each a
+         * different column range (the rest zero), then bias and ReLU */
+        for (int mode = 0; mode < 4; mode++) {
+            const nn_sgemm_epi e = { bias, mode == 2 ? res : NULL, n, 1 };
+            maxd = 0;
+            for (size_t i = 0; i < (size_t)m * ld; i++)
+                c[i] = mode == 1 ? (float)(i % 3) : 12345.0f;
+            for (int q = 0; q < k; q++) {
+                lo[q] = q % 5;
+                hi[q] = n - q % 3;
+                rows[q] = b + (size_t)q * ld + lo[q];
             }
-            /* the columns past n are not written */
-            for (int j = n; j < ld; j++)
-                CHECK(c[(size_t)i * ld + j] == 12345.0f);
+            if (mode == 3)
+                nn_sgemm_rows(m, n, k, ap, (int64_t)k * NN_SGEMM_MR, rows, lo, hi, c, ld, &e,
+                              work);
+            else
+                nn_sgemm_packed(m, n, k, ap, (int64_t)k * NN_SGEMM_MR, b, ld, c, ld, mode == 1,
+                                mode >= 2 ? &e : NULL, mode == 1 ? work : NULL);
+            for (int i = 0; i < m; i++) {
+                for (int j = 0; j < n; j++) {
+                    double r = mode == 1 ? (double)(((size_t)i * ld + j) % 3) : 0;
+                    for (int q = 0; q < k; q++)
+                        if (mode != 3 || (j >= lo[q] && j < hi[q]))
+                            r += (double)a[(size_t)i * k + q] * b[(size_t)q * ld + j];
+                    if (mode >= 2) {
+                        r += bias[i] + (mode == 2 ? res[(size_t)i * n + j] : 0);
+                        r = r > 0 ? r : 0;
+                    }
+                    if (fabs(r - c[(size_t)i * ld + j]) > maxd)
+                        maxd = fabs(r - c[(size_t)i * ld + j]);
+                }
+                /* the columns past n are not written */
+                for (int j = n; j < ld; j++)
+                    CHECK(c[(size_t)i * ld + j] == (mode == 1 ? (float)(((size_t)i * ld + j) % 3)
+                                                               : 12345.0f));
+            }
+            CHECKF(maxd <= 1e-5 * k, "fp32 kernel %dx%dx%d mode %d: max diff %g", m, n, k, mode,
+                   maxd);
         }
-        CHECKF(maxd <= 1e-5 * k, "fp32 kernel %dx%dx%d: max diff %g", m, n, k, maxd);
         free(a);
         free(b);
         free(ap);
         free(c);
+        free(bias);
+        free(res);
+        free(work);
+        free(rows);
+        free(lo);
+        free(hi);
     }
 }
 
@@ -509,26 +554,22 @@ static void test_conv(nn_pool *pool)
         { 8, 8, 2, 1, 3, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
         /* large enough for the planes to be cut into several chunks */
         { 16, 112, 24, 1, 30, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
-        /* R(2+1)D's first layer in small (fused blocks of two tile rows, a
-         * last row panel of one), and more input channels than the
-         * kernel's K slice */
+        /* R(2+1)D's first layer in small (a last row panel of one for the
+         * fp32 kernel), and more input channels than its K slice */
         { 24, 37, 2, 3, 28, 28, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
-        { 300, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        { 600, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_conv_case(&cases[i], NULL, 0, 0);
         run_conv_case(&cases[i], pool, (int)(i & 1), 1);
     }
-    /* Winograd's phased and fused paths, each forced, on the same cases */
-    for (int mode = 0; mode < 2; mode++) {
-        setenv("EN_NN_WINO_FUSED", mode ? "1" : "0", 1);
+    /* the same through OpenBLAS, where the own kernel would take them */
+    if (nn_sgemm_packed_usable()) {
+        setenv("EN_NN_FP32_KERNEL", "0", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            if (cases[i].wino) {
-                run_conv_case(&cases[i], NULL, (int)(i & 1), 0);
-                run_conv_case(&cases[i], pool, (int)!(i & 1), 1);
-            }
+            run_conv_case(&cases[i], pool, (int)!(i & 1), (int)(i & 1));
+        unsetenv("EN_NN_FP32_KERNEL");
     }
-    unsetenv("EN_NN_WINO_FUSED");
     if (nn_sgemm_packed_usable())
         test_sgemm_packed();
     else

@@ -30,6 +30,7 @@
  * epilogue writes each column back where it belongs.
  */
 #include "conv_int.h"
+#include "gemm_int.h"
 
 #include <cblas.h>
 #include <stdio.h>
@@ -41,6 +42,15 @@
  * sgemm, small enough to stay in the L2/L3 cache between im2col and sgemm. */
 #define NN_TILE_BYTES (3u << 20)
 #define NN_TILE_MIN_COLS 64
+/* The own fp32 kernel's B of a tile (a K slice of its columns), bytes:
+ * smaller where the output has few rows (each B panel is used by few row
+ * panels).  Measured on both networks (best of 3 alternating runs): the
+ * frame-shift products of R(2+1)D (64-256 rows) 418-436 ms per clip at 256
+ * KB against 448-462 at 1 MB; DeepLabV3's (up to 2048 rows) no slower at
+ * 1 MB than at 256 KB. */
+#define NN_TILE_FEW_ROWS 256
+#define NN_TILE_B_FEW (256u << 10)
+#define NN_TILE_B_MANY (1024u << 10)
 /* Winograd is taken when its products are under this share of the other
  * path's (the transforms cost the rest; measured) */
 #define NN_WINO_GAIN 0.75
@@ -55,6 +65,7 @@ void nn_conv_free(nn_conv *c)
     free(c->wr);
     free(c->wu);
     free(c->wuf);
+    free(c->wp);
     free(c->cmap);
     nn_conv_bf16_free(c);
     memset(c, 0, sizeof *c);
@@ -85,6 +96,15 @@ static int live_taps(const nn_conv *c, int axis, int64_t in, int64_t out,
     return n;
 }
 
+/* fp32 products on the own kernel (sgemm_avx512.c) rather than OpenBLAS:
+ * where the CPU has AVX-512, unless EN_NN_FP32_KERNEL=0 (for comparisons;
+ * read at each plan, so that tests can take both). */
+static int own_fp32_kernel(void)
+{
+    const char *e = getenv("EN_NN_FP32_KERNEL");
+    return nn_sgemm_packed_usable() && !(e && *e == '0');
+}
+
 /* Prepares the (possibly reduced) weights for this input size. */
 static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
                      en_err *err)
@@ -105,6 +125,8 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
     }
     free(c->wr);
     c->wr = NULL;
+    free(c->wp);
+    c->wp = NULL;
     c->sparse = c->tshift = c->wino = c->regions = 0;
     c->cmap_b = 0;
     if (c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 &&
@@ -167,6 +189,28 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
                                (size_t)c->cin * sizeof *wr);
         }
         c->wr = wr;
+    }
+    if (c->kern == NN_KERN_FP32 && !c->sparse && !c->wino && own_fp32_kernel()) {
+        /* the matrix nn_conv_forward multiplies (j.w, j.lda, j.K there) */
+        const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+        const float *w = c->w;
+        int64_t lda = kfull, K = kfull;
+        if (c->tshift) {
+            /* every temporal tap's block: a frame-shift product takes its
+             * columns of the packed matrix */
+        } else if (c->wr) {
+            w = c->wr;
+            lda = K = (int64_t)kred * c->cin;
+        } else if (kred == 1) {
+            w = c->w + nn_conv_tap_block(c, 0);
+            K = c->cin;
+        }
+        if (kred > 0 && K <= INT32_MAX / NN_SGEMM_MR) {
+            if (!(c->wp = malloc(nn_sgemm_pack_size(c->cout, (int)K) * sizeof *c->wp)))
+                return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
+            nn_sgemm_pack(w, lda, c->cout, (int)K, c->wp);
+            c->wp_k = K;
+        }
     }
     memcpy(c->cache_in, in, sizeof c->cache_in);
     return EN_OK;
@@ -497,6 +541,16 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     } else {
         int64_t rows = j.pointwise || c->tshift ? c->cout : (j.K > c->cout ? j.K : c->cout);
         target = (int64_t)NN_TILE_BYTES / (int64_t)(rows * sizeof(float));
+        /* the own kernel's B (im2col's columns, read in place, or its copy
+         * of a K slice of the input's rows) stays in L2 */
+        if (c->wp && j.K > 0) {
+            int64_t kb = c->tshift ? c->wp_k : j.K, lim;
+            kb = kb < NN_SGEMM_KC ? kb : NN_SGEMM_KC;
+            lim = (int64_t)(c->cout <= NN_TILE_FEW_ROWS ? NN_TILE_B_FEW : NN_TILE_B_MANY) /
+                  (kb * (int64_t)sizeof(float));
+            if (target > lim)
+                target = lim;
+        }
         if (target < NN_TILE_MIN_COLS)
             target = NN_TILE_MIN_COLS;
     }
@@ -511,6 +565,11 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     if (!j.pointwise && !c->tshift && j.K > 0)
         j.need = (size_t)j.K * (size_t)j.nb +
             ((size_t)j.nb + 2) * sizeof(seg) / sizeof(float) + 16;
+    else if (c->wp && c->tshift)
+        j.need = nn_conv_tshift_own_need(c, j.nb);
+    else if (c->wp && j.K > 0)
+        /* the own kernel copies B's far-apart rows (input planes) first */
+        j.need = nn_sgemm_bwork_size((int)j.nb);
     if (c->kern != NN_KERN_FP32 && j.K > 0) {
         j.implicit = !j.pointwise && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1;
         /* bf16 copies: read the input's when it has one (pairs of whole
@@ -868,6 +927,10 @@ static void conv_tile(void *arg, int task, int thread)
         return;
     }
     if (c->tshift) {
+        if (c->wp) {
+            nn_conv_tshift_tile_own(j, j0, n, nn_pool_scratch(j->pool, thread, j->need));
+            return;
+        }
         nn_conv_tshift_tile(j, j0, n);
     } else if (j->K > 0) {
         if (j->pointwise) {
@@ -880,6 +943,15 @@ static void conv_tile(void *arg, int task, int thread)
             im2col_tile(j, j0, n, cols, segs);
             B = cols;
             ldb = n;
+        }
+        if (c->wp) {
+            /* the epilogue comes with the product's last K slice */
+            const nn_sgemm_epi e = { c->b, j->res ? j->res->data + j0 : NULL,
+                                     j->res ? j->res->stride[NN_C] : 0, j->relu };
+            nn_sgemm_packed(c->cout, (int)n, (int)j->K, c->wp, j->K * NN_SGEMM_MR, B, ldb,
+                            y->data + j0, ldc, 0, &e,
+                            j->pointwise ? nn_pool_scratch(j->pool, thread, j->need) : NULL);
+            return;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)n,
                     (int)j->K, 1.0f, j->w, (int)j->lda, B, (int)ldb, 0.0f,

@@ -57,6 +57,10 @@ void nn_conv_row_add(float *restrict o, const float *restrict a, int64_t n);
 
 /* Temporal-only kernels: output columns [j0, j0+n) of job j. */
 void nn_conv_tshift_tile(const conv_job *j, int64_t j0, int64_t n);
+/* ... on the own fp32 kernel (c->wp), epilogue included; work: the
+ * thread's scratch of nn_conv_tshift_own_need floats */
+void nn_conv_tshift_tile_own(const conv_job *j, int64_t j0, int64_t n, float *work);
+size_t nn_conv_tshift_own_need(const nn_conv *c, int64_t nb);
 /* The whole convolution tap by tap (c->sparse). */
 int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
                    nn_tensor *y, const nn_tensor *res, int relu,

@@ -17,6 +17,7 @@
  * are skipped.
  */
 #include "conv_int.h"
+#include "gemm_int.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -89,6 +90,57 @@ void nn_conv_tshift_tile(const conv_job *j, int64_t j0, int64_t n)
         if (first)
             for (int64_t m = 0; m < c->cout; m++)
                 memset(y->data + m * ldc + b * clip + a0, 0, (size_t)(a1 - a0) * sizeof(float));
+    }
+}
+
+size_t nn_conv_tshift_own_need(const nn_conv *c, int64_t nb)
+{
+    /* B's copy, then the row pointers and their column ranges */
+    return nn_sgemm_bwork_size((int)nb) +
+        ((size_t)c->wp_k * (sizeof(float *) + 2 * sizeof(int32_t)) + sizeof(float) - 1) /
+        sizeof(float) + 16;
+}
+
+/* The same on the own fp32 kernel (c->wp): per clip in the tile, one
+ * product over every temporal tap at once (K = taps x cin), B's rows read
+ * from the shifted frames as the kernel copies them, and the epilogue at
+ * its end: the output is written once, not once per tap. */
+void nn_conv_tshift_tile_own(const conv_job *j, int64_t j0, int64_t n, float *work)
+{
+    const nn_conv *c = j->c;
+    const nn_tensor *x = j->x;
+    nn_tensor *y = j->y;
+    const int64_t hw = j->out[1] * j->out[2], To = j->out[0], Ti = j->in[0];
+    const int64_t clip = To * hw, ldc = y->stride[NN_C], K = c->wp_k;
+    const float **rows = (const float **)(void *)(work + nn_sgemm_bwork_size((int)j->nb));
+    int32_t *lo = (int32_t *)(void *)(rows + K), *hi = lo + K;
+
+    for (int64_t b = j0 / clip; b * clip < j0 + n; b++) {
+        const int64_t a0 = j0 > b * clip ? j0 - b * clip : 0;
+        const int64_t a1 = j0 + n - b * clip < clip ? j0 + n - b * clip : clip;
+        const nn_sgemm_epi e = { c->b, j->res ? j->res->data + b * clip + a0 : NULL,
+                                 j->res ? j->res->stride[NN_C] : 0, j->relu };
+        for (int t = 0; t < c->k[0]; t++) {
+            const int64_t off = (int64_t)t * c->d[0] - c->p[0];
+            int64_t flo, fhi, v0, v1;
+            nn_conv_tap_range(c, 0, t, Ti, To, &flo, &fhi);
+            v0 = flo * hw > a0 ? flo * hw : a0;
+            v1 = fhi * hw < a1 ? fhi * hw : a1;
+            for (int64_t ci = 0; ci < c->cin; ci++) {
+                const int64_t kk = t * c->cin + ci;
+                if (v1 <= v0) {
+                    /* the tap reads padding only here */
+                    rows[kk] = x->data;
+                    lo[kk] = hi[kk] = 0;
+                    continue;
+                }
+                rows[kk] = x->data + b * x->stride[NN_B] + ci * x->stride[NN_C] + v0 + off * hw;
+                lo[kk] = (int32_t)(v0 - a0);
+                hi[kk] = (int32_t)(v1 - a0);
+            }
+        }
+        nn_sgemm_rows(c->cout, (int)(a1 - a0), (int)K, c->wp, K * NN_SGEMM_MR, rows, lo, hi,
+                      y->data + b * clip + a0, ldc, &e, work);
     }
 }
 

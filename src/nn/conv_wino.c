@@ -106,30 +106,6 @@ static void axis_fill(axis_tile *t, int64_t in, int64_t out, int d, int p, int64
     }
 }
 
-/* ---- fused: the three steps block by block ------------------------------
- *
- * Where the transformed weights are small (few channels) and the tiles many
- * (R(2+1)D's first layer: 64->144 channels, 6,272 tiles per clip), the three
- * phases above send V and M through memory: 36 x (cin + cout) floats per
- * tile written and read back again, several times the products' own
- * traffic.  Here each task takes a block of a plane's tile rows through all
- * three steps, so that the block's V and M stay in the core's L2 while the
- * weights (at most NN_FUSE_WEIGHTS) are read again for every block. */
-#define NN_FUSE_WEIGHTS (2u << 20)
-/* V and M of one block, bytes */
-#define NN_FUSE_BLOCK (768u << 10)
-/* fewest tiles worth a block (the products' columns), most on the stack */
-#define NN_FUSE_MIN_TILES 24
-#define NN_FUSE_MAX_TILES 256
-
-/* The fused path may run this convolution: its kernel runs here, the
- * dilation is 1 and the transformed weights are small enough. */
-static int fused_weights(const nn_conv *c)
-{
-    return nn_sgemm_packed_usable() && c->d[1] == 1 && c->d[2] == 1 &&
-        36 * (size_t)c->cout * (size_t)c->cin * sizeof(float) <= NN_FUSE_WEIGHTS;
-}
-
 /* U[xi][cout][cin] = G g G^T from the tap-major weights, in double.  One
  * output channel at a time through a [36][cin] buffer, so the stores run
  * along rows (36 streams a power of two apart alias in the caches). */
@@ -138,7 +114,7 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
     const size_t co = (size_t)c->cout, ci = (size_t)c->cin, plane = co * ci;
     float *u, *row;
 
-    if (c->wu)
+    if (c->wu || c->wuf)
         return EN_OK;
     u = malloc(36 * plane * sizeof *u);
     row = malloc(36 * ci * sizeof *row);
@@ -180,13 +156,18 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
             memcpy(u + p * plane + o * ci, row + p * ci, ci * sizeof *u);
     }
     free(row);
-    c->wu = u;
-    if (fused_weights(c)) {
+    if (nn_sgemm_packed_usable()) {
+        /* the own kernel's layout replaces the row-major one */
         const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
-        if (!(c->wuf = malloc(36 * psz * sizeof *c->wuf)))
+        if (!(c->wuf = malloc(36 * psz * sizeof *c->wuf))) {
+            free(u);
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for Winograd weights");
+        }
         for (size_t p = 0; p < 36; p++)
             nn_sgemm_pack(u + p * plane, c->cin, c->cout, c->cin, c->wuf + p * psz);
+        free(u);
+    } else {
+        c->wu = u;
     }
     return EN_OK;
 }
@@ -388,10 +369,16 @@ static void wino_gemm(void *arg, int task, int thread)
     const size_t p = (size_t)task;
 
     (void)thread;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)j->N, c->cin, 1.0f,
-                c->wu + p * (size_t)c->cout * (size_t)c->cin, c->cin,
-                j->V + p * (size_t)j->vstride, (int)j->N, 0.0f,
-                j->M + p * (size_t)j->mstride, (int)j->N);
+    if (c->wuf)
+        nn_sgemm_packed(c->cout, (int)j->N, c->cin,
+                        c->wuf + p * nn_sgemm_pack_size(c->cout, c->cin),
+                        (int64_t)c->cin * NN_SGEMM_MR, j->V + p * (size_t)j->vstride, j->N,
+                        j->M + p * (size_t)j->mstride, j->N, 0, NULL, NULL);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)j->N, c->cin,
+                    1.0f, c->wu + p * (size_t)c->cout * (size_t)c->cin, c->cin,
+                    j->V + p * (size_t)j->vstride, (int)j->N, 0.0f,
+                    j->M + p * (size_t)j->mstride, (int)j->N);
 }
 
 /* y = A^T m for a 6-vector: A^T rows (1,1,1,1,1,0) (0,1,-1,2,-2,0)
@@ -517,98 +504,6 @@ static void wino_output(void *arg, int task, int thread)
                        j->mstride);
 }
 
-typedef struct fused_job {
-    nn_pool *pool;
-    const nn_conv *c;
-    const nn_tensor *x;
-    nn_tensor *y;
-    const nn_tensor *res;
-    int relu;
-    int64_t T, ny, nx, rows, bpp;   /* tile rows per block, blocks per plane */
-    const axis_tile *ty, *tx;
-    int64_t lo, wp;                 /* padding before W, padded row */
-    int32_t patch[36];
-    size_t need;
-} fused_job;
-
-/* floats from one point's block to the next: odd cache lines (see
- * nn_conv_wino) */
-static int64_t point_stride(int64_t n)
-{
-    n = (n + 15) / 16 * 16;
-    return n + ((n / 16) % 2 ? 0 : 16);
-}
-
-static void fused_block(void *arg, int task, int thread)
-{
-    const fused_job *j = arg;
-    const nn_conv *c = j->c;
-    const nn_tensor *x = j->x;
-    const int64_t pl = task / j->bpp, r0 = task % j->bpp * j->rows;
-    const int64_t r1 = r0 + j->rows < j->ny ? r0 + j->rows : j->ny, n = (r1 - r0) * j->nx;
-    const int64_t ldn = (n + 15) / 16 * 16;
-    const int64_t vs = point_stride(c->cin * ldn), ms = point_stride(c->cout * ldn);
-    const int64_t ys = j->ty[r0].org, nrows = j->ty[r1 - 1].org + 6 - ys;
-    const int64_t Hi = x->shape[NN_H], Wi = x->shape[NN_W];
-    const int64_t h0 = ys < 0 ? 0 : ys, h1 = ys + nrows < Hi ? ys + nrows : Hi;
-    const int64_t b = pl / j->T, t = pl % j->T;
-    const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
-    float *V = nn_pool_scratch(j->pool, thread, j->need), *M = V + 36 * vs, *pad = M + 36 * ms;
-    tile_ref tiles[NN_FUSE_MAX_TILES];
-
-    for (int64_t q = 0; q < n; q++) {
-        const axis_tile *ry = &j->ty[r0 + q / j->nx], *rx = &j->tx[q % j->nx];
-        tiles[q].pin = (ry->org - ys) * j->wp + rx->org + j->lo;
-        tiles[q].yoff = b * j->y->stride[NN_B] + t * j->y->stride[NN_T];
-        tiles[q].roff = j->res ? b * j->res->stride[NN_B] + t * j->res->stride[NN_T] : 0;
-        tiles[q].ry = ry;
-        tiles[q].rx = rx;
-    }
-    /* the rows past the input and the borders stay zero */
-    memset(pad, 0, (size_t)(nrows * j->wp) * sizeof *pad);
-    for (int64_t ci = 0; ci < c->cin; ci++) {
-        const float *src = x->data + ci * x->stride[NN_C] + b * x->stride[NN_B] +
-                           t * x->stride[NN_T];
-        for (int64_t h = h0; h < h1; h++)
-            memcpy(pad + (h - ys) * j->wp + j->lo, src + h * x->stride[NN_H],
-                   (size_t)Wi * sizeof *pad);
-        input_channel(pad, tiles, n, j->patch, 1, V + ci * ldn, vs);
-    }
-    for (int p = 0; p < 36; p++)
-        nn_sgemm_packed(c->cout, (int)n, c->cin, c->wuf + (size_t)p * psz, V + p * vs, ldn,
-                        M + p * ms, ldn);
-    for (int64_t co = 0; co < c->cout; co++)
-        output_channel(c, j->y, j->res, j->relu, co, tiles, n, M + co * ldn, ms);
-}
-
-/* The fused path's plan: 0 when the phased one is the better choice. */
-static int fused_plan(fused_job *j, const nn_conv *c, int64_t ny, int64_t nx, int64_t planes,
-                      int nth)
-{
-    const char *e = getenv("EN_NN_WINO_FUSED");
-    const size_t per_tile = 36 * ((size_t)c->cin + (size_t)c->cout) * sizeof(float);
-    int64_t rows, tiles;
-
-    if ((e && *e == '0') || !c->wuf || nx > NN_FUSE_MAX_TILES)
-        return 0;
-    rows = (int64_t)(NN_FUSE_BLOCK / (per_tile * (size_t)nx));
-    if (rows * nx < NN_FUSE_MIN_TILES)
-        rows = (NN_FUSE_MIN_TILES + nx - 1) / nx;
-    if (rows * nx > NN_FUSE_MAX_TILES)
-        rows = NN_FUSE_MAX_TILES / nx;
-    if (rows > ny)
-        rows = ny;
-    j->rows = rows;
-    j->bpp = (ny + rows - 1) / rows;
-    /* too few blocks to share between the threads */
-    if (!(e && *e == '1') && planes * j->bpp < 4 * nth)
-        return 0;
-    tiles = rows * nx;
-    j->need = (size_t)(36 * point_stride(c->cin * ((tiles + 15) / 16 * 16)) +
-                       36 * point_stride(c->cout * ((tiles + 15) / 16 * 16))) + 16;
-    return 1;
-}
-
 int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
                  const nn_tensor *res, int relu, const int64_t in[3], const int64_t out[3],
                  en_err *err)
@@ -617,7 +512,6 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     const int64_t ny = axis_count(out[1], c->d[1]), nx = axis_count(out[2], c->d[2]);
     const int64_t planes = x->shape[NN_B] * in[0], tpp = ny * nx;
     wino_job j;
-    fused_job fj;
     axis_tile *ty;
     tile_ref *refs = NULL;
     int64_t chunk, hi[2];
@@ -628,7 +522,6 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     if (!ty)
         return en_err_set(err, EN_ENOMEM, "nn: out of memory");
     memset(&j, 0, sizeof j);
-    memset(&fj, 0, sizeof fj);
     axis_fill(ty, in[1], out[1], c->d[1], c->p[1], &j.lo[0], &hi[0]);
     axis_fill(ty + ny, in[2], out[2], c->d[2], c->p[2], &j.lo[1], &hi[1]);
     j.hp = j.lo[0] + in[1] + hi[0];
@@ -636,31 +529,6 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     for (int i = 0; i < 6; i++)
         for (int k = 0; k < 6; k++)
             j.patch[i * 6 + k] = (int32_t)((int64_t)c->d[1] * i * j.wp + (int64_t)c->d[2] * k);
-    if (fused_plan(&fj, c, ny, nx, planes, nth)) {
-        fj.pool = pool;
-        fj.c = c;
-        fj.x = x;
-        fj.y = y;
-        fj.res = res;
-        fj.relu = relu;
-        fj.T = in[0];
-        fj.ny = ny;
-        fj.nx = nx;
-        fj.ty = ty;
-        fj.tx = ty + ny;
-        fj.lo = j.lo[1];
-        fj.wp = j.wp;
-        memcpy(fj.patch, j.patch, sizeof fj.patch);
-        fj.need += (size_t)((4 * fj.rows + 2) * j.wp);
-        for (int t = 0; t < nth; t++)
-            if (!nn_pool_scratch(pool, t, fj.need)) {
-                free(ty);
-                return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
-            }
-        nn_pool_run(pool, (int)(planes * fj.bpp), fused_block, &fj);
-        free(ty);
-        return EN_OK;
-    }
     /* V and M of a chunk of planes under NN_WINO_BYTES, in equal chunks */
     per_plane = 36 * (size_t)tpp * ((size_t)c->cin + (size_t)c->cout);
     chunk = (int64_t)(NN_WINO_BYTES / sizeof(float) / per_plane);

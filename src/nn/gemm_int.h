@@ -66,15 +66,41 @@ const char *nn_kern_name(nn_kern k);
 
 /* ---- small fp32 products (sgemm_avx512.c) -------------------------------- */
 
-/* For products that fit L1/L2 (Winograd's fused blocks): C[m x n] = A[m x
- * k] B[k x n] with A packed by nn_sgemm_pack (panels of 12 rows, k-major,
- * nn_sgemm_pack_size floats) and B, C row-major.  AVX-512F only: callers
- * check nn_sgemm_packed_usable. */
+/* rows of a packed panel of nn_sgemm_pack; K slice of a product */
+#define NN_SGEMM_MR 12
+#define NN_SGEMM_KC 512
+
+/* C[m x n] = A[m x k] B[k x n] for fp32 products (sgemm_avx512.c).
+ *
+ * A: packed by nn_sgemm_pack into panels of NN_SGEMM_MR rows, k-major
+ * (nn_sgemm_pack_size floats); apanel: floats from one panel to the next
+ * (NN_SGEMM_MR times the packed matrix's K); a product over columns [k0,
+ * k0+k) of it starts A at k0 * NN_SGEMM_MR.  B and C: row-major.
+ * add: C += the product instead of C = it.
+ * epi (or NULL): bias per row, residual (row stride ldr, its column 0 at
+ * C's column 0) and ReLU, applied once the sum is complete.
+ * bwork (nn_sgemm_bwork_size(n) floats, or NULL to read B in place): B is
+ * copied there slice by slice first, for a B whose rows are far apart.
+ * AVX-512F only: callers check nn_sgemm_packed_usable. */
+typedef struct nn_sgemm_epi {
+    const float *bias;
+    const float *res;
+    int64_t ldr;
+    int relu;
+} nn_sgemm_epi;
 int nn_sgemm_packed_usable(void);
 size_t nn_sgemm_pack_size(int m, int k);
 void nn_sgemm_pack(const float *A, int64_t lda, int m, int k, float *out);
-void nn_sgemm_packed(int m, int n, int k, const float *A, const float *B, int64_t ldb,
-                     float *C, int64_t ldc);
+size_t nn_sgemm_bwork_size(int n);
+void nn_sgemm_packed(int m, int n, int k, const float *A, int64_t apanel, const float *B,
+                     int64_t ldb, float *C, int64_t ldc, int add, const nn_sgemm_epi *epi,
+                     float *bwork);
+/* The same with B given row by row: row kk is rows[kk][0 .. hi[kk] -
+ * lo[kk]) at columns [lo[kk], hi[kk]), zero elsewhere (always copied:
+ * bwork is required). */
+void nn_sgemm_rows(int m, int n, int k, const float *A, int64_t apanel,
+                   const float *const *rows, const int32_t *lo, const int32_t *hi, float *C,
+                   int64_t ldc, const nn_sgemm_epi *epi, float *bwork);
 
 /* ---- packed weights (gemm.c) ------------------------------------------- */
 

@@ -138,6 +138,11 @@ typedef struct nn_conv {
      * take that path. */
     int wino;
     float *wu, *wuf;
+    /* fp32 products on the own kernel (where nn_sgemm_packed_usable): the
+     * weight matrix the dense, 1x1 and frame-shift paths multiply, packed
+     * by nn_sgemm_pack for the current plan (wp_k columns) */
+    float *wp;
+    int64_t wp_k;
     /* bf16 products (kern != NN_KERN_FP32, conv_bf16.c): the weights packed
      * for the kernel tier.  Each packed matrix comes with its column map:
      * entry j is q = (live tap ordinal) * cin + input channel, or -1 for a

@@ -1,27 +1,47 @@
 /*
- * sgemm_avx512.c - fp32 products small enough to live in L1 and L2, for
- * Winograd's fused blocks (conv_wino.c): C[m x n] = A[m x k] B[k x n], with
- * A packed once (at model load) and B and C row-major, unpacked.
+ * sgemm_avx512.c - the fp32 matrix products on AVX-512F: C[m x n] = A[m x k]
+ * B[k x n] with A (the weights) packed once, when a convolution is planned,
+ * for every fp32 path but the tap-by-tap one (conv.c, conv_taps.c,
+ * conv_wino.c); OpenBLAS takes them on CPUs without AVX-512.
  *
- * Why not cblas_sgemm: in a fused block one product is about 144 x 64 x 28,
- * and OpenBLAS packs both operands on every call, which there costs as much
- * as the products (measured: no gain over the phased path).  B's rows are
- * the block's columns, contiguous, read in place.
+ * Why not cblas_sgemm: it packs both operands on every call (8 % and 4 %
+ * of DeepLabV3's fp32 time went to OpenBLAS's copy routines, 3 % to zeroing
+ * C before the product), and the bias, residual and ReLU were a further
+ * pass over the output.  Here the weights are packed once, B is copied only
+ * where its rows are far apart (a K slice of input planes at a time, 256
+ * KB to 1 MB, so it stays in L2), and the epilogue comes with the last K
+ * slice; frame-shift products take B's rows from the shifted frames as
+ * they copy them (nn_sgemm_rows), one product over every temporal tap.
  *
  * Micro-kernel: 12 rows x 32 columns in 24 zmm accumulators; per k, two
  * loads of B and twelve broadcasts of A (one 48-byte row of the packed
- * panel) for 24 FMAs.  Column tails are masked loads and stores (lanes past
- * n are neither read nor written).
+ * panel) for 24 FMAs.  Column tails are masked loads and stores (lanes
+ * past n are neither read nor written); full panels load unmasked.
  *
  * Compiled for AVX-512F by a target pragma; callers take this path only
  * where cpu.c found AVX-512 usable (nn_sgemm_packed_usable).
  */
 #include "gemm_int.h"
 
-/* rows of a packed panel; K slice */
-#define NN_SMR 12
-#define NN_SKC 256
+#define NN_SMR NN_SGEMM_MR
+/* K slice: a 32-column panel of B is 64 KB, read from L1/L2 while the row
+ * panels pass over it; 512 rather than 256 (an L1-sized panel) because
+ * every further slice reads and writes C again, which cost more in the
+ * networks' 1x1 convolutions (K 512: 12.1-12.7 against 13.1-13.4 ms per 8
+ * frames) */
+#define NN_SKC NN_SGEMM_KC
+/* rows per block: their slice of A (384 KB) stays in L2 while the column
+ * panels pass */
+#define NN_SMC 192
 
+/* Where B's rows are: B + k * ldb, or rows[k] (column lo[k]'s value; the
+ * row holds columns [lo[k], hi[k]), zeros elsewhere). */
+typedef struct nn_sgemm_b {
+    const float *B;
+    int64_t ldb;
+    const float *const *rows;
+    const int32_t *lo, *hi;
+} nn_sgemm_b;
 
 #ifdef NN_X86_KERNELS
 #include <immintrin.h>
@@ -36,9 +56,16 @@
 static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
                                                         const float *A, const float *B,
                                                         int64_t ldb, float *C, int64_t ldc,
-                                                        __mmask16 m0, __mmask16 m1, int add)
+                                                        __mmask16 m0, __mmask16 m1, int add,
+                                                        const nn_sgemm_epi *epi, int64_t row,
+                                                        const int full)
 {
     __m512 acc[NN_SMR][2];
+
+    /* full: all 32 columns; B's loads unmasked (a masked load costs an
+     * extra uop on the FMA ports on some cores) */
+    if (full)
+        m0 = m1 = 0xFFFF;
 
 #pragma GCC unroll 12
     for (int r = 0; r < mr; r++) {
@@ -50,13 +77,36 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
         }
     }
     for (int64_t kk = 0; kk < k; kk++) {
-        const __m512 b0 = _mm512_maskz_loadu_ps(m0, B + kk * ldb);
-        const __m512 b1 = _mm512_maskz_loadu_ps(m1, B + kk * ldb + 16);
+        const __m512 b0 = full ? _mm512_loadu_ps(B + kk * ldb) :
+                                 _mm512_maskz_loadu_ps(m0, B + kk * ldb);
+        const __m512 b1 = full ? _mm512_loadu_ps(B + kk * ldb + 16) :
+                                 _mm512_maskz_loadu_ps(m1, B + kk * ldb + 16);
 #pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
             const __m512 a = _mm512_set1_ps(A[kk * NN_SMR + r]);
             acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
             acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+        }
+    }
+    if (epi) {
+        /* bias, residual, ReLU in the order of nn_conv_epilogue; max with
+         * 0 as the second operand turns NaN into 0 as it does */
+#pragma GCC unroll 12
+        for (int r = 0; r < mr; r++) {
+            if (epi->bias) {
+                const __m512 bv = _mm512_set1_ps(epi->bias[row + r]);
+                acc[r][0] = _mm512_add_ps(acc[r][0], bv);
+                acc[r][1] = _mm512_add_ps(acc[r][1], bv);
+            }
+            if (epi->res) {
+                const float *rr = epi->res + (row + r) * epi->ldr;
+                acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, rr));
+                acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, rr + 16));
+            }
+            if (epi->relu) {
+                acc[r][0] = _mm512_max_ps(acc[r][0], _mm512_setzero_ps());
+                acc[r][1] = _mm512_max_ps(acc[r][1], _mm512_setzero_ps());
+            }
         }
     }
 #pragma GCC unroll 12
@@ -66,31 +116,97 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
     }
 }
 
-void nn_sgemm_packed(int m, int n, int k, const float *A, const float *B, int64_t ldb,
-                     float *C, int64_t ldc)
+/* Copies rows [k0, k0+kc) of B's columns [0, n) into 32-column panels
+ * [n/32][kc][32], zeros past n and outside a row's range. */
+static void pack_b(const nn_sgemm_b *B, int k0, int kc, int n, float *out)
 {
-    /* K in slices of NN_SKC: a 32-column panel of B (32 KB) stays in L1
-     * while the row panels pass over it; later slices add to C */
+    const int np = (n + 31) / 32;
+    for (int kk = 0; kk < kc; kk++) {
+        const float *src;
+        int lo = 0, hi = n;
+        if (B->rows) {
+            src = B->rows[k0 + kk];
+            lo = B->lo[k0 + kk];
+            hi = B->hi[k0 + kk] < n ? B->hi[k0 + kk] : n;
+        } else {
+            src = B->B + (int64_t)(k0 + kk) * B->ldb;
+        }
+        for (int p = 0; p < np; p++) {
+            const int c0 = 32 * p, a = lo > c0 ? lo : c0, e = hi < c0 + 32 ? hi : c0 + 32;
+            const uint32_t live = e > a ? (uint32_t)(((1ull << (e - c0)) - 1) &
+                                                     ~((1ull << (a - c0)) - 1)) : 0;
+            /* (a masked load reads nothing outside its lanes) */
+            const float *sp = src + (c0 - lo);
+            float *dst = out + ((int64_t)p * kc + kk) * 32;
+            _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps((__mmask16)live, sp));
+            _mm512_storeu_ps(dst + 16, _mm512_maskz_loadu_ps((__mmask16)(live >> 16), sp + 16));
+        }
+    }
+}
+
+static void product(int m, int n, int k, const float *A, int64_t apanel, const nn_sgemm_b *B,
+                    float *C, int64_t ldc, int add, const nn_sgemm_epi *epi, float *bwork)
+{
+    /* K in slices of NN_SKC (later slices add to C), rows in blocks of
+     * NN_SMC */
     for (int k0 = 0; k0 < k; k0 += NN_SKC) {
         const int kc = k - k0 < NN_SKC ? k - k0 : NN_SKC;
-        for (int j = 0; j < n; j += 32) {
-            const int w = n - j < 32 ? n - j : 32;
-            const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
-            const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF : w > 16 ? (1u << (w - 16)) - 1 : 0);
-            const float *b = B + (int64_t)k0 * ldb + j;
-            for (int i = 0; i < m; i += NN_SMR) {
-                const float *a = A + (int64_t)i * k + (int64_t)k0 * NN_SMR;
-                float *c = C + (int64_t)i * ldc + j;
-                switch (m - i < NN_SMR ? m - i : NN_SMR) {
-#define NN_SMR_CASE(r) case r: block(r, kc, a, b, ldb, c, ldc, m0, m1, k0 > 0); break;
-                NN_SMR_CASE(1) NN_SMR_CASE(2) NN_SMR_CASE(3) NN_SMR_CASE(4)
-                NN_SMR_CASE(5) NN_SMR_CASE(6) NN_SMR_CASE(7) NN_SMR_CASE(8)
-                NN_SMR_CASE(9) NN_SMR_CASE(10) NN_SMR_CASE(11) NN_SMR_CASE(12)
+        const nn_sgemm_epi *e = k0 + kc == k ? epi : NULL;
+        const int acc_in = add || k0 > 0;
+        if (bwork)
+            pack_b(B, k0, kc, n, bwork);
+        for (int i0 = 0; i0 < m; i0 += NN_SMC) {
+            const int i1 = m - i0 < NN_SMC ? m : i0 + NN_SMC;
+            for (int j = 0; j < n; j += 32) {
+                const int w = n - j < 32 ? n - j : 32;
+                const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
+                const __mmask16 m1 = (__mmask16)(w >= 32 ? 0xFFFF :
+                                                 w > 16 ? (1u << (w - 16)) - 1 : 0);
+                const float *b = bwork ? bwork + (int64_t)(j / 32) * kc * 32
+                                       : B->B + (int64_t)k0 * B->ldb + j;
+                const int64_t lb = bwork ? 32 : B->ldb;
+                for (int i = i0; i < i1; i += NN_SMR) {
+                    const float *a = A + (int64_t)(i / NN_SMR) * apanel + (int64_t)k0 * NN_SMR;
+                    float *c = C + (int64_t)i * ldc + j;
+                    const nn_sgemm_epi *ej = e;
+                    nn_sgemm_epi shifted;
+                    if (e && e->res) {
+                        shifted = *e;
+                        shifted.res = e->res + j;
+                        ej = &shifted;
+                    }
+                    switch (i1 - i < NN_SMR ? i1 - i : NN_SMR) {
+#define NN_SMR_CASE(r) case r:                                                    \
+                        if (w == 32)                                              \
+                            block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 1); \
+                        else                                                      \
+                            block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 0); \
+                        break;
+                    NN_SMR_CASE(1) NN_SMR_CASE(2) NN_SMR_CASE(3) NN_SMR_CASE(4)
+                    NN_SMR_CASE(5) NN_SMR_CASE(6) NN_SMR_CASE(7) NN_SMR_CASE(8)
+                    NN_SMR_CASE(9) NN_SMR_CASE(10) NN_SMR_CASE(11) NN_SMR_CASE(12)
 #undef NN_SMR_CASE
+                    }
                 }
             }
         }
     }
+}
+
+void nn_sgemm_packed(int m, int n, int k, const float *A, int64_t apanel, const float *B,
+                     int64_t ldb, float *C, int64_t ldc, int add, const nn_sgemm_epi *epi,
+                     float *bwork)
+{
+    const nn_sgemm_b b = { B, ldb, NULL, NULL, NULL };
+    product(m, n, k, A, apanel, &b, C, ldc, add, epi, bwork);
+}
+
+void nn_sgemm_rows(int m, int n, int k, const float *A, int64_t apanel,
+                   const float *const *rows, const int32_t *lo, const int32_t *hi, float *C,
+                   int64_t ldc, const nn_sgemm_epi *epi, float *bwork)
+{
+    const nn_sgemm_b b = { NULL, 0, rows, lo, hi };
+    product(m, n, k, A, apanel, &b, C, ldc, 0, epi, bwork);
 }
 
 #if defined(__clang__)
@@ -100,15 +216,45 @@ void nn_sgemm_packed(int m, int n, int k, const float *A, const float *B, int64_
 #endif
 #else
 /* (never called: nn_sgemm_packed_usable is 0; plain loops keep the
- * definition honest on other targets) */
-void nn_sgemm_packed(int m, int n, int k, const float *A, const float *B, int64_t ldb,
-                     float *C, int64_t ldc)
+ * definitions honest on other targets) */
+void nn_sgemm_rows(int m, int n, int k, const float *A, int64_t apanel,
+                   const float *const *rows, const int32_t *lo, const int32_t *hi, float *C,
+                   int64_t ldc, const nn_sgemm_epi *epi, float *bwork)
 {
+    (void)bwork;
     for (int i = 0; i < m; i++)
         for (int j = 0; j < n; j++) {
             float s = 0.0f;
             for (int kk = 0; kk < k; kk++)
-                s += A[(int64_t)(i / NN_SMR * k + kk) * NN_SMR + i % NN_SMR] * B[kk * ldb + j];
+                if (j >= lo[kk] && j < hi[kk])
+                    s += A[(i / NN_SMR) * apanel + kk * NN_SMR + i % NN_SMR] *
+                         rows[kk][j - lo[kk]];
+            if (epi && epi->bias)
+                s += epi->bias[i];
+            if (epi && epi->res)
+                s += epi->res[(int64_t)i * epi->ldr + j];
+            if (epi && epi->relu)
+                s = s > 0.0f ? s : 0.0f;
+            C[(int64_t)i * ldc + j] = s;
+        }
+}
+
+void nn_sgemm_packed(int m, int n, int k, const float *A, int64_t apanel, const float *B,
+                     int64_t ldb, float *C, int64_t ldc, int add, const nn_sgemm_epi *epi,
+                     float *bwork)
+{
+    (void)bwork;
+    for (int i = 0; i < m; i++)
+        for (int j = 0; j < n; j++) {
+            float s = add ? C[(int64_t)i * ldc + j] : 0.0f;
+            for (int kk = 0; kk < k; kk++)
+                s += A[(i / NN_SMR) * apanel + kk * NN_SMR + i % NN_SMR] * B[kk * ldb + j];
+            if (epi && epi->bias)
+                s += epi->bias[i];
+            if (epi && epi->res)
+                s += epi->res[(int64_t)i * epi->ldr + j];
+            if (epi && epi->relu)
+                s = s > 0.0f ? s : 0.0f;
             C[(int64_t)i * ldc + j] = s;
         }
 }
@@ -121,6 +267,11 @@ int nn_sgemm_packed_usable(void)
 #else
     return 0;
 #endif
+}
+
+size_t nn_sgemm_bwork_size(int n)
+{
+    return (size_t)NN_SKC * (size_t)((n + 31) / 32 * 32);
 }
 
 size_t nn_sgemm_pack_size(int m, int k)
