@@ -105,10 +105,26 @@ static int own_fp32_kernel(void)
     return nn_sgemm_packed_usable() && !(e && *e == '0');
 }
 
+/* c->w again from the packed whole matrix, where plan_taps dropped it. */
+static int restore_w(nn_conv *c, en_err *err)
+{
+    const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+    float *w;
+
+    if (c->w || !c->wp_full)
+        return EN_OK;
+    if (!(w = malloc((size_t)c->cout * (size_t)kfull * sizeof *w)))
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory for weights");
+    nn_sgemm_unpack(c->wp, c->cout, (int)kfull, w);
+    c->w = w;
+    return EN_OK;
+}
+
 /* Prepares the (possibly reduced) weights for this input size. */
 static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
                      en_err *err)
 {
+    int rc;
     int all = 1, kk;
     size_t kin, kred;
     float *wr;
@@ -123,10 +139,13 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
         if (c->ntap[a] != c->k[a])
             all = 0;
     }
+    if ((rc = restore_w(c, err)) != EN_OK)
+        return rc;
     free(c->wr);
     c->wr = NULL;
     free(c->wp);
     c->wp = NULL;
+    c->wp_full = 0;
     c->sparse = c->tshift = c->wino = c->regions = 0;
     c->cmap_b = 0;
     if (c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 &&
@@ -156,7 +175,7 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
         if (c->kern == NN_KERN_FP32 && nn_conv_wino_eligible(c, in, out) &&
             36.0 * (double)nn_conv_wino_tiles(c, out) * (double)out[0] <
             NN_WINO_GAIN * (c->sparse ? sparse : dense)) {
-            int rc = nn_conv_wino_weights(c, err);
+            rc = nn_conv_wino_weights(c, err);
             if (rc != EN_OK)
                 return rc;
             c->wino = 1;
@@ -167,7 +186,7 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
         c->p[2] == 0 && c->s[0] == 1 && c->s[1] == 1 && c->s[2] == 1 && c->ntap[0] > 1;
     kred = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
     if (c->kern != NN_KERN_FP32) {
-        int rc = nn_conv_bf16_plan(c, all, err);
+        rc = nn_conv_bf16_plan(c, all, err);
         if (rc != EN_OK)
             return rc;
     } else if (!all && !c->sparse && !c->tshift && !c->wino && kred > 1) {
@@ -210,6 +229,13 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
                 return en_err_set(err, EN_ENOMEM, "nn: out of memory for packed weights");
             nn_sgemm_pack(w, lda, c->cout, (int)K, c->wp);
             c->wp_k = K;
+            if (w == c->w && lda == kfull && K == kfull) {
+                /* the packed matrix is the whole weights: one copy in
+                 * memory (restore_w makes the other again if needed) */
+                free(c->w);
+                c->w = NULL;
+                c->wp_full = 1;
+            }
         }
     }
     memcpy(c->cache_in, in, sizeof c->cache_in);
@@ -512,7 +538,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         j.lda = j.K;
     } else {
         /* all taps live (the full matrix), or one: its block in place */
-        j.w = c->w + (j.K == c->cin ? nn_conv_tap_block(c, 0) : 0);
+        j.w = c->wp ? NULL : c->w + (j.K == c->cin ? nn_conv_tap_block(c, 0) : 0);
         j.lda = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
     }
     memcpy(j.in, in, sizeof in);
@@ -963,7 +989,19 @@ static void conv_tile(void *arg, int task, int thread)
 void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y)
 {
     const int64_t B = x->shape[NN_B];
+    const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
     int64_t in[3], out[3];
+    float *unpacked = NULL;
+    const float *wt = c->w;
+
+    if (!wt) {
+        /* (tests only: no error path) */
+        unpacked = malloc((size_t)c->cout * (size_t)kfull * sizeof *unpacked);
+        if (!unpacked)
+            abort();
+        nn_sgemm_unpack(c->wp, c->cout, (int)kfull, unpacked);
+        wt = unpacked;
+    }
 
     for (int a = 0; a < 3; a++) {
         in[a] = x->shape[NN_T + a];
@@ -985,11 +1023,12 @@ void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y)
             int64_t iw = w * c->s[2] - c->p[2] + kw * c->d[2];
             if (it < 0 || it >= in[0] || ih < 0 || ih >= in[1] || iw < 0 || iw >= in[2])
                 continue;
-            acc += (double)c->w[(((o * c->k[0] + kt) * c->k[1] + kh) * c->k[2] + kw) * c->cin + ci] *
+            acc += (double)wt[(((o * c->k[0] + kt) * c->k[1] + kh) * c->k[2] + kw) * c->cin + ci] *
                 x->data[ci * x->stride[NN_C] + b * x->stride[NN_B] + it * x->stride[NN_T] +
                         ih * x->stride[NN_H] + iw];
         }
         y->data[o * y->stride[NN_C] + b * y->stride[NN_B] + t * y->stride[NN_T] +
                 h * y->stride[NN_H] + w] = (float)acc;
     }
+    free(unpacked);
 }

@@ -107,16 +107,22 @@ static void axis_fill(axis_tile *t, int64_t in, int64_t out, int d, int p, int64
 }
 
 /* U[xi][cout][cin] = G g G^T from the tap-major weights, in double.  One
- * output channel at a time through a [36][cin] buffer, so the stores run
+ * output channel at a time through a [36][cin] buffer, so the row-major stores run
  * along rows (36 streams a power of two apart alias in the caches). */
 int nn_conv_wino_weights(nn_conv *c, en_err *err)
 {
     const size_t co = (size_t)c->cout, ci = (size_t)c->cin, plane = co * ci;
+    /* the own kernel's packed layout (nn_sgemm_pack: panels of rows,
+     * k-major), written in place of the row-major one, or the row-major
+     * one for OpenBLAS; calloc: a last panel's missing rows are zeros */
+    const int packed = nn_sgemm_packed_usable();
+    const size_t psz = packed ? nn_sgemm_pack_size(c->cout, c->cin) : plane;
+    const size_t mr = NN_SGEMM_MR;
     float *u, *row;
 
     if (c->wu || c->wuf)
         return EN_OK;
-    u = malloc(36 * plane * sizeof *u);
+    u = calloc(36 * psz, sizeof *u);
     row = malloc(36 * ci * sizeof *row);
     if (!u || !row) {
         free(u);
@@ -152,23 +158,20 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
                 r[5 * ci] = (float)g2;
             }
         }
-        for (size_t p = 0; p < 36; p++)
-            memcpy(u + p * plane + o * ci, row + p * ci, ci * sizeof *u);
+        for (size_t p = 0; p < 36; p++) {
+            if (!packed) {
+                memcpy(u + p * plane + o * ci, row + p * ci, ci * sizeof *u);
+                continue;
+            }
+            for (size_t i = 0; i < ci; i++)
+                u[p * psz + ((o / mr) * ci + i) * mr + o % mr] = row[p * ci + i];
+        }
     }
     free(row);
-    if (nn_sgemm_packed_usable()) {
-        /* the own kernel's layout replaces the row-major one */
-        const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
-        if (!(c->wuf = malloc(36 * psz * sizeof *c->wuf))) {
-            free(u);
-            return en_err_set(err, EN_ENOMEM, "nn: out of memory for Winograd weights");
-        }
-        for (size_t p = 0; p < 36; p++)
-            nn_sgemm_pack(u + p * plane, c->cin, c->cout, c->cin, c->wuf + p * psz);
-        free(u);
-    } else {
+    if (packed)
+        c->wuf = u;
+    else
         c->wu = u;
-    }
     return EN_OK;
 }
 

@@ -91,6 +91,8 @@ typedef struct nn_sgemm_epi {
 int nn_sgemm_packed_usable(void);
 size_t nn_sgemm_pack_size(int m, int k);
 void nn_sgemm_pack(const float *A, int64_t lda, int m, int k, float *out);
+/* The m x k row-major matrix back from its packed form. */
+void nn_sgemm_unpack(const float *packed, int m, int k, float *out);
 size_t nn_sgemm_bwork_size(int n);
 void nn_sgemm_packed(int m, int n, int k, const float *A, int64_t apanel, const float *B,
                      int64_t ldb, float *C, int64_t ldc, int add, const nn_sgemm_epi *epi,

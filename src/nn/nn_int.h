@@ -140,9 +140,11 @@ typedef struct nn_conv {
     float *wu, *wuf;
     /* fp32 products on the own kernel (where nn_sgemm_packed_usable): the
      * weight matrix the dense, 1x1 and frame-shift paths multiply, packed
-     * by nn_sgemm_pack for the current plan (wp_k columns) */
+     * by nn_sgemm_pack for the current plan (wp_k columns); wp_full: it is
+     * the whole of w, which is then dropped (conv.c's restore_w) */
     float *wp;
     int64_t wp_k;
+    int wp_full;
     /* bf16 products (kern != NN_KERN_FP32, conv_bf16.c): the weights packed
      * for the kernel tier.  Each packed matrix comes with its column map:
      * entry j is q = (live tap ordinal) * cin + input channel, or -1 for a

@@ -279,6 +279,13 @@ size_t nn_sgemm_pack_size(int m, int k)
     return (size_t)((m + NN_SMR - 1) / NN_SMR * NN_SMR) * (size_t)k;
 }
 
+void nn_sgemm_unpack(const float *packed, int m, int k, float *out)
+{
+    for (int i = 0; i < m; i++)
+        for (int kk = 0; kk < k; kk++)
+            out[(int64_t)i * k + kk] = packed[((int64_t)(i / NN_SMR) * k + kk) * NN_SMR + i % NN_SMR];
+}
+
 void nn_sgemm_pack(const float *A, int64_t lda, int m, int k, float *out)
 {
     for (int i = 0; i < m; i += NN_SMR)
