@@ -580,6 +580,16 @@ static void test_conv(nn_pool *pool)
         run_conv_case(&cases[i], NULL, 0, 0);
         run_conv_case(&cases[i], pool, (int)(i & 1), 1);
     }
+    /* Winograd's phased and fused paths, each forced */
+    for (int mode = 0; mode < 2; mode++) {
+        setenv("EN_NN_WINO_FUSED", mode ? "1" : "0", 1);
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+            if (cases[i].wino) {
+                run_conv_case(&cases[i], NULL, (int)(i & 1), 0);
+                run_conv_case(&cases[i], pool, (int)!(i & 1), 1);
+            }
+    }
+    unsetenv("EN_NN_WINO_FUSED");
     /* the same through OpenBLAS, where the own kernel would take them */
     if (nn_sgemm_packed_usable()) {
         setenv("EN_NN_FP32_KERNEL", "0", 1);

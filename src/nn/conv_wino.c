@@ -507,6 +507,167 @@ static void wino_output(void *arg, int task, int thread)
                        j->mstride);
 }
 
+/* ---- fused: all three steps block by block -----------------------------
+ *
+ * With few channels and many tiles (R(2+1)D's first layer: 64 -> 144
+ * channels, 6,272 tiles per clip) the phased steps above send V and M
+ * through memory, 36 x (cin + cout) floats per tile written and read back,
+ * and the products wait on that traffic.  Here the input is padded once,
+ * and each task takes NN_FUSE_NB consecutive tiles through the input
+ * transform, the 36 products and the output transform, its V and M (2 MB
+ * at 64 tiles) staying in L2 or L3; the transformed weights (at most
+ * NN_FUSE_WEIGHTS) are read again by every block.  Measured on that layer
+ * (ms per clip, 2 threads, 2 alternating runs): 31.4-33.6 at 64 tiles
+ * against 34.1-36.7 phased; 32 tiles were no faster than phased (the
+ * weights read per block weigh more), 128 no faster than 64. */
+#define NN_FUSE_WEIGHTS (2u << 20)
+#define NN_FUSE_NB 64
+
+typedef struct fused_job {
+    const nn_conv *c;
+    const nn_tensor *x;
+    nn_tensor *y;
+    const nn_tensor *res;
+    int relu;
+    nn_pool *pool;
+    int64_t T, N, planes;
+    int64_t hp, wp, lo[2], chs;   /* padded plane, padding, floats per channel */
+    int64_t cin_chunk, vs, ms;    /* point strides of a block's V and M */
+    size_t pad_floats, blk_floats;
+    const tile_ref *tiles;
+    int32_t patch[36];
+} fused_job;
+
+/* floats from one point's block to the next: an odd number of cache lines
+ * (see nn_conv_wino) */
+static int64_t point_stride(int64_t n)
+{
+    n = (n + 15) / 16 * 16;
+    return n + ((n / 16) % 2 ? 0 : 16);
+}
+
+static float *fused_pad(const fused_job *j)
+{
+    return nn_pool_scratch(j->pool, 0, j->pad_floats + j->blk_floats);
+}
+
+/* The padded copy of input channels [task * cin_chunk, ...): only the
+ * borders are zeroed. */
+static void fused_copy(void *arg, int task, int thread)
+{
+    const fused_job *j = arg;
+    const nn_tensor *x = j->x;
+    const int64_t c0 = (int64_t)task * j->cin_chunk;
+    const int64_t c1 = c0 + j->cin_chunk < j->c->cin ? c0 + j->cin_chunk : j->c->cin;
+    const int64_t Hi = x->shape[NN_H], Wi = x->shape[NN_W], right = j->wp - j->lo[1] - Wi;
+    float *pad = fused_pad(j);
+
+    (void)thread;
+    for (int64_t ci = c0; ci < c1; ci++)
+        for (int64_t pl = 0; pl < j->planes; pl++) {
+            const float *src = x->data + ci * x->stride[NN_C] + (pl / j->T) * x->stride[NN_B] +
+                               (pl % j->T) * x->stride[NN_T];
+            float *dst = pad + ci * j->chs + pl * j->hp * j->wp;
+            memset(dst, 0, (size_t)(j->lo[0] * j->wp) * sizeof *dst);
+            for (int64_t h = 0; h < Hi; h++) {
+                float *row = dst + (j->lo[0] + h) * j->wp;
+                memset(row, 0, (size_t)j->lo[1] * sizeof *row);
+                memcpy(row + j->lo[1], src + h * x->stride[NN_H], (size_t)Wi * sizeof *row);
+                memset(row + j->lo[1] + Wi, 0, (size_t)right * sizeof *row);
+            }
+            memset(dst + (j->lo[0] + Hi) * j->wp, 0,
+                   (size_t)((j->hp - j->lo[0] - Hi) * j->wp) * sizeof *dst);
+        }
+}
+
+static void fused_block(void *arg, int task, int thread)
+{
+    const fused_job *j = arg;
+    const nn_conv *c = j->c;
+    const int64_t n0 = (int64_t)task * NN_FUSE_NB;
+    const int64_t n = j->N - n0 < NN_FUSE_NB ? j->N - n0 : NN_FUSE_NB;
+    const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
+    const float *pad = fused_pad(j);
+    float *V = nn_pool_scratch(j->pool, thread, j->pad_floats + j->blk_floats) +
+               (thread == 0 ? j->pad_floats : 0);
+    float *M = V + 36 * j->vs;
+
+    for (int64_t ci = 0; ci < c->cin; ci++)
+        input_channel(pad + ci * j->chs, j->tiles + n0, n, j->patch, 1, V + ci * NN_FUSE_NB,
+                      j->vs);
+    for (int p = 0; p < 36; p++)
+        nn_sgemm_packed(c->cout, (int)n, c->cin, c->wuf + (size_t)p * psz,
+                        (int64_t)c->cin * NN_SGEMM_MR, V + p * j->vs, NN_FUSE_NB,
+                        M + p * j->ms, NN_FUSE_NB, 0, NULL, NULL);
+    for (int64_t co = 0; co < c->cout; co++)
+        output_channel(c, j->y, j->res, j->relu, co, j->tiles + n0, n, M + co * NN_FUSE_NB,
+                       j->ms);
+}
+
+/* The fused path where it applies (returns 1 when it ran the convolution,
+ * 0 to leave it to the phased one). */
+static int wino_fused(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
+                      const nn_tensor *res, int relu, const wino_job *pj, const axis_tile *ty,
+                      int64_t ny, int64_t nx, int64_t planes, int *rc, en_err *err)
+{
+    const int nth = nn_pool_size(pool);
+    const int64_t N = planes * ny * nx;
+    const char *e = getenv("EN_NN_WINO_FUSED");
+    fused_job j;
+    tile_ref *refs;
+
+    if ((e && *e == '0') || !c->wuf || c->d[1] != 1 || c->d[2] != 1 ||
+        (!(e && *e == '1') &&
+         (36 * (size_t)c->cout * (size_t)c->cin * sizeof(float) > NN_FUSE_WEIGHTS ||
+          N < 4 * (int64_t)nth * NN_FUSE_NB)))
+        return 0;
+    memset(&j, 0, sizeof j);
+    j.c = c;
+    j.x = x;
+    j.y = y;
+    j.res = res;
+    j.relu = relu;
+    j.pool = pool;
+    j.T = pj->T;
+    j.N = N;
+    j.planes = planes;
+    j.hp = pj->hp;
+    j.wp = pj->wp;
+    j.lo[0] = pj->lo[0];
+    j.lo[1] = pj->lo[1];
+    j.chs = planes * j.hp * j.wp;
+    j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
+    j.vs = point_stride(c->cin * NN_FUSE_NB);
+    j.ms = point_stride(c->cout * NN_FUSE_NB);
+    j.pad_floats = (size_t)(c->cin * j.chs + 16) / 16 * 16;
+    j.blk_floats = 36 * (size_t)(j.vs + j.ms) + 16;
+    memcpy(j.patch, pj->patch, sizeof j.patch);
+    for (int t = 0; t < nth; t++)
+        if (!nn_pool_scratch(pool, t, t == 0 ? j.pad_floats + j.blk_floats : j.blk_floats)) {
+            *rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+            return 1;
+        }
+    if (!(refs = malloc((size_t)N * sizeof *refs))) {
+        *rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+        return 1;
+    }
+    for (int64_t q = 0; q < N; q++) {
+        const int64_t pl = q / (ny * nx), b = pl / j.T, t = pl % j.T;
+        const axis_tile *ry = &ty[q % (ny * nx) / nx], *rx = &ty[ny + q % nx];
+        refs[q].pin = pl * j.hp * j.wp + (ry->org + j.lo[0]) * j.wp + rx->org + j.lo[1];
+        refs[q].yoff = b * y->stride[NN_B] + t * y->stride[NN_T];
+        refs[q].roff = res ? b * res->stride[NN_B] + t * res->stride[NN_T] : 0;
+        refs[q].ry = ry;
+        refs[q].rx = rx;
+    }
+    j.tiles = refs;
+    nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), fused_copy, &j);
+    nn_pool_run(pool, (int)((N + NN_FUSE_NB - 1) / NN_FUSE_NB), fused_block, &j);
+    free(refs);
+    *rc = EN_OK;
+    return 1;
+}
+
 int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
                  const nn_tensor *res, int relu, const int64_t in[3], const int64_t out[3],
                  en_err *err)
@@ -518,6 +679,7 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     axis_tile *ty;
     tile_ref *refs = NULL;
     int64_t chunk, hi[2];
+    int rc;
     size_t per_plane, need;
     float *buf;
 
@@ -532,6 +694,11 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     for (int i = 0; i < 6; i++)
         for (int k = 0; k < 6; k++)
             j.patch[i * 6 + k] = (int32_t)((int64_t)c->d[1] * i * j.wp + (int64_t)c->d[2] * k);
+    j.T = in[0];
+    if (wino_fused(pool, c, x, y, res, relu, &j, ty, ny, nx, planes, &rc, err)) {
+        free(ty);
+        return rc;
+    }
     /* V and M of a chunk of planes under NN_WINO_BYTES, in equal chunks */
     per_plane = 36 * (size_t)tpp * ((size_t)c->cin + (size_t)c->cout);
     chunk = (int64_t)(NN_WINO_BYTES / sizeof(float) / per_plane);
