@@ -79,14 +79,14 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
         CHECKF(c.wino, "conv cin %d %dx%d d %d,%d: expected the Winograd path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
     /* on a CPU with the own fp32 kernel the products run on it (unless
-     * EN_NN_FP32_KERNEL=0 sends the non-Winograd ones to OpenBLAS) */
-    if (cc->wino && nn_sgemm_packed_usable())
-        CHECKF(c.wuf && !c.wu, "conv cin %d %dx%d: Winograd weights not packed", cc->cin,
+     * EN_NN_FP32_KERNEL=0 sends them to OpenBLAS) */
+    if (cc->wino)
+        CHECKF(nn_sgemm_packed_usable() ? c.wuf && !c.wu : c.wu && !c.wuf,
+               "conv cin %d %dx%d: Winograd weights not in the kernel's layout", cc->cin,
                cc->h, cc->w);
-    if (!c.wino && !c.sparse && nn_sgemm_packed_usable())
-        CHECKF(!c.wp == (getenv("EN_NN_FP32_KERNEL") && *getenv("EN_NN_FP32_KERNEL") == '0'),
-               "conv cin %d k %dx%dx%d: packed weights %s", cc->cin, cc->k[0], cc->k[1],
-               cc->k[2], c.wp ? "made for OpenBLAS" : "missing");
+    if (!c.wino && !c.sparse)
+        CHECKF(!c.wp == !nn_sgemm_packed_usable(), "conv cin %d k %dx%dx%d: packed weights %s",
+               cc->cin, cc->k[0], cc->k[1], cc->k[2], c.wp ? "made for OpenBLAS" : "missing");
     /* packed whole, the weights are kept once; a plan for another input
      * size makes them again (from the packed copy) where it needs them */
     CHECK(!c.wp_full || !c.w);
@@ -590,7 +590,8 @@ static void test_conv(nn_pool *pool)
             }
     }
     unsetenv("EN_NN_WINO_FUSED");
-    /* the same through OpenBLAS, where the own kernel would take them */
+    /* the same through OpenBLAS, where the own kernel would take them (as
+     * on a CPU without AVX-512) */
     if (nn_sgemm_packed_usable()) {
         setenv("EN_NN_FP32_KERNEL", "0", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)

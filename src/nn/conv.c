@@ -96,15 +96,6 @@ static int live_taps(const nn_conv *c, int axis, int64_t in, int64_t out,
     return n;
 }
 
-/* fp32 products on the own kernel (sgemm_avx512.c) rather than OpenBLAS:
- * where the CPU has AVX-512, unless EN_NN_FP32_KERNEL=0 (for comparisons;
- * read at each plan, so that tests can take both). */
-static int own_fp32_kernel(void)
-{
-    const char *e = getenv("EN_NN_FP32_KERNEL");
-    return nn_sgemm_packed_usable() && !(e && *e == '0');
-}
-
 /* c->w again from the packed whole matrix, where plan_taps dropped it. */
 static int restore_w(nn_conv *c, en_err *err)
 {
@@ -209,7 +200,7 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
         }
         c->wr = wr;
     }
-    if (c->kern == NN_KERN_FP32 && !c->sparse && !c->wino && own_fp32_kernel()) {
+    if (c->kern == NN_KERN_FP32 && !c->sparse && !c->wino && nn_sgemm_packed_usable()) {
         /* the matrix nn_conv_forward multiplies (j.w, j.lda, j.K there) */
         const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
         const float *w = c->w;

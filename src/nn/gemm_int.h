@@ -81,7 +81,9 @@ const char *nn_kern_name(nn_kern k);
  * C's column 0) and ReLU, applied once the sum is complete.
  * bwork (nn_sgemm_bwork_size(n) floats, or NULL to read B in place): B is
  * copied there slice by slice first, for a B whose rows are far apart.
- * AVX-512F only: callers check nn_sgemm_packed_usable. */
+ * AVX-512F only: callers check nn_sgemm_packed_usable, which is also 0
+ * under EN_NN_FP32_KERNEL=0 (OpenBLAS then, as on a CPU without AVX-512;
+ * read at each call, so that tests and benchmarks can take both). */
 typedef struct nn_sgemm_epi {
     const float *bias;
     const float *res;

@@ -23,6 +23,8 @@
  */
 #include "gemm_int.h"
 
+#include <stdlib.h>
+
 #define NN_SMR NN_SGEMM_MR
 /* K slice: a 32-column panel of B is 64 KB, read from L1/L2 while the row
  * panels pass over it; 512 rather than 256 (an L1-sized panel) because
@@ -263,7 +265,8 @@ void nn_sgemm_packed(int m, int n, int k, const float *A, int64_t apanel, const 
 int nn_sgemm_packed_usable(void)
 {
 #ifdef NN_X86_KERNELS
-    return nn_cpu_get()->avx512;
+    const char *e = getenv("EN_NN_FP32_KERNEL");
+    return nn_cpu_get()->avx512 && !(e && *e == '0');
 #else
     return 0;
 #endif
