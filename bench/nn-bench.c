@@ -17,6 +17,7 @@
  * the best pass, per frame or clip).
  */
 #include "en_nn.h"
+#include "gemm_int.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -220,11 +221,13 @@ int main(int argc, char **argv)
     printf("{\"engine\":\"echonetd\",\"task\":\"%s\",\"threads\":%d,\"batch\":%d,"
            "\"n\":%d,\"reps\":%d,\"ms_best\":%.2f,\"ms_mean\":%.2f,\"cpu_ms_best\":%.2f,\"load_s\":%.3f,"
            "\"rss_loaded_mb\":%.1f,\"peak_rss_mb\":%.1f,\"blas_core\":\"%s\","
-           "\"precision\":\"%s\",\"kernel\":\"%s\"}\n",
+           "\"precision\":\"%s\",\"kernel\":\"%s\",\"fp32_products\":\"%s\"}\n",
            argv[1], en_nn_model_info(m)->threads, en_nn_model_info(m)->batch, n, reps,
            best * 1e3, total / reps * 1e3, cpu_best * 1e3, load_s, rss_loaded / 1024.0, peak_rss_kb() / 1024.0,
            en_nn_model_info(m)->blas_core, en_nn_prec_name(en_nn_model_info(m)->precision),
-           en_nn_model_info(m)->kernel);
+           en_nn_model_info(m)->kernel,
+           /* (fp32 convolutions: docs/engine.md) */
+           nn_sgemm_packed_usable() ? "own avx512" : "openblas");
     en_nn_model_free(m);
     return 0;
 }

@@ -164,7 +164,12 @@ def main():
                 continue
             prec = e.get("precision", "fp32")
             p = results[task]["pytorch " + prec]
-            kern = e.get("blas_core", "?") if prec == "fp32" else e.get("kernel", "?")
+            if prec == "fp32":
+                kern = e.get("fp32_products", "?")
+                if kern == "openblas":
+                    kern = "OpenBLAS " + e.get("blas_core", "?")
+            else:
+                kern = e.get("kernel", "?")
             print("| %s (%s) | %s | %s (%s) | %.1f | %.1f | %.2f | %.0f MB | %.0f MB |" % (
                 "segmentation, batch %d" % a.batch if task == "seg" else "EF, 3x32x112x112",
                 unit, eng, prec, kern, e["ms_best"], p["ms_best"], e["ms_best"] / p["ms_best"],
