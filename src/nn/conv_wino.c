@@ -507,6 +507,24 @@ static void wino_output(void *arg, int task, int thread)
                        j->mstride);
 }
 
+/* The N tiles of planes [pl0, pl0+npl): where each patch starts in padded
+ * planes that begin with plane pl0, where its plane starts in y and res. */
+static void fill_tiles(const wino_job *j, tile_ref *refs, const axis_tile *ty, int64_t ny,
+                       int64_t nx)
+{
+    const int64_t tpp = ny * nx;
+    for (int64_t n = 0; n < j->N; n++) {
+        const int64_t pl = j->pl0 + n / tpp, b = pl / j->T, t = pl % j->T;
+        const axis_tile *ry = &ty[n % tpp / nx], *rx = &ty[ny + n % nx];
+        refs[n].pin = (n / tpp) * j->hp * j->wp + (ry->org + j->lo[0]) * j->wp + rx->org +
+                      j->lo[1];
+        refs[n].yoff = b * j->y->stride[NN_B] + t * j->y->stride[NN_T];
+        refs[n].roff = j->res ? b * j->res->stride[NN_B] + t * j->res->stride[NN_T] : 0;
+        refs[n].ry = ry;
+        refs[n].rx = rx;
+    }
+}
+
 /* ---- fused: all three steps block by block -----------------------------
  *
  * With few channels and many tiles (R(2+1)D's first layer: 64 -> 144
@@ -523,51 +541,48 @@ static void wino_output(void *arg, int task, int thread)
 #define NN_FUSE_WEIGHTS (2u << 20)
 #define NN_FUSE_NB 64
 
+/* The phased job's convolution, geometry and tiles (w: all planes, pin
+ * into the padded copy), and what the fused path adds. */
 typedef struct fused_job {
-    const nn_conv *c;
-    const nn_tensor *x;
-    nn_tensor *y;
-    const nn_tensor *res;
-    int relu;
+    const wino_job *w;
     nn_pool *pool;
-    int64_t T, N, planes;
-    int64_t hp, wp, lo[2], chs;   /* padded plane, padding, floats per channel */
-    int64_t cin_chunk, vs, ms;    /* point strides of a block's V and M */
+    int64_t planes, chs;          /* floats per channel of the padded copy */
+    int64_t vs, ms;               /* point strides of a block's V and M */
     size_t pad_floats, blk_floats;
-    const tile_ref *tiles;
-    int32_t patch[36];
 } fused_job;
 
-/* floats from one point's block to the next: an odd number of cache lines
- * (see nn_conv_wino) */
+/* Floats from one point's block of V or M to the next: point blocks a
+ * power of two apart would all fall into the same cache sets, so they are
+ * padded to an odd number of cache lines. */
 static int64_t point_stride(int64_t n)
 {
     n = (n + 15) / 16 * 16;
     return n + ((n / 16) % 2 ? 0 : 16);
 }
 
-static float *fused_pad(const fused_job *j)
+static float *fused_pad(const fused_job *f)
 {
-    return nn_pool_scratch(j->pool, 0, j->pad_floats + j->blk_floats);
+    return nn_pool_scratch(f->pool, 0, f->pad_floats + f->blk_floats);
 }
 
 /* The padded copy of input channels [task * cin_chunk, ...): only the
  * borders are zeroed. */
 static void fused_copy(void *arg, int task, int thread)
 {
-    const fused_job *j = arg;
+    const fused_job *f = arg;
+    const wino_job *j = f->w;
     const nn_tensor *x = j->x;
     const int64_t c0 = (int64_t)task * j->cin_chunk;
     const int64_t c1 = c0 + j->cin_chunk < j->c->cin ? c0 + j->cin_chunk : j->c->cin;
     const int64_t Hi = x->shape[NN_H], Wi = x->shape[NN_W], right = j->wp - j->lo[1] - Wi;
-    float *pad = fused_pad(j);
+    float *pad = fused_pad(f);
 
     (void)thread;
     for (int64_t ci = c0; ci < c1; ci++)
-        for (int64_t pl = 0; pl < j->planes; pl++) {
+        for (int64_t pl = 0; pl < f->planes; pl++) {
             const float *src = x->data + ci * x->stride[NN_C] + (pl / j->T) * x->stride[NN_B] +
                                (pl % j->T) * x->stride[NN_T];
-            float *dst = pad + ci * j->chs + pl * j->hp * j->wp;
+            float *dst = pad + ci * f->chs + pl * j->hp * j->wp;
             memset(dst, 0, (size_t)(j->lo[0] * j->wp) * sizeof *dst);
             for (int64_t h = 0; h < Hi; h++) {
                 float *row = dst + (j->lo[0] + h) * j->wp;
@@ -582,38 +597,40 @@ static void fused_copy(void *arg, int task, int thread)
 
 static void fused_block(void *arg, int task, int thread)
 {
-    const fused_job *j = arg;
+    const fused_job *f = arg;
+    const wino_job *j = f->w;
     const nn_conv *c = j->c;
     const int64_t n0 = (int64_t)task * NN_FUSE_NB;
     const int64_t n = j->N - n0 < NN_FUSE_NB ? j->N - n0 : NN_FUSE_NB;
     const size_t psz = nn_sgemm_pack_size(c->cout, c->cin);
-    const float *pad = fused_pad(j);
-    float *V = nn_pool_scratch(j->pool, thread, j->pad_floats + j->blk_floats) +
-               (thread == 0 ? j->pad_floats : 0);
-    float *M = V + 36 * j->vs;
+    const float *pad = fused_pad(f);
+    float *V = nn_pool_scratch(f->pool, thread, f->pad_floats + f->blk_floats) +
+               (thread == 0 ? f->pad_floats : 0);
+    float *M = V + 36 * f->vs;
 
     for (int64_t ci = 0; ci < c->cin; ci++)
-        input_channel(pad + ci * j->chs, j->tiles + n0, n, j->patch, 1, V + ci * NN_FUSE_NB,
-                      j->vs);
+        input_channel(pad + ci * f->chs, j->tiles + n0, n, j->patch, 1, V + ci * NN_FUSE_NB,
+                      f->vs);
     for (int p = 0; p < 36; p++)
         nn_sgemm_packed(c->cout, (int)n, c->cin, c->wuf + (size_t)p * psz,
-                        (int64_t)c->cin * NN_SGEMM_MR, V + p * j->vs, NN_FUSE_NB,
-                        M + p * j->ms, NN_FUSE_NB, 0, NULL, NULL);
+                        (int64_t)c->cin * NN_SGEMM_MR, V + p * f->vs, NN_FUSE_NB,
+                        M + p * f->ms, NN_FUSE_NB, 0, NULL, NULL);
     for (int64_t co = 0; co < c->cout; co++)
         output_channel(c, j->y, j->res, j->relu, co, j->tiles + n0, n, M + co * NN_FUSE_NB,
-                       j->ms);
+                       f->ms);
 }
 
 /* The fused path where it applies (returns 1 when it ran the convolution,
- * 0 to leave it to the phased one). */
-static int wino_fused(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
-                      const nn_tensor *res, int relu, const wino_job *pj, const axis_tile *ty,
-                      int64_t ny, int64_t nx, int64_t planes, int *rc, en_err *err)
+ * *rc its result; 0 to leave it to the phased one).  pj: the phased job's
+ * convolution and geometry; its tiles are filled here, for every plane. */
+static int wino_fused(nn_pool *pool, wino_job *pj, const axis_tile *ty, int64_t ny,
+                      int64_t nx, int64_t planes, int *rc, en_err *err)
 {
+    const nn_conv *c = pj->c;
     const int nth = nn_pool_size(pool);
     const int64_t N = planes * ny * nx;
     const char *e = getenv("EN_NN_WINO_FUSED");
-    fused_job j;
+    fused_job f;
     tile_ref *refs;
 
     if ((e && *e == '0') || !c->wuf || c->d[1] != 1 || c->d[2] != 1 ||
@@ -621,29 +638,17 @@ static int wino_fused(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_te
          (36 * (size_t)c->cout * (size_t)c->cin * sizeof(float) > NN_FUSE_WEIGHTS ||
           N < 4 * (int64_t)nth * NN_FUSE_NB)))
         return 0;
-    memset(&j, 0, sizeof j);
-    j.c = c;
-    j.x = x;
-    j.y = y;
-    j.res = res;
-    j.relu = relu;
-    j.pool = pool;
-    j.T = pj->T;
-    j.N = N;
-    j.planes = planes;
-    j.hp = pj->hp;
-    j.wp = pj->wp;
-    j.lo[0] = pj->lo[0];
-    j.lo[1] = pj->lo[1];
-    j.chs = planes * j.hp * j.wp;
-    j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
-    j.vs = point_stride(c->cin * NN_FUSE_NB);
-    j.ms = point_stride(c->cout * NN_FUSE_NB);
-    j.pad_floats = (size_t)(c->cin * j.chs + 16) / 16 * 16;
-    j.blk_floats = 36 * (size_t)(j.vs + j.ms) + 16;
-    memcpy(j.patch, pj->patch, sizeof j.patch);
+    memset(&f, 0, sizeof f);
+    f.w = pj;
+    f.pool = pool;
+    f.planes = planes;
+    f.chs = planes * pj->hp * pj->wp;
+    f.vs = point_stride(c->cin * NN_FUSE_NB);
+    f.ms = point_stride(c->cout * NN_FUSE_NB);
+    f.pad_floats = (size_t)(c->cin * f.chs + 16) / 16 * 16;
+    f.blk_floats = 36 * (size_t)(f.vs + f.ms) + 16;
     for (int t = 0; t < nth; t++)
-        if (!nn_pool_scratch(pool, t, t == 0 ? j.pad_floats + j.blk_floats : j.blk_floats)) {
+        if (!nn_pool_scratch(pool, t, t == 0 ? f.pad_floats + f.blk_floats : f.blk_floats)) {
             *rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
             return 1;
         }
@@ -651,19 +656,15 @@ static int wino_fused(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_te
         *rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
         return 1;
     }
-    for (int64_t q = 0; q < N; q++) {
-        const int64_t pl = q / (ny * nx), b = pl / j.T, t = pl % j.T;
-        const axis_tile *ry = &ty[q % (ny * nx) / nx], *rx = &ty[ny + q % nx];
-        refs[q].pin = pl * j.hp * j.wp + (ry->org + j.lo[0]) * j.wp + rx->org + j.lo[1];
-        refs[q].yoff = b * y->stride[NN_B] + t * y->stride[NN_T];
-        refs[q].roff = res ? b * res->stride[NN_B] + t * res->stride[NN_T] : 0;
-        refs[q].ry = ry;
-        refs[q].rx = rx;
-    }
-    j.tiles = refs;
-    nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), fused_copy, &j);
-    nn_pool_run(pool, (int)((N + NN_FUSE_NB - 1) / NN_FUSE_NB), fused_block, &j);
+    pj->pl0 = 0;
+    pj->npl = planes;
+    pj->N = N;
+    fill_tiles(pj, refs, ty, ny, nx);
+    pj->tiles = refs;
+    nn_pool_run(pool, (int)((c->cin + pj->cin_chunk - 1) / pj->cin_chunk), fused_copy, &f);
+    nn_pool_run(pool, (int)((N + NN_FUSE_NB - 1) / NN_FUSE_NB), fused_block, &f);
     free(refs);
+    pj->tiles = NULL;
     *rc = EN_OK;
     return 1;
 }
@@ -694,8 +695,15 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     for (int i = 0; i < 6; i++)
         for (int k = 0; k < 6; k++)
             j.patch[i * 6 + k] = (int32_t)((int64_t)c->d[1] * i * j.wp + (int64_t)c->d[2] * k);
+    j.c = c;
+    j.x = x;
+    j.y = y;
+    j.res = res;
+    j.relu = relu;
     j.T = in[0];
-    if (wino_fused(pool, c, x, y, res, relu, &j, ty, ny, nx, planes, &rc, err)) {
+    j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
+    j.cout_chunk = (c->cout + 4 * nth - 1) / (4 * nth);
+    if (wino_fused(pool, &j, ty, ny, nx, planes, &rc, err)) {
         free(ty);
         return rc;
     }
@@ -720,37 +728,16 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
         free(refs);
         return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
     }
-    j.c = c;
-    j.x = x;
-    j.y = y;
-    j.res = res;
-    j.relu = relu;
-    j.T = in[0];
-    j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
-    j.cout_chunk = (c->cout + 4 * nth - 1) / (4 * nth);
     j.tiles = refs;
     for (j.pl0 = 0; j.pl0 < planes; j.pl0 += chunk) {
         j.npl = planes - j.pl0 < chunk ? planes - j.pl0 : chunk;
         j.N = j.npl * tpp;
-        /* point blocks a power of two apart would all fall into the same
-         * cache sets: pad them to an odd number of cache lines */
-        j.vstride = (c->cin * j.N + 15) / 16 * 16;
-        j.vstride += (j.vstride / 16) % 2 ? 0 : 16;
-        j.mstride = (c->cout * j.N + 15) / 16 * 16;
-        j.mstride += (j.mstride / 16) % 2 ? 0 : 16;
+        j.vstride = point_stride(c->cin * j.N);
+        j.mstride = point_stride(c->cout * j.N);
         j.V = buf;
         j.M = j.V + 36 * (size_t)j.vstride;
         j.pad = j.M + 36 * (size_t)j.mstride;
-        for (int64_t n = 0; n < j.N; n++) {
-            int64_t pl = j.pl0 + n / tpp, b = pl / j.T, t = pl % j.T;
-            const axis_tile *ry = &ty[n % tpp / nx], *rx = &ty[ny + n % nx];
-            refs[n].pin = (n / tpp) * j.hp * j.wp + (ry->org + j.lo[0]) * j.wp +
-                          rx->org + j.lo[1];
-            refs[n].yoff = b * y->stride[NN_B] + t * y->stride[NN_T];
-            refs[n].roff = res ? b * res->stride[NN_B] + t * res->stride[NN_T] : 0;
-            refs[n].ry = ry;
-            refs[n].rx = rx;
-        }
+        fill_tiles(&j, refs, ty, ny, nx);
         nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), wino_input, &j);
         nn_pool_run(pool, 36, wino_gemm, &j);
         nn_pool_run(pool, (int)((c->cout + j.cout_chunk - 1) / j.cout_chunk), wino_output, &j);

@@ -219,6 +219,17 @@ void nn_sgemm_rows(int m, int n, int k, const float *A, int64_t apanel,
 #else
 /* (never called: nn_sgemm_packed_usable is 0; plain loops keep the
  * definitions honest on other targets) */
+static float finish(float s, const nn_sgemm_epi *epi, int i, int j)
+{
+    if (epi && epi->bias)
+        s += epi->bias[i];
+    if (epi && epi->res)
+        s += epi->res[(int64_t)i * epi->ldr + j];
+    if (epi && epi->relu)
+        s = s > 0.0f ? s : 0.0f;
+    return s;
+}
+
 void nn_sgemm_rows(int m, int n, int k, const float *A, int64_t apanel,
                    const float *const *rows, const int32_t *lo, const int32_t *hi, float *C,
                    int64_t ldc, const nn_sgemm_epi *epi, float *bwork)
@@ -231,13 +242,7 @@ void nn_sgemm_rows(int m, int n, int k, const float *A, int64_t apanel,
                 if (j >= lo[kk] && j < hi[kk])
                     s += A[(i / NN_SMR) * apanel + kk * NN_SMR + i % NN_SMR] *
                          rows[kk][j - lo[kk]];
-            if (epi && epi->bias)
-                s += epi->bias[i];
-            if (epi && epi->res)
-                s += epi->res[(int64_t)i * epi->ldr + j];
-            if (epi && epi->relu)
-                s = s > 0.0f ? s : 0.0f;
-            C[(int64_t)i * ldc + j] = s;
+            C[(int64_t)i * ldc + j] = finish(s, epi, i, j);
         }
 }
 
@@ -251,13 +256,7 @@ void nn_sgemm_packed(int m, int n, int k, const float *A, int64_t apanel, const 
             float s = add ? C[(int64_t)i * ldc + j] : 0.0f;
             for (int kk = 0; kk < k; kk++)
                 s += A[(i / NN_SMR) * apanel + kk * NN_SMR + i % NN_SMR] * B[kk * ldb + j];
-            if (epi && epi->bias)
-                s += epi->bias[i];
-            if (epi && epi->res)
-                s += epi->res[(int64_t)i * epi->ldr + j];
-            if (epi && epi->relu)
-                s = s > 0.0f ? s : 0.0f;
-            C[(int64_t)i * ldc + j] = s;
+            C[(int64_t)i * ldc + j] = finish(s, epi, i, j);
         }
 }
 #endif
