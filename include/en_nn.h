@@ -75,8 +75,9 @@ typedef struct en_nn_info {
     const char *blas_core;     /* OpenBLAS kernel set in use ("Haswell",
                                   "Cooperlake", ...): speed depends on it */
     en_nn_prec precision; /* effective: FP32 or BF16, never AUTO */
-    const char *kernel;        /* matrix kernels: "fp32" (OpenBLAS),
-                                  "amx" or "avx512bf16" */
+    const char *kernel;        /* matrix kernels: "fp32" (the engine's own
+                                  AVX-512 kernel, OpenBLAS on CPUs without
+                                  AVX-512), "amx" or "avx512bf16" */
 } en_nn_info;
 
 /* Loads and checks a weights file (every tensor's name, dtype and shape), folds
