@@ -982,17 +982,6 @@ void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y)
     const int64_t B = x->shape[NN_B];
     const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
     int64_t in[3], out[3];
-    float *unpacked = NULL;
-    const float *wt = c->w;
-
-    if (!wt) {
-        /* (tests only: no error path) */
-        unpacked = malloc((size_t)c->cout * (size_t)kfull * sizeof *unpacked);
-        if (!unpacked)
-            abort();
-        nn_sgemm_unpack(c->wp, c->cout, (int)kfull, unpacked);
-        wt = unpacked;
-    }
 
     for (int a = 0; a < 3; a++) {
         in[a] = x->shape[NN_T + a];
@@ -1014,12 +1003,15 @@ void nn_conv_reference(const nn_conv *c, const nn_tensor *x, nn_tensor *y)
             int64_t iw = w * c->s[2] - c->p[2] + kw * c->d[2];
             if (it < 0 || it >= in[0] || ih < 0 || ih >= in[1] || iw < 0 || iw >= in[2])
                 continue;
-            acc += (double)wt[(((o * c->k[0] + kt) * c->k[1] + kh) * c->k[2] + kw) * c->cin + ci] *
+            /* (the weights may be held packed only: plan_taps) */
+            const int64_t q = ((kt * c->k[1] + kh) * c->k[2] + kw) * c->cin + ci;
+            const float wv = c->w ? c->w[o * kfull + q] :
+                c->wp[((o / NN_SGEMM_MR) * kfull + q) * NN_SGEMM_MR + o % NN_SGEMM_MR];
+            acc += (double)wv *
                 x->data[ci * x->stride[NN_C] + b * x->stride[NN_B] + it * x->stride[NN_T] +
                         ih * x->stride[NN_H] + iw];
         }
         y->data[o * y->stride[NN_C] + b * y->stride[NN_B] + t * y->stride[NN_T] +
                 h * y->stride[NN_H] + w] = (float)acc;
     }
-    free(unpacked);
 }
