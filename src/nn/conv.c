@@ -42,15 +42,14 @@
  * sgemm, small enough to stay in the L2/L3 cache between im2col and sgemm. */
 #define NN_TILE_BYTES (3u << 20)
 #define NN_TILE_MIN_COLS 64
-/* The own fp32 kernel's B of a tile (a K slice of its columns), bytes:
- * smaller where the output has few rows (each B panel is used by few row
- * panels).  Measured on both networks (best of 3 alternating runs): the
- * frame-shift products of R(2+1)D (64-256 rows) 418-436 ms per clip at 256
- * KB against 448-462 at 1 MB; DeepLabV3's (up to 2048 rows) no slower at
- * 1 MB than at 256 KB. */
-#define NN_TILE_FEW_ROWS 256
-#define NN_TILE_B_FEW (256u << 10)
-#define NN_TILE_B_MANY (1024u << 10)
+/* The own fp32 kernel's B of a tile (a K slice of its columns), bytes: it
+ * stays in L2 while every 12-row panel of A meets it.  Measured on both
+ * networks (best of 3-4 alternating runs): segmentation 32.1-33.4 ms/frame
+ * at 1 MB against 32.4-35.2 at 1.5 MB and 33.2-34.0 at 768 KB; where the
+ * output has at most 256 rows, 33.8-35.0 against 35.0-36.2 at 256 KB
+ * (segmentation) and 470-501 against 481-497 ms/clip (EF), 516-538 at
+ * 2 MB. */
+#define NN_TILE_B (1024u << 10)
 /* Winograd is taken when its products are under this share of the other
  * path's (the transforms cost the rest; measured) */
 #define NN_WINO_GAIN 0.75
@@ -563,8 +562,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         if (c->wp && j.K > 0) {
             int64_t kb = c->tshift ? c->wp_k : j.K, lim;
             kb = kb < NN_SGEMM_KC ? kb : NN_SGEMM_KC;
-            lim = (int64_t)(c->cout <= NN_TILE_FEW_ROWS ? NN_TILE_B_FEW : NN_TILE_B_MANY) /
-                  (kb * (int64_t)sizeof(float));
+            lim = (int64_t)NN_TILE_B / (kb * (int64_t)sizeof(float));
             if (target > lim)
                 target = lim;
         }

@@ -8,8 +8,8 @@
  * of DeepLabV3's fp32 time went to OpenBLAS's copy routines, 3 % to zeroing
  * C before the product), and the bias, residual and ReLU were a further
  * pass over the output.  Here the weights are packed once, B is copied only
- * where its rows are far apart (a K slice of input planes at a time, 256
- * KB to 1 MB, so it stays in L2), and the epilogue comes with the last K
+ * where its rows are far apart (a K slice of input planes at a time, at
+ * most 1 MB, so it stays in L2), and the epilogue comes with the last K
  * slice; frame-shift products take B's rows from the shifted frames as
  * they copy them (nn_sgemm_rows), one product over every temporal tap.
  *
@@ -26,15 +26,11 @@
 #include <stdlib.h>
 
 #define NN_SMR NN_SGEMM_MR
-/* K slice: a 32-column panel of B is 64 KB, read from L1/L2 while the row
- * panels pass over it; 512 rather than 256 (an L1-sized panel) because
- * every further slice reads and writes C again, which cost more in the
- * networks' 1x1 convolutions (K 512: 12.1-12.7 against 13.1-13.4 ms per 8
- * frames) */
+/* K slice: a 12-row panel of A is 24 KB, in L1 while it meets the
+ * slice's column panels; each further slice reads and writes C again
+ * (with column panels as the inner loop, 384 and 768 were no faster:
+ * segmentation 32.4-36.4 and 32.9-35.1 against 33.0-34.2 ms/frame) */
 #define NN_SKC NN_SGEMM_KC
-/* rows per block: their slice of A (384 KB) stays in L2 while the column
- * panels pass */
-#define NN_SMC 192
 
 /* Where B's rows are: B + k * ldb, or rows[k] (column lo[k]'s value; the
  * row holds columns [lo[k], hi[k]), zeros elsewhere). */
@@ -150,16 +146,22 @@ static void pack_b(const nn_sgemm_b *B, int k0, int kc, int n, float *out)
 static void product(int m, int n, int k, const float *A, int64_t apanel, const nn_sgemm_b *B,
                     float *C, int64_t ldc, int add, const nn_sgemm_epi *epi, float *bwork)
 {
-    /* K in slices of NN_SKC (later slices add to C), rows in blocks of
-     * NN_SMC */
+    /* K in slices of NN_SKC (later slices add to C).  Row panels outside,
+     * column panels inside: a 12-row panel of A (24 KB) stays in L1 while
+     * it meets every column panel of the slice, which stays in L2.  The
+     * other way round (a 64 KB column panel of B, larger than L1, met by
+     * every row panel) read both operands from L2 at each k step:
+     * segmentation 33.9-37.6 against 31.2-35.4 ms/frame, EF 489-528
+     * against 478-489 ms/clip. */
     for (int k0 = 0; k0 < k; k0 += NN_SKC) {
         const int kc = k - k0 < NN_SKC ? k - k0 : NN_SKC;
         const nn_sgemm_epi *e = k0 + kc == k ? epi : NULL;
         const int acc_in = add || k0 > 0;
         if (bwork)
             pack_b(B, k0, kc, n, bwork);
-        for (int i0 = 0; i0 < m; i0 += NN_SMC) {
-            const int i1 = m - i0 < NN_SMC ? m : i0 + NN_SMC;
+        for (int i = 0; i < m; i += NN_SMR) {
+            const float *a = A + (int64_t)(i / NN_SMR) * apanel + (int64_t)k0 * NN_SMR;
+            const int mr = m - i < NN_SMR ? m - i : NN_SMR;
             for (int j = 0; j < n; j += 32) {
                 const int w = n - j < 32 ? n - j : 32;
                 const __mmask16 m0 = (__mmask16)(w >= 16 ? 0xFFFF : (1u << w) - 1);
@@ -168,28 +170,25 @@ static void product(int m, int n, int k, const float *A, int64_t apanel, const n
                 const float *b = bwork ? bwork + (int64_t)(j / 32) * kc * 32
                                        : B->B + (int64_t)k0 * B->ldb + j;
                 const int64_t lb = bwork ? 32 : B->ldb;
-                for (int i = i0; i < i1; i += NN_SMR) {
-                    const float *a = A + (int64_t)(i / NN_SMR) * apanel + (int64_t)k0 * NN_SMR;
-                    float *c = C + (int64_t)i * ldc + j;
-                    const nn_sgemm_epi *ej = e;
-                    nn_sgemm_epi shifted;
-                    if (e && e->res) {
-                        shifted = *e;
-                        shifted.res = e->res + j;
-                        ej = &shifted;
-                    }
-                    switch (i1 - i < NN_SMR ? i1 - i : NN_SMR) {
+                float *c = C + (int64_t)i * ldc + j;
+                const nn_sgemm_epi *ej = e;
+                nn_sgemm_epi shifted;
+                if (e && e->res) {
+                    shifted = *e;
+                    shifted.res = e->res + j;
+                    ej = &shifted;
+                }
+                switch (mr) {
 #define NN_SMR_CASE(r) case r:                                                    \
-                        if (w == 32)                                              \
-                            block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 1); \
-                        else                                                      \
-                            block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 0); \
-                        break;
-                    NN_SMR_CASE(1) NN_SMR_CASE(2) NN_SMR_CASE(3) NN_SMR_CASE(4)
-                    NN_SMR_CASE(5) NN_SMR_CASE(6) NN_SMR_CASE(7) NN_SMR_CASE(8)
-                    NN_SMR_CASE(9) NN_SMR_CASE(10) NN_SMR_CASE(11) NN_SMR_CASE(12)
+                    if (w == 32)                                                  \
+                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 1); \
+                    else                                                          \
+                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 0); \
+                    break;
+                NN_SMR_CASE(1) NN_SMR_CASE(2) NN_SMR_CASE(3) NN_SMR_CASE(4)
+                NN_SMR_CASE(5) NN_SMR_CASE(6) NN_SMR_CASE(7) NN_SMR_CASE(8)
+                NN_SMR_CASE(9) NN_SMR_CASE(10) NN_SMR_CASE(11) NN_SMR_CASE(12)
 #undef NN_SMR_CASE
-                    }
                 }
             }
         }
