@@ -3,9 +3,11 @@
  * docs/performance.md can say which fraction of it the engine reaches:
  *
  *   gemm   large products (M = N = K = SIZE) on THREADS threads, each thread
- *          its own product: OpenBLAS sgemm (fp32), and the engine's own bf16
- *          products (nn_gemm_bf16 on every tier this CPU offers), the
- *          right-hand matrix packed once outside the timing
+ *          its own product: OpenBLAS sgemm (fp32), the engine's own fp32
+ *          kernel where usable (nn_sgemm_packed, as a 1x1 convolution calls
+ *          it: A packed once, B's K slices copied inside the timing), and
+ *          its bf16 products (nn_gemm_bf16 on every tier this CPU offers),
+ *          the right-hand matrix packed once outside the timing
  *   shape  one product M x K x N through the engine (packing included and
  *          timed separately), for the shapes of the networks' layers
  *
@@ -44,7 +46,8 @@ static float *rnd(size_t n, unsigned seed)
 }
 
 typedef struct job {
-    nn_kern kern;        /* NN_KERN_FP32: cblas_sgemm */
+    nn_kern kern;        /* NN_KERN_FP32: cblas_sgemm, or the own kernel */
+    int own;
     int m, k, n;
     double seconds;
     long reps;           /* out */
@@ -59,7 +62,25 @@ static void *run(void *arg)
     float *c = rnd((size_t)j->m * j->n, 3);
     double t0, end;
 
-    if (j->kern == NN_KERN_FP32) {
+    if (j->own) {
+        float *ap = NULL, *bwork = NULL;
+        if (posix_memalign((void **)&ap, 64, nn_sgemm_pack_size(j->m, j->k) * 4) != 0 ||
+            posix_memalign((void **)&bwork, 64, nn_sgemm_bwork_size(j->n) * 4) != 0) {
+            fprintf(stderr, "nn-peak: out of memory\n");
+            exit(1);
+        }
+        nn_sgemm_pack(a, j->k, j->m, j->k, ap);
+        nn_sgemm_packed(j->m, j->n, j->k, ap, (int64_t)j->k * NN_SGEMM_MR, b, j->n, c, j->n, 0,
+                        NULL, bwork);
+        t0 = now();
+        end = t0 + j->seconds;
+        for (j->reps = 0; now() < end; j->reps++)
+            nn_sgemm_packed(j->m, j->n, j->k, ap, (int64_t)j->k * NN_SGEMM_MR, b, j->n, c,
+                            j->n, 0, NULL, bwork);
+        j->t = now() - t0;
+        free(ap);
+        free(bwork);
+    } else if (j->kern == NN_KERN_FP32) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, j->m, j->n, j->k, 1.0f, a, j->k,
                     b, j->n, 0.0f, c, j->n);
         t0 = now();
@@ -112,7 +133,7 @@ static void *run(void *arg)
     return NULL;
 }
 
-static void measure(nn_kern kern, int m, int k, int n, int threads, double seconds,
+static void measure(nn_kern kern, int own, int m, int k, int n, int threads, double seconds,
                     const char *what)
 {
     job jobs[64];
@@ -120,7 +141,7 @@ static void measure(nn_kern kern, int m, int k, int n, int threads, double secon
     double flops = 0, t = 0, pack = 0;
 
     for (int i = 0; i < threads; i++) {
-        jobs[i] = (job){ kern, m, k, n, seconds, 0, 0, 0 };
+        jobs[i] = (job){ kern, own, m, k, n, seconds, 0, 0, 0 };
         pthread_create(&tid[i], NULL, run, &jobs[i]);
     }
     for (int i = 0; i < threads; i++) {
@@ -132,7 +153,8 @@ static void measure(nn_kern kern, int m, int k, int n, int threads, double secon
     }
     printf("{\"what\":\"%s\",\"kernel\":\"%s\",\"m\":%d,\"k\":%d,\"n\":%d,\"threads\":%d,"
            "\"gflops\":%.1f,\"pack_ms\":%.3f,\"pack_gbs\":%.2f,\"blas_core\":\"%s\"}\n",
-           what, kern == NN_KERN_FP32 ? "openblas-sgemm" : nn_kern_name(kern), m, k, n,
+           what, own ? "own-sgemm" : kern == NN_KERN_FP32 ? "openblas-sgemm" : nn_kern_name(kern),
+           m, k, n,
            threads, flops / t * 1e-9, pack * 1e3, pack > 0 ? 4.0 * k * (double)n / pack * 1e-9 : 0,
            openblas_get_corename());
 }
@@ -151,7 +173,9 @@ int main(int argc, char **argv)
             return 2;
         for (nn_kern k = NN_KERN_FP32; k <= NN_KERN_AMX; k++)
             if (nn_kern_usable(k))
-                measure(k, size, size, size, threads, secs, "gemm");
+                measure(k, 0, size, size, size, threads, secs, "gemm");
+        if (nn_sgemm_packed_usable())
+            measure(NN_KERN_FP32, 1, size, size, size, threads, secs, "gemm");
         return 0;
     }
     if (argc == 7 && strcmp(argv[1], "shape") == 0) {
@@ -162,7 +186,9 @@ int main(int argc, char **argv)
             return 2;
         for (nn_kern kk = NN_KERN_FP32; kk <= NN_KERN_AMX; kk++)
             if (nn_kern_usable(kk))
-                measure(kk, m, k, n, threads, secs, "shape");
+                measure(kk, 0, m, k, n, threads, secs, "shape");
+        if (nn_sgemm_packed_usable())
+            measure(NN_KERN_FP32, 1, m, k, n, threads, secs, "shape");
         return 0;
     }
     fprintf(stderr, "usage: nn-peak gemm SIZE THREADS SECONDS\n"
