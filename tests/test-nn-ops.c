@@ -37,6 +37,7 @@ typedef struct conv_case {
     int cin, cout, b, t, h, w;
     int k[3], s[3], p[3], d[3];
     int wino;             /* must take the Winograd path */
+    int sparse;           /* must take the tap-by-tap path */
 } conv_case;
 
 static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int relu)
@@ -77,6 +78,9 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
         CHECK(y.shape[i] == ref.shape[i]);
     if (cc->wino)
         CHECKF(c.wino, "conv cin %d %dx%d d %d,%d: expected the Winograd path", cc->cin,
+               cc->h, cc->w, cc->d[1], cc->d[2]);
+    if (cc->sparse)
+        CHECKF(c.sparse, "conv cin %d %dx%d d %d,%d: expected the tap-by-tap path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
     /* on a CPU with the own fp32 kernel the products run on it (unless
      * EN_NN_FP32_KERNEL=0 sends them to OpenBLAS) */
@@ -535,6 +539,11 @@ static void test_conv(nn_pool *pool)
         { 4, 3, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 36, 36}, {1, 36, 36}, 0 },
         /* rate 13 on 14: the corner taps only, odd sizes */
         { 2, 3, 1, 1, 14, 13, {1, 3, 3}, {1, 1, 1}, {0, 13, 13}, {1, 13, 13}, 0 },
+        /* tap by tap on the own kernel: no tap covers every output (padding
+         * 11, rate 12: 12x12 out), and more input channels than a K slice
+         * with output channels over several 12-row panels per thread */
+        { 20, 30, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 11, 11}, {1, 12, 12}, 0, 1 },
+        { 600, 40, 1, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12}, 0, 1 },
         /* 1x1 stride 1 (no im2col) and stride 2 (downsample) */
         { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
         { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 2, 2}, {0, 0, 0}, {1, 1, 1}, 0 },

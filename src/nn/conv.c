@@ -42,14 +42,6 @@
  * sgemm, small enough to stay in the L2/L3 cache between im2col and sgemm. */
 #define NN_TILE_BYTES (3u << 20)
 #define NN_TILE_MIN_COLS 64
-/* The own fp32 kernel's B of a tile (a K slice of its columns), bytes: it
- * stays in L2 while every 12-row panel of A meets it.  Measured on both
- * networks (best of 3-4 alternating runs): segmentation 32.1-33.4 ms/frame
- * at 1 MB against 32.4-35.2 at 1.5 MB and 33.2-34.0 at 768 KB; where the
- * output has at most 256 rows, 33.8-35.0 against 35.0-36.2 at 256 KB
- * (segmentation) and 470-501 against 481-497 ms/clip (EF), 516-538 at
- * 2 MB. */
-#define NN_TILE_B (1024u << 10)
 /* Winograd is taken when its products are under this share of the other
  * path's (the transforms cost the rest; measured) */
 #define NN_WINO_GAIN 0.75
@@ -199,8 +191,9 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
         }
         c->wr = wr;
     }
-    if (c->kern == NN_KERN_FP32 && !c->sparse && !c->wino && nn_sgemm_packed_usable()) {
-        /* the matrix nn_conv_forward multiplies (j.w, j.lda, j.K there) */
+    if (c->kern == NN_KERN_FP32 && !c->wino && nn_sgemm_packed_usable()) {
+        /* the matrix nn_conv_forward multiplies (j.w, j.lda, j.K there);
+         * the tap-by-tap path takes each live tap's block of it */
         const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
         const float *w = c->w;
         int64_t lda = kfull, K = kfull;

@@ -40,6 +40,15 @@ typedef struct conv_job {
                              by gathers, no im2col */
 } conv_job;
 
+/* The own fp32 kernel's B of a tile (a K slice of its columns), bytes: it
+ * stays in L2 while every 12-row panel of A meets it.  Measured on both
+ * networks (best of 3-4 alternating runs): segmentation 32.1-33.4 ms/frame
+ * at 1 MB against 32.4-35.2 at 1.5 MB and 33.2-34.0 at 768 KB; where the
+ * output has at most 256 rows, 33.8-35.0 against 35.0-36.2 at 256 KB
+ * (segmentation) and 470-501 against 481-497 ms/clip (EF), 516-538 at
+ * 2 MB. */
+#define NN_TILE_B (1024u << 10)
+
 /* Output range [lo, hi) along one axis where tap j reads inside the input
  * (stride 1). */
 void nn_conv_tap_range(const nn_conv *c, int axis, int j, int64_t in, int64_t out,

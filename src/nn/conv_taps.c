@@ -8,6 +8,9 @@
  *   plain 1x1 product over every position.  Threads split output channels.
  *   fp32 only: bf16 products take such convolutions region by region
  *   (conv.c), where the gathers and scatters here cost more than they save.
+ *   On the own fp32 kernel the centre tap runs over column tiles and the
+ *   other taps' inputs are gathered once, shared by the threads, which
+ *   then split the output channels for those taps' products.
  * - temporal-only kernels (R(2+1)D's (3,1,1), stride 1): in the
  *   channel-major layout a shift by whole frames is a column offset, so each
  *   tap is one product on the input itself, accumulated with beta = 1.
@@ -20,6 +23,7 @@
 #include "gemm_int.h"
 
 #include <cblas.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Output range [lo, hi) along one axis where tap j reads inside the input
@@ -260,6 +264,181 @@ static void sparse_task(void *arg, int task, int thread)
     nn_conv_epilogue(c, y, j->res, j->relu, m0, m1, 0, j->ncols, 0);
 }
 
+/* One live tap other than the full centre one, for the own kernel: its
+ * output rectangle, input offsets, columns, and where its block of the
+ * packed weights (K offset) and of the gathered inputs start. */
+typedef struct live_rect {
+    int64_t lo[3], hi[3], off[3], n;
+    size_t koff, goff;
+} live_rect;
+
+typedef struct sparse_own {
+    nn_pool *pool;
+    const nn_conv *c;
+    const nn_tensor *x;
+    nn_tensor *y;
+    const nn_tensor *res;
+    int relu;
+    int64_t ncols, nb;          /* output columns, per centre tile */
+    int64_t centre;             /* K offset of the full tap, or -1 */
+    int64_t cin_chunk, mchunk;  /* per gather task, per product task */
+    const live_rect *r;
+    int nr;
+    float *g;                   /* gathered inputs, [tap][cin][n] */
+    size_t gsize;
+} sparse_own;
+
+static void own_centre(void *arg, int task, int thread)
+{
+    const sparse_own *j = arg;
+    const nn_conv *c = j->c;
+    const int64_t j0 = (int64_t)task * j->nb, ldc = j->y->stride[NN_C];
+    const int64_t n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
+    const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
+
+    if (n <= 0)
+        return;
+    if (j->centre < 0) {
+        for (int64_t m = 0; m < c->cout; m++)
+            memset(j->y->data + m * ldc + j0, 0, (size_t)n * sizeof(float));
+        return;
+    }
+    /* (the scratch was sized before the parallel region) */
+    nn_sgemm_packed(c->cout, (int)n, c->cin, c->wp + j->centre * NN_SGEMM_MR,
+                    kfull * NN_SGEMM_MR, j->x->data + j0, j->x->stride[NN_C], j->y->data + j0,
+                    ldc, 0, NULL, nn_pool_scratch(j->pool, thread, 1));
+}
+
+static void own_gather(void *arg, int task, int thread)
+{
+    const sparse_own *j = arg;
+    const nn_tensor *x = j->x;
+    const int64_t c0 = (int64_t)task * j->cin_chunk, B = x->shape[NN_B];
+    const int64_t c1 = c0 + j->cin_chunk < j->c->cin ? c0 + j->cin_chunk : j->c->cin;
+
+    (void)thread;
+    for (int t = 0; t < j->nr; t++) {
+        const live_rect *r = &j->r[t];
+        const int64_t nw = r->hi[2] - r->lo[2];
+        for (int64_t ci = c0; ci < c1; ci++) {
+            const float *xc = x->data + ci * x->stride[NN_C];
+            float *dst = j->g + r->goff + (size_t)ci * (size_t)r->n;
+            for (int64_t b = 0; b < B; b++)
+                for (int64_t ot = r->lo[0]; ot < r->hi[0]; ot++)
+                    for (int64_t oy = r->lo[1]; oy < r->hi[1]; oy++, dst += nw) {
+                        /* a loop, not memcpy: the pieces are a few floats */
+                        const float *src = xc + b * x->stride[NN_B] +
+                                           (ot + r->off[0]) * x->stride[NN_T] +
+                                           (oy + r->off[1]) * x->stride[NN_H] + r->lo[2] +
+                                           r->off[2];
+                        for (int64_t q = 0; q < nw; q++)
+                            dst[q] = src[q];
+                    }
+        }
+    }
+}
+
+static void own_taps(void *arg, int task, int thread)
+{
+    const sparse_own *j = arg;
+    const nn_conv *c = j->c;
+    nn_tensor *y = j->y;
+    const int64_t m0 = (int64_t)task * j->mchunk, ldc = y->stride[NN_C];
+    const int64_t m1 = m0 + j->mchunk < c->cout ? m0 + j->mchunk : c->cout;
+    const int64_t apanel = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2] * NN_SGEMM_MR;
+    float *tmp = nn_pool_scratch(j->pool, thread, 1);
+
+    if (m1 <= m0)
+        return;
+    if (tmp == j->g)
+        tmp += j->gsize;   /* the gathered inputs are this thread's scratch */
+    for (int t = 0; t < j->nr; t++) {
+        const live_rect *r = &j->r[t];
+        const int64_t nw = r->hi[2] - r->lo[2];
+        /* m0 is a whole number of the packed weights' 12-row panels */
+        nn_sgemm_packed((int)(m1 - m0), (int)r->n, c->cin,
+                        c->wp + (m0 / NN_SGEMM_MR) * apanel + (int64_t)r->koff * NN_SGEMM_MR,
+                        apanel, j->g + r->goff, r->n, tmp, r->n, 0, NULL, NULL);
+        for (int64_t m = m0; m < m1; m++) {
+            const float *src = tmp + (m - m0) * r->n;
+            for (int64_t b = 0; b < y->shape[NN_B]; b++)
+                for (int64_t ot = r->lo[0]; ot < r->hi[0]; ot++)
+                    for (int64_t oy = r->lo[1]; oy < r->hi[1]; oy++, src += nw)
+                        nn_conv_row_add(y->data + m * ldc + b * y->stride[NN_B] +
+                                        ot * y->stride[NN_T] + oy * y->stride[NN_H] + r->lo[2],
+                                        src, nw);
+        }
+    }
+    nn_conv_epilogue(c, y, j->res, j->relu, m0, m1, 0, j->ncols, 0);
+}
+
+static int sparse_own_run(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
+                          const nn_tensor *res, int relu, const int64_t in[3],
+                          const int64_t out[3], en_err *err)
+{
+    const int nth = nn_pool_size(pool);
+    const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
+    sparse_own j;
+    live_rect *r = malloc(ntaps * sizeof *r);
+    size_t maxn = 0, work, need0;
+    int64_t tiles, kb = c->cin < NN_SGEMM_KC ? c->cin : NN_SGEMM_KC;
+
+    if (!r)
+        return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+    memset(&j, 0, sizeof j);
+    j.pool = pool;
+    j.c = c;
+    j.x = x;
+    j.y = y;
+    j.res = res;
+    j.relu = relu;
+    j.ncols = nn_tensor_cols(y);
+    j.centre = -1;
+    for (size_t t = 0; t < ntaps; t++) {
+        live_rect *q = &r[j.nr];
+        if (!tap_rect(c, in, out, t, q->lo, q->hi, q->off))
+            continue;
+        if (j.centre < 0 && tap_is_full(in, out, q->lo, q->hi, q->off)) {
+            j.centre = (int64_t)nn_conv_tap_block(c, t);
+            continue;
+        }
+        q->koff = nn_conv_tap_block(c, t);
+        q->n = x->shape[NN_B] * (q->hi[0] - q->lo[0]) * (q->hi[1] - q->lo[1]) *
+               (q->hi[2] - q->lo[2]);
+        q->goff = j.gsize;
+        j.gsize += (size_t)c->cin * (size_t)q->n;
+        maxn = (size_t)q->n > maxn ? (size_t)q->n : maxn;
+        j.nr++;
+    }
+    j.r = r;
+    /* centre: column tiles whose K slice of B stays in L2, an even share
+     * per thread; the others: rows in whole 12-row panels per thread */
+    tiles = (int64_t)((j.ncols * kb * (int64_t)sizeof(float) + NN_TILE_B - 1) / NN_TILE_B);
+    tiles = (tiles + nth - 1) / nth * nth;
+    j.nb = ((j.ncols + tiles - 1) / tiles + 15) / 16 * 16;
+    j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
+    j.mchunk = ((c->cout + nth - 1) / nth + NN_SGEMM_MR - 1) / NN_SGEMM_MR * NN_SGEMM_MR;
+    work = nn_sgemm_bwork_size((int)j.nb);
+    if (work < (size_t)j.mchunk * maxn)
+        work = (size_t)j.mchunk * maxn;
+    need0 = j.gsize + work + 16;
+    for (int t = 0; t < nth; t++)
+        if (!nn_pool_scratch(pool, t, t == 0 ? need0 : work + 16)) {
+            free(r);
+            return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
+        }
+    j.g = nn_pool_scratch(pool, 0, need0);
+    nn_pool_run(pool, (int)((j.ncols + j.nb - 1) / j.nb), own_centre, &j);
+    if (j.nr > 0) {
+        nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), own_gather, &j);
+        nn_pool_run(pool, (int)((c->cout + j.mchunk - 1) / j.mchunk), own_taps, &j);
+    } else {
+        nn_conv_epilogue(c, y, res, relu, 0, c->cout, 0, j.ncols, 0);
+    }
+    free(r);
+    return EN_OK;
+}
+
 int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
                    nn_tensor *y, const nn_tensor *res, int relu,
                    const int64_t in[3], const int64_t out[3], en_err *err)
@@ -269,6 +448,8 @@ int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
     sparse_job j;
     size_t maxn = 0;
 
+    if (c->wp)
+        return sparse_own_run(pool, c, x, y, res, relu, in, out, err);
     memset(&j, 0, sizeof j);
     j.pool = pool;
     j.c = c;

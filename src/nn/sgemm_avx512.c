@@ -1,8 +1,8 @@
 /*
  * sgemm_avx512.c - the fp32 matrix products on AVX-512F: C[m x n] = A[m x k]
  * B[k x n] with A (the weights) packed once, when a convolution is planned,
- * for every fp32 path but the tap-by-tap one (conv.c, conv_taps.c,
- * conv_wino.c); OpenBLAS takes them on CPUs without AVX-512.
+ * for every fp32 path (conv.c, conv_taps.c, conv_wino.c); OpenBLAS takes
+ * them on CPUs without AVX-512.
  *
  * Why not cblas_sgemm: it packs both operands on every call (8 % and 4 %
  * of DeepLabV3's fp32 time went to OpenBLAS's copy routines, 3 % to zeroing
