@@ -564,10 +564,15 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     }
     ntiles = (j.ncols + target - 1) / target;
     ntiles = (ntiles + nth - 1) / nth * nth;   /* even share per thread */
-    j.nb = (j.ncols + ntiles - 1) / ntiles;
-    j.nb = c->kern != NN_KERN_FP32 ? (j.nb + 31) / 32 * 32   /* whole bf16 panels */
-                                   : (j.nb + 15) / 16 * 16;
-    ntiles = (j.ncols + j.nb - 1) / j.nb;
+    if (c->kern == NN_KERN_FP32) {
+        if (ntiles > (j.ncols + 31) / 32)
+            ntiles = (j.ncols + 31) / 32;
+        j.ntiles = ntiles;
+        j.nb = nn_tile_width(j.ncols, ntiles);
+    } else {
+        j.nb = ((j.ncols + ntiles - 1) / ntiles + 31) / 32 * 32;   /* whole bf16 panels */
+        ntiles = (j.ncols + j.nb - 1) / j.nb;
+    }
     if (ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
     if (!j.pointwise && !c->tshift && j.K > 0)
@@ -922,12 +927,16 @@ static void conv_tile(void *arg, int task, int thread)
     const conv_job *j = arg;
     const nn_conv *c = j->c;
     nn_tensor *y = j->y;
-    int64_t j0 = (int64_t)task * j->nb;
-    int64_t n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
-    int64_t ldc = y->stride[NN_C];
+    int64_t j0, n, ldc = y->stride[NN_C];
     const float *B;
     int64_t ldb;
 
+    if (j->ntiles) {
+        nn_tile_cols(j->ncols, j->ntiles, task, &j0, &n);
+    } else {
+        j0 = (int64_t)task * j->nb;
+        n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
+    }
     if (n <= 0)
         return;
     if (c->kern != NN_KERN_FP32 && j->K > 0) {

@@ -19,7 +19,8 @@ typedef struct conv_job {
     const float *w;
     int64_t lda;          /* row stride of w */
     int64_t K;            /* rows of im2col */
-    int64_t ncols, nb;    /* output columns, columns per tile */
+    int64_t ncols, nb;    /* output columns, columns per tile (at most) */
+    int64_t ntiles;       /* fp32: tiles of whole 32-column panels */
     int pointwise;        /* no im2col: the input is the matrix */
     int64_t in[3], out[3];
     size_t need;          /* scratch floats per thread */
@@ -48,6 +49,24 @@ typedef struct conv_job {
  * (segmentation) and 470-501 against 481-497 ms/clip (EF), 516-538 at
  * 2 MB. */
 #define NN_TILE_B (1024u << 10)
+
+/* Columns [*j0, *j0 + *n) of tile t of ntiles over ncols: whole 32-column
+ * panels of the fp32 kernel, shared out evenly (1,568 columns, 49 panels, in
+ * four tiles of 400 had been 13 + 13 + 13 + 12 kernel calls, the 13th half
+ * empty: one thread did 26 where 24 and 25 will do).  The widest tile is
+ * nn_tile_width columns. */
+static inline void nn_tile_cols(int64_t ncols, int64_t ntiles, int64_t t, int64_t *j0,
+                                int64_t *n)
+{
+    const int64_t p = (ncols + 31) / 32, e = p * (t + 1) / ntiles * 32;
+    *j0 = p * t / ntiles * 32;
+    *n = (e < ncols ? e : ncols) - *j0;
+}
+
+static inline int64_t nn_tile_width(int64_t ncols, int64_t ntiles)
+{
+    return ((ncols + 31) / 32 + ntiles - 1) / ntiles * 32;
+}
 
 /* Output range [lo, hi) along one axis where tap j reads inside the input
  * (stride 1). */

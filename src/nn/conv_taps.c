@@ -279,7 +279,7 @@ typedef struct sparse_own {
     nn_tensor *y;
     const nn_tensor *res;
     int relu;
-    int64_t ncols, nb;          /* output columns, per centre tile */
+    int64_t ncols, nb, ntiles;  /* output columns; centre tiles, widest */
     int64_t centre;             /* K offset of the full tap, or -1 */
     int64_t cin_chunk, mchunk;  /* per gather task, per product task */
     const live_rect *r;
@@ -292,10 +292,11 @@ static void own_centre(void *arg, int task, int thread)
 {
     const sparse_own *j = arg;
     const nn_conv *c = j->c;
-    const int64_t j0 = (int64_t)task * j->nb, ldc = j->y->stride[NN_C];
-    const int64_t n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
+    const int64_t ldc = j->y->stride[NN_C];
+    int64_t j0, n;
     const int64_t kfull = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2];
 
+    nn_tile_cols(j->ncols, j->ntiles, task, &j0, &n);
     if (n <= 0)
         return;
     if (j->centre < 0) {
@@ -415,7 +416,10 @@ static int sparse_own_run(nn_pool *pool, const nn_conv *c, const nn_tensor *x, n
      * per thread; the others: rows in whole 12-row panels per thread */
     tiles = (int64_t)((j.ncols * kb * (int64_t)sizeof(float) + NN_TILE_B - 1) / NN_TILE_B);
     tiles = (tiles + nth - 1) / nth * nth;
-    j.nb = ((j.ncols + tiles - 1) / tiles + 15) / 16 * 16;
+    if (tiles > (j.ncols + 31) / 32)
+        tiles = (j.ncols + 31) / 32;
+    j.ntiles = tiles;
+    j.nb = nn_tile_width(j.ncols, tiles);
     j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
     j.mchunk = ((c->cout + nth - 1) / nth + NN_SGEMM_MR - 1) / NN_SGEMM_MR * NN_SGEMM_MR;
     work = nn_sgemm_bwork_size((int)j.nb);
@@ -428,7 +432,7 @@ static int sparse_own_run(nn_pool *pool, const nn_conv *c, const nn_tensor *x, n
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
         }
     j.g = nn_pool_scratch(pool, 0, need0);
-    nn_pool_run(pool, (int)((j.ncols + j.nb - 1) / j.nb), own_centre, &j);
+    nn_pool_run(pool, (int)j.ntiles, own_centre, &j);
     if (j.nr > 0) {
         nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), own_gather, &j);
         nn_pool_run(pool, (int)((c->cout + j.mchunk - 1) / j.mchunk), own_taps, &j);
