@@ -121,29 +121,44 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
 }
 
 /* Copies rows [k0, k0+kc) of B's columns [0, n) into 32-column panels
- * [n/32][kc][32], zeros past n and outside a row's range. */
+ * [n/32][kc][32], zeros past n and outside a row's range.  Rows in groups
+ * of NN_PACK_ROWS, each group panel by panel: row by row, the stores went
+ * to every panel in turn, 64 KB apart and so into the same L1 set
+ * (segmentation's 1x1 convolutions with K >= 1024: 73.5-80.7 against
+ * 76.6-82.4 ms per 8 frames; 16 rows no different from 8). */
+#define NN_PACK_ROWS 8
 static void pack_b(const nn_sgemm_b *B, int k0, int kc, int n, float *out)
 {
     const int np = (n + 31) / 32;
-    for (int kk = 0; kk < kc; kk++) {
-        const float *src;
-        int lo = 0, hi = n;
-        if (B->rows) {
-            src = B->rows[k0 + kk];
-            lo = B->lo[k0 + kk];
-            hi = B->hi[k0 + kk] < n ? B->hi[k0 + kk] : n;
-        } else {
-            src = B->B + (int64_t)(k0 + kk) * B->ldb;
+    for (int g = 0; g < kc; g += NN_PACK_ROWS) {
+        const int ng = kc - g < NN_PACK_ROWS ? kc - g : NN_PACK_ROWS;
+        const float *src[NN_PACK_ROWS];
+        int lo[NN_PACK_ROWS], hi[NN_PACK_ROWS];
+        for (int r = 0; r < ng; r++) {
+            const int kk = k0 + g + r;
+            lo[r] = 0;
+            hi[r] = n;
+            if (B->rows) {
+                src[r] = B->rows[kk];
+                lo[r] = B->lo[kk];
+                hi[r] = B->hi[kk] < n ? B->hi[kk] : n;
+            } else {
+                src[r] = B->B + (int64_t)kk * B->ldb;
+            }
         }
         for (int p = 0; p < np; p++) {
-            const int c0 = 32 * p, a = lo > c0 ? lo : c0, e = hi < c0 + 32 ? hi : c0 + 32;
-            const uint32_t live = e > a ? (uint32_t)(((1ull << (e - c0)) - 1) &
-                                                     ~((1ull << (a - c0)) - 1)) : 0;
-            /* (a masked load reads nothing outside its lanes) */
-            const float *sp = src + (c0 - lo);
-            float *dst = out + ((int64_t)p * kc + kk) * 32;
-            _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps((__mmask16)live, sp));
-            _mm512_storeu_ps(dst + 16, _mm512_maskz_loadu_ps((__mmask16)(live >> 16), sp + 16));
+            const int c0 = 32 * p;
+            float *dst = out + ((int64_t)p * kc + g) * 32;
+            for (int r = 0; r < ng; r++, dst += 32) {
+                const int a = lo[r] > c0 ? lo[r] : c0, e = hi[r] < c0 + 32 ? hi[r] : c0 + 32;
+                const uint32_t live = e > a ? (uint32_t)(((1ull << (e - c0)) - 1) &
+                                                         ~((1ull << (a - c0)) - 1)) : 0;
+                /* (a masked load reads nothing outside its lanes) */
+                const float *sp = src[r] + (c0 - lo[r]);
+                _mm512_storeu_ps(dst, _mm512_maskz_loadu_ps((__mmask16)live, sp));
+                _mm512_storeu_ps(dst + 16,
+                                 _mm512_maskz_loadu_ps((__mmask16)(live >> 16), sp + 16));
+            }
         }
     }
 }
