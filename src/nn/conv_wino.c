@@ -180,6 +180,10 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
 typedef struct tile_ref {
     int64_t pin, yoff, roff;
     const axis_tile *ry, *rx;
+    /* on a group's first tile (a multiple of 4 from the chunk's or block's
+     * start): the group's four patches, and its outputs, lie side by side
+     * (side_by_side_in, side_by_side_out) */
+    uint8_t sbs_in, sbs_out;
 } tile_ref;
 
 typedef struct wino_job {
@@ -304,7 +308,7 @@ static void input_channel(const float *pad, const tile_ref *tiles, int64_t n,
         for (int64_t n0 = 0; n0 < n; n0 += NN_LANES) {
             const int lanes = n - n0 < NN_LANES ? (int)(n - n0) : NN_LANES;
             v4 d[36];
-            if (lanes == NN_LANES && side_by_side_in(tiles + n0)) {
+            if (lanes == NN_LANES && tiles[n0].sbs_in) {
                 load_side_by_side(pad + tiles[n0].pin, patch, d);
             } else {
                 /* (a store-forwarding stall: rare, at the ends of rows) */
@@ -448,7 +452,7 @@ static void output_channel(const nn_conv *c, nn_tensor *y, const nn_tensor *res,
         if (relu && !rc)                   /* max(o, 0), NaN to 0 as the epilogue */
             for (int q = 0; q < 16; q++)
                 o[q].v = (v4)((v4i)o[q].v & (o[q].v > 0.0f));
-        if (lanes == NN_LANES && side_by_side_out(tiles + n0)) {
+        if (lanes == NN_LANES && tiles[n0].sbs_out) {
             /* a tile row of 4x4 outputs: 16 consecutive floats per row */
             const tile_ref *r = &tiles[n0];
             float *yp = yc + r->yoff + r->rx->out[0];
@@ -522,6 +526,12 @@ static void fill_tiles(const wino_job *j, tile_ref *refs, const axis_tile *ty, i
         refs[n].roff = j->res ? b * j->res->stride[NN_B] + t * j->res->stride[NN_T] : 0;
         refs[n].ry = ry;
         refs[n].rx = rx;
+    }
+    /* once per group here, rather than for every channel of it */
+    for (int64_t n = 0; n < j->N; n += NN_LANES) {
+        const int whole = j->N - n >= NN_LANES;
+        refs[n].sbs_in = (uint8_t)(whole && side_by_side_in(refs + n));
+        refs[n].sbs_out = (uint8_t)(whole && side_by_side_out(refs + n));
     }
 }
 
