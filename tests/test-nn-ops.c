@@ -85,10 +85,10 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
     /* on a CPU with the own fp32 kernel the products run on it (unless
      * EN_NN_FP32_KERNEL=0 sends them to OpenBLAS) */
     if (cc->wino)
-        CHECKF(nn_sgemm_packed_usable() ? c.wuf && !c.wu : c.wu && !c.wuf,
+        CHECKF(c.wu && c.wu_packed == nn_sgemm_packed_usable(),
                "conv cin %d %dx%d: Winograd weights not in the kernel's layout", cc->cin,
                cc->h, cc->w);
-    if (!c.wino && !c.sparse)
+    if (!c.wino)
         CHECKF(!c.wp == !nn_sgemm_packed_usable(), "conv cin %d k %dx%dx%d: packed weights %s",
                cc->cin, cc->k[0], cc->k[1], cc->k[2], c.wp ? "made for OpenBLAS" : "missing");
     /* packed whole, the weights are kept once; a plan for another input

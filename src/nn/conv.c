@@ -55,7 +55,6 @@ void nn_conv_free(nn_conv *c)
     free(c->b);
     free(c->wr);
     free(c->wu);
-    free(c->wuf);
     free(c->wp);
     free(c->cmap);
     nn_conv_bf16_free(c);

@@ -120,7 +120,7 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
     const size_t mr = NN_SGEMM_MR;
     float *u, *row;
 
-    if (c->wu || c->wuf)
+    if (c->wu)
         return EN_OK;
     u = calloc(36 * psz, sizeof *u);
     row = malloc(36 * ci * sizeof *row);
@@ -168,10 +168,8 @@ int nn_conv_wino_weights(nn_conv *c, en_err *err)
         }
     }
     free(row);
-    if (packed)
-        c->wuf = u;
-    else
-        c->wu = u;
+    c->wu = u;
+    c->wu_packed = packed;
     return EN_OK;
 }
 
@@ -376,9 +374,9 @@ static void wino_gemm(void *arg, int task, int thread)
     const size_t p = (size_t)task;
 
     (void)thread;
-    if (c->wuf)
+    if (c->wu_packed)
         nn_sgemm_packed(c->cout, (int)j->N, c->cin,
-                        c->wuf + p * nn_sgemm_pack_size(c->cout, c->cin),
+                        c->wu + p * nn_sgemm_pack_size(c->cout, c->cin),
                         (int64_t)c->cin * NN_SGEMM_MR, j->V + p * (size_t)j->vstride, j->N,
                         j->M + p * (size_t)j->mstride, j->N, 0, NULL, NULL);
     else
@@ -622,7 +620,7 @@ static void fused_block(void *arg, int task, int thread)
         input_channel(pad + ci * f->chs, j->tiles + n0, n, j->patch, 1, V + ci * NN_FUSE_NB,
                       f->vs);
     for (int p = 0; p < 36; p++)
-        nn_sgemm_packed(c->cout, (int)n, c->cin, c->wuf + (size_t)p * psz,
+        nn_sgemm_packed(c->cout, (int)n, c->cin, c->wu + (size_t)p * psz,
                         (int64_t)c->cin * NN_SGEMM_MR, V + p * f->vs, NN_FUSE_NB,
                         M + p * f->ms, NN_FUSE_NB, 0, NULL, NULL);
     for (int64_t co = 0; co < c->cout; co++)
@@ -643,7 +641,7 @@ static int wino_fused(nn_pool *pool, wino_job *pj, const axis_tile *ty, int64_t 
     fused_job f;
     tile_ref *refs;
 
-    if ((e && *e == '0') || !c->wuf || c->d[1] != 1 || c->d[2] != 1 ||
+    if ((e && *e == '0') || !c->wu_packed || c->d[1] != 1 || c->d[2] != 1 ||
         (!(e && *e == '1') &&
          (36 * (size_t)c->cout * (size_t)c->cin * sizeof(float) > NN_FUSE_WEIGHTS ||
           N < 4 * (int64_t)nth * NN_FUSE_NB)))

@@ -133,11 +133,12 @@ typedef struct nn_conv {
      * network), so only its bf16 copy is written */
     int bf_only;
     /* Stride-1 3x3 kernels by Winograd F(4x4,3x3) (conv_wino.c): wu holds
-     * the transformed weights [36][cout][cin], made on first use; wuf the
-     * same packed for the fused path's kernel (conv_wino.c), when it may
-     * take that path. */
+     * the transformed weights of the 36 points, made on first use, each
+     * point's [cout][cin] packed for the own fp32 kernel (wu_packed,
+     * nn_sgemm_pack's layout) or row-major for OpenBLAS. */
     int wino;
-    float *wu, *wuf;
+    float *wu;
+    int wu_packed;
     /* fp32 products on the own kernel (where nn_sgemm_packed_usable): the
      * weight matrix the dense, 1x1 and frame-shift paths multiply, packed
      * by nn_sgemm_pack for the current plan (wp_k columns); wp_full: it is
