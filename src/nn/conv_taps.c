@@ -148,6 +148,14 @@ void nn_conv_tshift_tile_own(const conv_job *j, int64_t j0, int64_t n, float *wo
     }
 }
 
+/* One live tap other than the full centre one, for the own kernel: its
+ * output rectangle, input offsets, columns, and where its block of the
+ * packed weights (K offset) and of the gathered inputs start. */
+typedef struct live_rect {
+    int64_t lo[3], hi[3], off[3], n;
+    size_t koff, goff;
+} live_rect;
+
 typedef struct sparse_job {
     nn_pool *pool;
     const nn_conv *c;
@@ -155,9 +163,48 @@ typedef struct sparse_job {
     nn_tensor *y;
     const nn_tensor *res;
     int relu;
-    int64_t in[3], out[3], ncols, mchunk;
-    size_t need;          /* scratch floats per thread */
+    int64_t in[3], out[3], ncols, mchunk;   /* mchunk: rows per task */
+    size_t need;          /* OpenBLAS: scratch floats per thread */
+    /* the own kernel's path */
+    int64_t nb, ntiles;   /* centre tiles: widest, how many */
+    int64_t centre;       /* K offset of the full tap, or -1 */
+    int64_t cin_chunk;    /* channels per gather task */
+    const live_rect *r;   /* the other live taps */
+    int nr;
+    float *g;             /* their gathered inputs, [tap][cin][n] */
+    size_t gsize;
 } sparse_job;
+
+/* dst = channel ci of x over rectangle [lo, hi) shifted by off, row after
+ * row (a loop, not memcpy: the pieces are a few floats) */
+static void gather_rect(const nn_tensor *x, int64_t ci, const int64_t lo[3],
+                        const int64_t hi[3], const int64_t off[3], float *dst)
+{
+    const int64_t nw = hi[2] - lo[2];
+    const float *xc = x->data + ci * x->stride[NN_C];
+
+    for (int64_t b = 0; b < x->shape[NN_B]; b++)
+        for (int64_t ot = lo[0]; ot < hi[0]; ot++)
+            for (int64_t oy = lo[1]; oy < hi[1]; oy++, dst += nw) {
+                const float *src = xc + b * x->stride[NN_B] + (ot + off[0]) * x->stride[NN_T] +
+                                   (oy + off[1]) * x->stride[NN_H] + lo[2] + off[2];
+                for (int64_t q = 0; q < nw; q++)
+                    dst[q] = src[q];
+            }
+}
+
+/* Row m of y over rectangle [lo, hi) += src, row after row */
+static void add_rect(nn_tensor *y, int64_t m, const int64_t lo[3], const int64_t hi[3],
+                     const float *src)
+{
+    const int64_t nw = hi[2] - lo[2];
+
+    for (int64_t b = 0; b < y->shape[NN_B]; b++)
+        for (int64_t ot = lo[0]; ot < hi[0]; ot++)
+            for (int64_t oy = lo[1]; oy < hi[1]; oy++, src += nw)
+                nn_conv_row_add(y->data + m * y->stride[NN_C] + b * y->stride[NN_B] +
+                                ot * y->stride[NN_T] + oy * y->stride[NN_H] + lo[2], src, nw);
+}
 
 /* A tap's output rectangle and input offsets; 0 when it reads nothing. */
 static int tap_rect(const nn_conv *c, const int64_t in[3], const int64_t out[3],
@@ -229,68 +276,27 @@ static void sparse_task(void *arg, int task, int thread)
             memset(y->data + m * ldc, 0, (size_t)j->ncols * sizeof(float));
 
     for (size_t t = 0; t < ntaps; t++) {
-        int64_t lo[3], hi[3], off[3], n, nw, k = 0;
+        int64_t lo[3], hi[3], off[3], n;
         float *tmp;
         if (!tap_rect(c, j->in, j->out, t, lo, hi, off) ||
             tap_is_full(j->in, j->out, lo, hi, off))
             continue;
-        nw = hi[2] - lo[2];
-        n = B * (hi[0] - lo[0]) * (hi[1] - lo[1]) * nw;
+        n = B * (hi[0] - lo[0]) * (hi[1] - lo[1]) * (hi[2] - lo[2]);
         tmp = g + (size_t)c->cin * (size_t)n;
         /* gather the inputs this tap reads for its rectangle */
-        for (int64_t ci = 0; ci < c->cin; ci++) {
-            const float *xc = x->data + ci * x->stride[NN_C];
-            float *dst = g + ci * n;
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t ot = lo[0]; ot < hi[0]; ot++)
-                    for (int64_t oy = lo[1]; oy < hi[1]; oy++, dst += nw)
-                        memcpy(dst, xc + b * x->stride[NN_B] + (ot + off[0]) * x->stride[NN_T] +
-                               (oy + off[1]) * x->stride[NN_H] + lo[2] + off[2],
-                               (size_t)nw * sizeof *dst);
-        }
+        for (int64_t ci = 0; ci < c->cin; ci++)
+            gather_rect(x, ci, lo, hi, off, g + ci * n);
         tap_product(j, t, m0, m1, g, n, n, tmp, n);
-        /* accumulate into the rectangle */
-        for (int64_t m = m0; m < m1; m++) {
-            const float *src = tmp + (m - m0) * n;
-            k = 0;
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t ot = lo[0]; ot < hi[0]; ot++)
-                    for (int64_t oy = lo[1]; oy < hi[1]; oy++, k += nw) {
-                        nn_conv_row_add(y->data + m * ldc + b * y->stride[NN_B] + ot * y->stride[NN_T] +
-                                oy * y->stride[NN_H] + lo[2], src + k, nw);
-                    }
-        }
+        for (int64_t m = m0; m < m1; m++)
+            add_rect(y, m, lo, hi, tmp + (m - m0) * n);
     }
     nn_conv_epilogue(c, y, j->res, j->relu, m0, m1, 0, j->ncols, 0);
 }
 
-/* One live tap other than the full centre one, for the own kernel: its
- * output rectangle, input offsets, columns, and where its block of the
- * packed weights (K offset) and of the gathered inputs start. */
-typedef struct live_rect {
-    int64_t lo[3], hi[3], off[3], n;
-    size_t koff, goff;
-} live_rect;
-
-typedef struct sparse_own {
-    nn_pool *pool;
-    const nn_conv *c;
-    const nn_tensor *x;
-    nn_tensor *y;
-    const nn_tensor *res;
-    int relu;
-    int64_t ncols, nb, ntiles;  /* output columns; centre tiles, widest */
-    int64_t centre;             /* K offset of the full tap, or -1 */
-    int64_t cin_chunk, mchunk;  /* per gather task, per product task */
-    const live_rect *r;
-    int nr;
-    float *g;                   /* gathered inputs, [tap][cin][n] */
-    size_t gsize;
-} sparse_own;
 
 static void own_centre(void *arg, int task, int thread)
 {
-    const sparse_own *j = arg;
+    const sparse_job *j = arg;
     const nn_conv *c = j->c;
     const int64_t ldc = j->y->stride[NN_C];
     int64_t j0, n;
@@ -312,39 +318,23 @@ static void own_centre(void *arg, int task, int thread)
 
 static void own_gather(void *arg, int task, int thread)
 {
-    const sparse_own *j = arg;
-    const nn_tensor *x = j->x;
-    const int64_t c0 = (int64_t)task * j->cin_chunk, B = x->shape[NN_B];
+    const sparse_job *j = arg;
+    const int64_t c0 = (int64_t)task * j->cin_chunk;
     const int64_t c1 = c0 + j->cin_chunk < j->c->cin ? c0 + j->cin_chunk : j->c->cin;
 
     (void)thread;
-    for (int t = 0; t < j->nr; t++) {
-        const live_rect *r = &j->r[t];
-        const int64_t nw = r->hi[2] - r->lo[2];
-        for (int64_t ci = c0; ci < c1; ci++) {
-            const float *xc = x->data + ci * x->stride[NN_C];
-            float *dst = j->g + r->goff + (size_t)ci * (size_t)r->n;
-            for (int64_t b = 0; b < B; b++)
-                for (int64_t ot = r->lo[0]; ot < r->hi[0]; ot++)
-                    for (int64_t oy = r->lo[1]; oy < r->hi[1]; oy++, dst += nw) {
-                        /* a loop, not memcpy: the pieces are a few floats */
-                        const float *src = xc + b * x->stride[NN_B] +
-                                           (ot + r->off[0]) * x->stride[NN_T] +
-                                           (oy + r->off[1]) * x->stride[NN_H] + r->lo[2] +
-                                           r->off[2];
-                        for (int64_t q = 0; q < nw; q++)
-                            dst[q] = src[q];
-                    }
-        }
-    }
+    for (int t = 0; t < j->nr; t++)
+        for (int64_t ci = c0; ci < c1; ci++)
+            gather_rect(j->x, ci, j->r[t].lo, j->r[t].hi, j->r[t].off,
+                        j->g + j->r[t].goff + (size_t)ci * (size_t)j->r[t].n);
 }
 
 static void own_taps(void *arg, int task, int thread)
 {
-    const sparse_own *j = arg;
+    const sparse_job *j = arg;
     const nn_conv *c = j->c;
     nn_tensor *y = j->y;
-    const int64_t m0 = (int64_t)task * j->mchunk, ldc = y->stride[NN_C];
+    const int64_t m0 = (int64_t)task * j->mchunk;
     const int64_t m1 = m0 + j->mchunk < c->cout ? m0 + j->mchunk : c->cout;
     const int64_t apanel = (int64_t)c->cin * c->k[0] * c->k[1] * c->k[2] * NN_SGEMM_MR;
     float *tmp = nn_pool_scratch(j->pool, thread, 1);
@@ -355,45 +345,31 @@ static void own_taps(void *arg, int task, int thread)
         tmp += j->gsize;   /* the gathered inputs are this thread's scratch */
     for (int t = 0; t < j->nr; t++) {
         const live_rect *r = &j->r[t];
-        const int64_t nw = r->hi[2] - r->lo[2];
         /* m0 is a whole number of the packed weights' 12-row panels */
         nn_sgemm_packed((int)(m1 - m0), (int)r->n, c->cin,
                         c->wp + (m0 / NN_SGEMM_MR) * apanel + (int64_t)r->koff * NN_SGEMM_MR,
                         apanel, j->g + r->goff, r->n, tmp, r->n, 0, NULL, NULL);
-        for (int64_t m = m0; m < m1; m++) {
-            const float *src = tmp + (m - m0) * r->n;
-            for (int64_t b = 0; b < y->shape[NN_B]; b++)
-                for (int64_t ot = r->lo[0]; ot < r->hi[0]; ot++)
-                    for (int64_t oy = r->lo[1]; oy < r->hi[1]; oy++, src += nw)
-                        nn_conv_row_add(y->data + m * ldc + b * y->stride[NN_B] +
-                                        ot * y->stride[NN_T] + oy * y->stride[NN_H] + r->lo[2],
-                                        src, nw);
-        }
+        for (int64_t m = m0; m < m1; m++)
+            add_rect(y, m, r->lo, r->hi, tmp + (m - m0) * r->n);
     }
     nn_conv_epilogue(c, y, j->res, j->relu, m0, m1, 0, j->ncols, 0);
 }
 
-static int sparse_own_run(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor *y,
-                          const nn_tensor *res, int relu, const int64_t in[3],
-                          const int64_t out[3], en_err *err)
+/* The own kernel's path (c->wp): job j has the convolution's fields. */
+static int sparse_own_run(sparse_job *jp, en_err *err)
 {
+    sparse_job j = *jp;
+    nn_pool *pool = j.pool;
+    const nn_conv *c = j.c;
     const int nth = nn_pool_size(pool);
     const size_t ntaps = (size_t)c->ntap[0] * c->ntap[1] * c->ntap[2];
-    sparse_own j;
+    const int64_t *in = j.in, *out = j.out;
     live_rect *r = malloc(ntaps * sizeof *r);
     size_t maxn = 0, work, need0;
     int64_t tiles, kb = c->cin < NN_SGEMM_KC ? c->cin : NN_SGEMM_KC;
 
     if (!r)
         return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
-    memset(&j, 0, sizeof j);
-    j.pool = pool;
-    j.c = c;
-    j.x = x;
-    j.y = y;
-    j.res = res;
-    j.relu = relu;
-    j.ncols = nn_tensor_cols(y);
     j.centre = -1;
     for (size_t t = 0; t < ntaps; t++) {
         live_rect *q = &r[j.nr];
@@ -404,7 +380,7 @@ static int sparse_own_run(nn_pool *pool, const nn_conv *c, const nn_tensor *x, n
             continue;
         }
         q->koff = nn_conv_tap_block(c, t);
-        q->n = x->shape[NN_B] * (q->hi[0] - q->lo[0]) * (q->hi[1] - q->lo[1]) *
+        q->n = j.x->shape[NN_B] * (q->hi[0] - q->lo[0]) * (q->hi[1] - q->lo[1]) *
                (q->hi[2] - q->lo[2]);
         q->goff = j.gsize;
         j.gsize += (size_t)c->cin * (size_t)q->n;
@@ -437,7 +413,7 @@ static int sparse_own_run(nn_pool *pool, const nn_conv *c, const nn_tensor *x, n
         nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), own_gather, &j);
         nn_pool_run(pool, (int)((c->cout + j.mchunk - 1) / j.mchunk), own_taps, &j);
     } else {
-        nn_conv_epilogue(c, y, res, relu, 0, c->cout, 0, j.ncols, 0);
+        nn_conv_epilogue(c, j.y, j.res, j.relu, 0, c->cout, 0, j.ncols, 0);
     }
     free(r);
     return EN_OK;
@@ -452,8 +428,6 @@ int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
     sparse_job j;
     size_t maxn = 0;
 
-    if (c->wp)
-        return sparse_own_run(pool, c, x, y, res, relu, in, out, err);
     memset(&j, 0, sizeof j);
     j.pool = pool;
     j.c = c;
@@ -464,6 +438,8 @@ int nn_conv_sparse(nn_pool *pool, const nn_conv *c, const nn_tensor *x,
     memcpy(j.in, in, sizeof j.in);
     memcpy(j.out, out, sizeof j.out);
     j.ncols = nn_tensor_cols(y);
+    if (c->wp)
+        return sparse_own_run(&j, err);
     /* threads split the output channels: their rows never overlap */
     j.mchunk = (c->cout + nth - 1) / nth;
     for (size_t t = 0; t < ntaps; t++) {
