@@ -36,9 +36,11 @@ static void fill(nn_tensor *t)
 typedef struct conv_case {
     int cin, cout, b, t, h, w;
     int k[3], s[3], p[3], d[3];
-    int wino;             /* must take the Winograd path */
-    int sparse;           /* must take the tap-by-tap path */
+    int path;             /* must take this path: PATH_WINO, PATH_TAPS (0: any) */
 } conv_case;
+
+#define PATH_WINO 1       /* Winograd */
+#define PATH_TAPS 2       /* tap by tap */
 
 static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int relu)
 {
@@ -76,15 +78,15 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
            "%s", err.msg);
     for (int i = 0; i < NN_DIMS; i++)
         CHECK(y.shape[i] == ref.shape[i]);
-    if (cc->wino)
+    if (cc->path == PATH_WINO)
         CHECKF(c.wino, "conv cin %d %dx%d d %d,%d: expected the Winograd path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
-    if (cc->sparse)
+    if (cc->path == PATH_TAPS)
         CHECKF(c.sparse, "conv cin %d %dx%d d %d,%d: expected the tap-by-tap path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
     /* on a CPU with the own fp32 kernel the products run on it (unless
      * EN_NN_FP32_KERNEL=0 sends them to OpenBLAS) */
-    if (cc->wino)
+    if (cc->path == PATH_WINO)
         CHECKF(c.wu && c.wu_packed == nn_sgemm_packed_usable(),
                "conv cin %d %dx%d: Winograd weights not in the kernel's layout", cc->cin,
                cc->h, cc->w);
@@ -542,8 +544,8 @@ static void test_conv(nn_pool *pool)
         /* tap by tap on the own kernel: no tap covers every output (padding
          * 11, rate 12: 12x12 out), and more input channels than a K slice
          * with output channels over several 12-row panels per thread */
-        { 20, 30, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 11, 11}, {1, 12, 12}, 0, 1 },
-        { 600, 40, 1, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12}, 0, 1 },
+        { 20, 30, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 11, 11}, {1, 12, 12}, PATH_TAPS },
+        { 600, 40, 1, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12}, PATH_TAPS },
         /* 1x1 stride 1 (no im2col) and stride 2 (downsample) */
         { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
         { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 2, 2}, {0, 0, 0}, {1, 1, 1}, 0 },
@@ -567,23 +569,23 @@ static void test_conv(nn_pool *pool)
         /* a full 3x3x3 with everything */
         { 3, 4, 2, 5, 7, 6, {3, 3, 3}, {2, 1, 2}, {1, 2, 1}, {2, 2, 1}, 0 },
         /* enough columns for several tiles per thread (Winograd) */
-        { 16, 8, 3, 1, 56, 56, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        { 16, 8, 3, 1, 56, 56, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
         /* Winograd F(4x4,3x3): partial tiles (odd sizes), the dilated
          * sub-grids of layers 3/4, several frames of a clip, unequal
          * dilations, padding other than the dilation, three rows */
-        { 9, 10, 2, 1, 13, 11, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
-        { 12, 8, 3, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 2, 2}, {1, 2, 2}, 1 },
-        { 8, 12, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 4, 4}, {1, 4, 4}, 1 },
-        { 8, 9, 2, 3, 7, 7, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
-        { 8, 8, 1, 1, 17, 19, {1, 3, 3}, {1, 1, 1}, {0, 1, 3}, {1, 1, 3}, 1 },
-        { 10, 8, 2, 1, 18, 15, {1, 3, 3}, {1, 1, 1}, {0, 1, 0}, {1, 2, 1}, 1 },
-        { 8, 8, 2, 1, 3, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        { 9, 10, 2, 1, 13, 11, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
+        { 12, 8, 3, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 2, 2}, {1, 2, 2}, PATH_WINO },
+        { 8, 12, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 4, 4}, {1, 4, 4}, PATH_WINO },
+        { 8, 9, 2, 3, 7, 7, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
+        { 8, 8, 1, 1, 17, 19, {1, 3, 3}, {1, 1, 1}, {0, 1, 3}, {1, 1, 3}, PATH_WINO },
+        { 10, 8, 2, 1, 18, 15, {1, 3, 3}, {1, 1, 1}, {0, 1, 0}, {1, 2, 1}, PATH_WINO },
+        { 8, 8, 2, 1, 3, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
         /* large enough for the planes to be cut into several chunks */
-        { 16, 112, 24, 1, 30, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        { 16, 112, 24, 1, 30, 30, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
         /* R(2+1)D's first layer in small (a last row panel of one for the
          * fp32 kernel), and more input channels than its K slice */
-        { 24, 37, 2, 3, 28, 28, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
-        { 600, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, 1 },
+        { 24, 37, 2, 3, 28, 28, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
+        { 600, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_conv_case(&cases[i], NULL, 0, 0);
@@ -593,7 +595,7 @@ static void test_conv(nn_pool *pool)
     for (int mode = 0; mode < 2; mode++) {
         setenv("EN_NN_WINO_FUSED", mode ? "1" : "0", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            if (cases[i].wino) {
+            if (cases[i].path == PATH_WINO) {
                 run_conv_case(&cases[i], NULL, (int)(i & 1), 0);
                 run_conv_case(&cases[i], pool, (int)!(i & 1), 1);
             }
