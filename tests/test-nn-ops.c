@@ -41,6 +41,7 @@ typedef struct conv_case {
 
 #define PATH_WINO 1       /* Winograd */
 #define PATH_TAPS 2       /* tap by tap */
+#define PATH_NO_WINO 3    /* anything but Winograd */
 
 static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int relu)
 {
@@ -81,6 +82,9 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
     if (cc->path == PATH_WINO)
         CHECKF(c.wino, "conv cin %d %dx%d d %d,%d: expected the Winograd path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
+    if (cc->path == PATH_NO_WINO)
+        CHECKF(!c.wino, "conv cin %d cout %d %dx%d: expected no Winograd", cc->cin, cc->cout,
+               cc->h, cc->w);
     if (cc->path == PATH_TAPS)
         CHECKF(c.sparse, "conv cin %d %dx%d d %d,%d: expected the tap-by-tap path", cc->cin,
                cc->h, cc->w, cc->d[1], cc->d[2]);
@@ -546,6 +550,9 @@ static void test_conv(nn_pool *pool)
          * with output channels over several 12-row panels per thread */
         { 20, 30, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 11, 11}, {1, 12, 12}, PATH_TAPS },
         { 600, 40, 1, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12}, PATH_TAPS },
+        /* Winograd would pay, but its transformed weights (36 x 700 x 700
+         * floats, 67 MB) are over NN_WINO_MAX_BYTES: tap by tap instead */
+        { 700, 700, 1, 1, 4, 4, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_NO_WINO },
         /* 1x1 stride 1 (no im2col) and stride 2 (downsample) */
         { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
         { 7, 9, 2, 1, 9, 11, {1, 1, 1}, {1, 2, 2}, {0, 0, 0}, {1, 1, 1}, 0 },

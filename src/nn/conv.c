@@ -45,6 +45,13 @@
 /* Winograd is taken when its products are under this share of the other
  * path's (the transforms cost the rest; measured) */
 #define NN_WINO_GAIN 0.75
+/* ... and when its transformed weights, 36 points x cout x cin (four times
+ * the weights), stay under this: R(2+1)D's layer 4 would hold 85 MB for
+ * each of its three spatial convolutions, read for 16 tiles a clip.  Dense
+ * there, EF's peak RSS in fp32 413 MB against 627, its time 2-3 % longer
+ * (403-445 against 401-435 ms/clip, 6 alternating runs); DeepLabV3's
+ * largest, 38 MB, stay. */
+#define NN_WINO_MAX_BYTES (64u << 20)
 /* bf16 products take the columns region by region when the live taps'
  * real products are under this share of the dense ones (measured) */
 #define NN_BF16_REGIONS 0.75
@@ -154,6 +161,7 @@ static int plan_taps(nn_conv *c, const int64_t in[3], const int64_t out[3],
          * the tap-by-tap or dense path (per input and output channel); fp32
          * only (conv_bf16.c says why) */
         if (c->kern == NN_KERN_FP32 && nn_conv_wino_eligible(c, in, out) &&
+            36.0 * sizeof(float) * (double)c->cin * (double)c->cout <= NN_WINO_MAX_BYTES &&
             36.0 * (double)nn_conv_wino_tiles(c, out) * (double)out[0] <
             NN_WINO_GAIN * (c->sparse ? sparse : dense)) {
             rc = nn_conv_wino_weights(c, err);
