@@ -81,6 +81,14 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
          * starts over: 32 steps (1.5 KB) ahead, segmentation's 1x1
          * convolutions 165-170 against 171-176 ms per 8 frames */
         _mm_prefetch((const char *)(A + (kk + 32) * NN_SMR), _MM_HINT_T0);
+        /* B's two lines 32 k steps ahead into L2: a packed column panel
+         * (64 KB) is more than L1, and Winograd reads its points in place,
+         * one row of tiles per k step; the hardware's streams alone left the
+         * kernel waiting (segmentation 25.7-29.0 against 27.3-29.9
+         * ms/frame, EF 408-429 against 419-454 ms/clip; into L1 instead
+         * 26.1-29.2, 16 or 64 steps ahead no better, non-temporal 35) */
+        _mm_prefetch((const char *)(B + (kk + 32) * ldb), _MM_HINT_T1);
+        _mm_prefetch((const char *)(B + (kk + 32) * ldb + 16), _MM_HINT_T1);
         const __m512 b0 = full ? _mm512_loadu_ps(B + kk * ldb) :
                                  _mm512_maskz_loadu_ps(m0, B + kk * ldb);
         const __m512 b1 = full ? _mm512_loadu_ps(B + kk * ldb + 16) :
