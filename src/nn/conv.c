@@ -560,23 +560,19 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         /* the own kernel's B (im2col's columns, read in place, or its copy
          * of a K slice of the input's rows) stays in L2 */
         if (c->wp && j.K > 0) {
-            int64_t kb = c->tshift ? c->wp_k : j.K, lim;
-            kb = kb < NN_SGEMM_KC ? kb : NN_SGEMM_KC;
-            lim = (int64_t)NN_TILE_B / (kb * (int64_t)sizeof(float));
+            const int64_t lim = nn_tile_b_cols(c->tshift ? c->wp_k : j.K);
             if (target > lim)
                 target = lim;
         }
         if (target < NN_TILE_MIN_COLS)
             target = NN_TILE_MIN_COLS;
     }
-    ntiles = (j.ncols + target - 1) / target;
-    ntiles = (ntiles + nth - 1) / nth * nth;   /* even share per thread */
     if (c->kern == NN_KERN_FP32) {
-        if (ntiles > (j.ncols + 31) / 32)
-            ntiles = (j.ncols + 31) / 32;
-        j.ntiles = ntiles;
+        ntiles = j.ntiles = nn_tile_count(j.ncols, target, nth);
         j.nb = nn_tile_width(j.ncols, ntiles);
     } else {
+        ntiles = (j.ncols + target - 1) / target;
+        ntiles = (ntiles + nth - 1) / nth * nth;   /* even share per thread */
         j.nb = ((j.ncols + ntiles - 1) / ntiles + 31) / 32 * 32;   /* whole bf16 panels */
         ntiles = (j.ncols + j.nb - 1) / j.nb;
     }

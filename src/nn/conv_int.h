@@ -68,6 +68,25 @@ static inline int64_t nn_tile_width(int64_t ncols, int64_t ntiles)
     return ((ncols + 31) / 32 + ntiles - 1) / ntiles * 32;
 }
 
+/* Columns per tile whose K slice of B (k rows, at most NN_SGEMM_KC)
+ * stays under NN_TILE_B. */
+static inline int64_t nn_tile_b_cols(int64_t k)
+{
+    const int64_t kb = k < NN_SGEMM_KC ? k : NN_SGEMM_KC;
+    return (int64_t)NN_TILE_B / (kb * (int64_t)sizeof(float));
+}
+
+/* How many fp32 tiles of about target columns: an even share per thread,
+ * at most one per 32-column panel. */
+static inline int64_t nn_tile_count(int64_t ncols, int64_t target, int nth)
+{
+    const int64_t panels = (ncols + 31) / 32;
+    int64_t t = (ncols + target - 1) / target;
+
+    t = (t + nth - 1) / nth * nth;
+    return t < panels ? t : panels;
+}
+
 /* Output range [lo, hi) along one axis where tap j reads inside the input
  * (stride 1). */
 void nn_conv_tap_range(const nn_conv *c, int axis, int j, int64_t in, int64_t out,
