@@ -341,8 +341,8 @@ static void own_taps(void *arg, int task, int thread)
 
     if (m1 <= m0)
         return;
-    if (tmp == j->g)
-        tmp += j->gsize;   /* the gathered inputs are this thread's scratch */
+    if (thread == 0)
+        tmp += j->gsize;   /* thread 0's scratch holds the gathered inputs */
     for (int t = 0; t < j->nr; t++) {
         const live_rect *r = &j->r[t];
         /* m0 is a whole number of the packed weights' 12-row panels */
@@ -366,7 +366,6 @@ static int sparse_own_run(sparse_job *jp, en_err *err)
     const int64_t *in = j.in, *out = j.out;
     live_rect *r = malloc(ntaps * sizeof *r);
     size_t maxn = 0, work, need0;
-    int64_t tiles, kb = c->cin < NN_SGEMM_KC ? c->cin : NN_SGEMM_KC;
 
     if (!r)
         return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
@@ -390,12 +389,8 @@ static int sparse_own_run(sparse_job *jp, en_err *err)
     j.r = r;
     /* centre: column tiles whose K slice of B stays in L2, an even share
      * per thread; the others: rows in whole 12-row panels per thread */
-    tiles = (int64_t)((j.ncols * kb * (int64_t)sizeof(float) + NN_TILE_B - 1) / NN_TILE_B);
-    tiles = (tiles + nth - 1) / nth * nth;
-    if (tiles > (j.ncols + 31) / 32)
-        tiles = (j.ncols + 31) / 32;
-    j.ntiles = tiles;
-    j.nb = nn_tile_width(j.ncols, tiles);
+    j.ntiles = nn_tile_count(j.ncols, nn_tile_b_cols(c->cin), nth);
+    j.nb = nn_tile_width(j.ncols, j.ntiles);
     j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);
     j.mchunk = ((c->cout + nth - 1) / nth + NN_SGEMM_MR - 1) / NN_SGEMM_MR * NN_SGEMM_MR;
     work = nn_sgemm_bwork_size((int)j.nb);
