@@ -567,15 +567,8 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         if (target < NN_TILE_MIN_COLS)
             target = NN_TILE_MIN_COLS;
     }
-    if (c->kern == NN_KERN_FP32) {
-        ntiles = j.ntiles = nn_tile_count(j.ncols, target, nth);
-        j.nb = nn_tile_width(j.ncols, ntiles);
-    } else {
-        ntiles = (j.ncols + target - 1) / target;
-        ntiles = (ntiles + nth - 1) / nth * nth;   /* even share per thread */
-        j.nb = ((j.ncols + ntiles - 1) / ntiles + 31) / 32 * 32;   /* whole bf16 panels */
-        ntiles = (j.ncols + j.nb - 1) / j.nb;
-    }
+    ntiles = j.ntiles = nn_tile_count(j.ncols, target, nth);
+    j.nb = nn_tile_width(j.ncols, ntiles);
     if (ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
     if (!j.pointwise && !c->tshift && j.K > 0)
@@ -934,12 +927,7 @@ static void conv_tile(void *arg, int task, int thread)
     const float *B;
     int64_t ldb;
 
-    if (j->ntiles) {
-        nn_tile_cols(j->ncols, j->ntiles, task, &j0, &n);
-    } else {
-        j0 = (int64_t)task * j->nb;
-        n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
-    }
+    nn_tile_cols(j->ncols, j->ntiles, task, &j0, &n);
     if (n <= 0)
         return;
     if (c->kern != NN_KERN_FP32 && j->K > 0) {

@@ -20,7 +20,7 @@ typedef struct conv_job {
     int64_t lda;          /* row stride of w */
     int64_t K;            /* rows of im2col */
     int64_t ncols, nb;    /* output columns, columns per tile (at most) */
-    int64_t ntiles;       /* fp32: tiles of whole 32-column panels */
+    int64_t ntiles;       /* tiles of whole 32-column panels (nn_tile_cols) */
     int pointwise;        /* no im2col: the input is the matrix */
     int64_t in[3], out[3];
     size_t need;          /* scratch floats per thread */
