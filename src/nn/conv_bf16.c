@@ -256,15 +256,15 @@ typedef struct join_job {
     nn_tensor *y;
     nn_pool *pool;
     int relu, bfonly;
-    int64_t ncols, nb;
+    int64_t ncols, nb, ntiles;
     size_t need;            /* panel buffer values per thread: the work */
 } join_job;
 
 static void join_tile(void *arg, int task, int thread)
 {
     const join_job *j = arg;
-    const int64_t j0 = (int64_t)task * j->nb;
-    const int64_t n = j->ncols - j0 < j->nb ? j->ncols - j0 : j->nb;
+    int64_t j0, n;
+    nn_tile_cols(j->ncols, j->ntiles, task, &j0, &n);
     nn_gemm_out o = {
         .c = j->bfonly ? NULL : j->y->data + j0, .ldc = j->y->stride[NN_C], .bias = j->jn->b,
         .relu = j->relu, .bf = j->y->bf + 2 * j0, .bfld = j->y->bfld
@@ -284,27 +284,25 @@ int nn_conv_forward_join(nn_pool *pool, const nn_conv_join *jn, const nn_conv *a
                          en_err *err)
 {
     const int nth = nn_pool_size(pool);
-    join_job j = { jn, xa, xb, y, pool, relu, a->bf_only, nn_tensor_cols(xa), 0, 0 };
+    join_job j = { jn, xa, xb, y, pool, relu, a->bf_only, nn_tensor_cols(xa), 0, 0, 0 };
     struct timespec t0 = { 0, 0 }, t1;
-    int64_t ntiles;
     int rc;
 
     if ((rc = nn_tensor_reshape(y, a->cout, xa->shape[NN_B], xa->shape[NN_T], xa->shape[NN_H],
                                 xa->shape[NN_W], err)) != EN_OK ||
         (rc = nn_tensor_bf_alloc(y, err)) != EN_OK)
         return rc;
-    ntiles = (j.ncols + nn_conv_bf16_chunk(&jn->pk, jn->pk.k) - 1) /
-             nn_conv_bf16_chunk(&jn->pk, jn->pk.k);
-    ntiles = (ntiles + nth - 1) / nth * nth;
-    j.nb = ((j.ncols + ntiles - 1) / ntiles + NN_NB - 1) / NN_NB * NN_NB;
-    ntiles = (j.ncols + j.nb - 1) / j.nb;
+    /* the tiles start at whole panels of both inputs' bf16 copies */
+    _Static_assert(NN_NB == 32, "nn_tile_cols cuts 32-column panels");
+    j.ntiles = nn_tile_count(j.ncols, nn_conv_bf16_chunk(&jn->pk, jn->pk.k), nth);
+    j.nb = nn_tile_width(j.ncols, j.ntiles);
     j.need = nn_gemm_work(&jn->pk, j.nb) * 2 + 32;
     for (int t = 0; t < nth; t++)
         if (!nn_pool_panels(pool, t, j.need))
             return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
     if (nn_conv_profile())
         clock_gettime(CLOCK_MONOTONIC, &t0);
-    nn_pool_run(pool, (int)ntiles, join_tile, &j);
+    nn_pool_run(pool, (int)j.ntiles, join_tile, &j);
     y->bfvalid = 1;
     y->dataold = j.bfonly;
     if (nn_conv_profile()) {

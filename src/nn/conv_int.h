@@ -76,8 +76,9 @@ static inline int64_t nn_tile_b_cols(int64_t k)
     return (int64_t)NN_TILE_B / (kb * (int64_t)sizeof(float));
 }
 
-/* How many fp32 tiles of about target columns: an even share per thread,
- * at most one per 32-column panel. */
+/* How many column tiles of about target columns, for nn_tile_cols: an
+ * even share per thread, at most one per 32-column panel (the fp32
+ * kernel's, and NN_NB of the bf16 ones). */
 static inline int64_t nn_tile_count(int64_t ncols, int64_t target, int nth)
 {
     const int64_t panels = (ncols + 31) / 32;
