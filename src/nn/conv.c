@@ -447,7 +447,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
                     nn_tensor *y, const nn_tensor *res, int relu, en_err *err)
 {
     conv_job j;
-    int64_t in[3], out[3], ntiles, target;
+    int64_t in[3], out[3], target;
     int nth = nn_pool_size(pool), rc;
 
     if (x->shape[NN_C] != c->cin)
@@ -567,9 +567,9 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         if (target < NN_TILE_MIN_COLS)
             target = NN_TILE_MIN_COLS;
     }
-    ntiles = j.ntiles = nn_tile_count(j.ncols, target, nth);
-    j.nb = nn_tile_width(j.ncols, ntiles);
-    if (ntiles > (1 << 30))
+    j.ntiles = nn_tile_count(j.ncols, target, nth);
+    j.nb = nn_tile_width(j.ncols, j.ntiles);
+    if (j.ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
     if (!j.pointwise && !c->tshift && j.K > 0)
         j.need = (size_t)j.K * (size_t)j.nb +
@@ -615,7 +615,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         struct timespec t0, t1;
         double ms, flop = 2.0 * (double)c->cout * (double)j.K * (double)j.ncols;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        nn_pool_run(pool, (int)ntiles, conv_tile, &j);
+        nn_pool_run(pool, (int)j.ntiles, conv_tile, &j);
         y->bfvalid = j.bfout;
         y->dataold = j.bfonly;
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -633,7 +633,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             fprintf(stderr, "nn-profile   (%s, packed K %d)\n", nn_kern_name(c->kern), j.pk->k);
         return EN_OK;
     }
-    nn_pool_run(pool, (int)ntiles, conv_tile, &j);
+    nn_pool_run(pool, (int)j.ntiles, conv_tile, &j);
     y->bfvalid = j.bfout;
     y->dataold = j.bfonly;
     return EN_OK;
