@@ -14,6 +14,7 @@
 #include "nn_int.h"
 #include "gemm_int.h"
 #include "tst.h"
+#include "wino_int.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -43,7 +44,9 @@ typedef struct conv_case {
 #define PATH_TAPS 2       /* tap by tap */
 #define PATH_NO_WINO 3    /* anything but Winograd */
 
-static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int relu)
+/* keep: the output is moved there instead of freed */
+static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int relu,
+                          nn_tensor *keep)
 {
     nn_conv c;
     nn_tensor x = { 0 }, y = { 0 }, ref = { 0 }, res = { 0 };
@@ -123,6 +126,10 @@ static void run_conv_case(const conv_case *cc, nn_pool *pool, int residual, int 
            "conv cin %d k %dx%dx%d s %d,%d p %d,%d d %d,%d on %dx%dx%d: max diff %g",
            cc->cin, cc->k[0], cc->k[1], cc->k[2], cc->s[0], cc->s[1], cc->p[0], cc->p[1],
            cc->d[0], cc->d[1], cc->t, cc->h, cc->w, maxd);
+    if (keep) {
+        *keep = y;
+        memset(&y, 0, sizeof y);
+    }
     nn_conv_free(&c);
     nn_tensor_free(&x);
     nn_tensor_free(&y);
@@ -595,25 +602,54 @@ static void test_conv(nn_pool *pool)
         { 600, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        run_conv_case(&cases[i], NULL, 0, 0);
-        run_conv_case(&cases[i], pool, (int)(i & 1), 1);
+        run_conv_case(&cases[i], NULL, 0, 0, NULL);
+        run_conv_case(&cases[i], pool, (int)(i & 1), 1, NULL);
     }
     /* Winograd's phased and fused paths, each forced */
     for (int mode = 0; mode < 2; mode++) {
         setenv("EN_NN_WINO_FUSED", mode ? "1" : "0", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
             if (cases[i].path == PATH_WINO) {
-                run_conv_case(&cases[i], NULL, (int)(i & 1), 0);
-                run_conv_case(&cases[i], pool, (int)!(i & 1), 1);
+                run_conv_case(&cases[i], NULL, (int)(i & 1), 0, NULL);
+                run_conv_case(&cases[i], pool, (int)!(i & 1), 1, NULL);
             }
     }
+    /* the 16-tile transforms (AVX-512) against the 4-float ones, bit for
+     * bit: the same formulas, lane for lane; both paths, with and
+     * without a residual */
+    if (nn_wino16_usable())
+        for (int mode = 0; mode < 4; mode++) {
+            setenv("EN_NN_WINO_FUSED", mode & 1 ? "1" : "0", 1);
+            for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+                nn_tensor wide = { 0 }, narrow = { 0 };
+                const unsigned seed = rng;
+                if (cases[i].path != PATH_WINO)
+                    continue;
+                run_conv_case(&cases[i], pool, mode >> 1, 1, &wide);
+                rng = seed;
+                setenv("EN_NN_WINO16", "0", 1);
+                run_conv_case(&cases[i], pool, mode >> 1, 1, &narrow);
+                unsetenv("EN_NN_WINO16");
+                CHECKF(nn_tensor_numel(&wide) == nn_tensor_numel(&narrow) &&
+                       memcmp(wide.data, narrow.data,
+                              nn_tensor_numel(&wide) * sizeof *wide.data) == 0,
+                       "Winograd cin %d %dx%d d %d: the 16-tile transforms differ from "
+                       "the 4-float ones", cases[i].cin, cases[i].h, cases[i].w,
+                       cases[i].d[1]);
+                nn_tensor_free(&wide);
+                nn_tensor_free(&narrow);
+            }
+        }
+    else
+        fprintf(stderr, "note: this CPU has no AVX-512: the 16-tile Winograd transforms' "
+                        "tests are left out\n");
     unsetenv("EN_NN_WINO_FUSED");
     /* the same through OpenBLAS, where the own kernel would take them (as
      * on a CPU without AVX-512) */
     if (nn_sgemm_packed_usable()) {
         setenv("EN_NN_FP32_KERNEL", "0", 1);
         for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
-            run_conv_case(&cases[i], pool, (int)!(i & 1), (int)(i & 1));
+            run_conv_case(&cases[i], pool, (int)!(i & 1), (int)(i & 1), NULL);
         unsetenv("EN_NN_FP32_KERNEL");
     }
     if (nn_sgemm_packed_usable())

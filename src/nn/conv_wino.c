@@ -36,9 +36,14 @@
  * split the points), output transform and epilogue (threads split output
  * channels).  Planes are chunked so that V and M stay under NN_WINO_BYTES
  * (24 MB, in the calling thread's scratch).
+ *
+ * The transforms: with AVX-512, 16 tiles at once (conv_wino_avx512.c);
+ * elsewhere, and with EN_NN_WINO16=0, four at once below.  The same
+ * formulas (wino_int.h), the same bits.
  */
 #include "conv_int.h"
 #include "gemm_int.h"
+#include "wino_int.h"
 
 #include <cblas.h>
 #include <stdlib.h>
@@ -193,25 +198,18 @@ typedef struct wino_job {
     int64_t T;
     int64_t pl0, npl, N;  /* planes [pl0, pl0+npl), N = npl * tiles per plane */
     int64_t vstride, mstride;  /* floats from one point's block to the next */
-    const tile_ref *tiles;     /* the chunk's N tiles */
+    tile_ref *tiles;           /* the chunk's N tiles */
+    /* the 16-tile transforms' view of them (wide: they run), NULL where
+     * the 4-float transforms run (no AVX-512, or offsets past 32 bits) */
+    int32_t *pin;              /* tiles[t].pin */
+    nn_wino16_map *map;        /* groups of 16 tiles */
+    int wide;
     int64_t cin_chunk, cout_chunk;
     int64_t lo[2], hp, wp;     /* padding before H and W, padded plane size */
     int64_t padsz;             /* floats of one thread's padded planes */
     int32_t patch[36];         /* patch point offsets in a padded plane */
     float *V, *M, *pad;
 } wino_job;
-
-/* y = B^T x for a 6-vector (stride s in, stride so out) */
-#define BT6(x, s, y, so) do {                                                  \
-        v4 x0 = (x)[0], x1 = (x)[(s)], x2 = (x)[2 * (s)], x3 = (x)[3 * (s)], \
-              x4 = (x)[4 * (s)], x5 = (x)[5 * (s)];                            \
-        (y)[0] = 4.0f * x0 - 5.0f * x2 + x4;                                   \
-        (y)[(so)] = -4.0f * (x1 + x2) + x3 + x4;                               \
-        (y)[2 * (so)] = 4.0f * (x1 - x2) - x3 + x4;                            \
-        (y)[3 * (so)] = 2.0f * (x3 - x1) - x2 + x4;                            \
-        (y)[4 * (so)] = 2.0f * (x1 - x3) - x2 + x4;                            \
-        (y)[5 * (so)] = 4.0f * x1 - 5.0f * x3 + x5;                            \
-    } while (0)
 
 /* Four tiles side by side: the transforms run on 4-float vectors (SSE2 on
  * x86-64, whatever GCC's vector extension maps to elsewhere), one lane per
@@ -278,9 +276,9 @@ static void transform_in(v4 d[36], float *v, int64_t pstride, int lanes, int pre
 {
     v4 t[36];
     for (int k = 0; k < 6; k++)        /* columns: t = B^T d */
-        BT6(d + k, 6, t + k, 6);
+        NN_WINO_BT6(v4, d + k, 6, t + k, 6);
     for (int i = 0; i < 6; i++)        /* rows: (B^T d) B */
-        BT6(t + i * 6, 1, d + i * 6, 1);
+        NN_WINO_BT6(v4, t + i * 6, 1, d + i * 6, 1);
     if (lanes == NN_LANES) {
         if (prefetch)
             for (int p = 0; p < 36; p++)
@@ -362,8 +360,11 @@ static void wino_input(void *arg, int task, int thread)
             for (int64_t h = 0; h < Hi; h++)
                 memcpy(dst + h * j->wp, src + h * x->stride[NN_H], (size_t)Wi * sizeof *dst);
         }
-        input_channel(pad, j->tiles, j->N, j->patch, c->d[2] == 1, j->V + ci * j->N,
-                      j->vstride);
+        if (j->wide)
+            nn_wino16_in(pad, j->pin, j->N, j->patch, j->V + ci * j->N, j->vstride);
+        else
+            input_channel(pad, j->tiles, j->N, j->patch, c->d[2] == 1, j->V + ci * j->N,
+                          j->vstride);
     }
 }
 
@@ -385,18 +386,6 @@ static void wino_gemm(void *arg, int task, int thread)
                     j->V + p * (size_t)j->vstride, (int)j->N, 0.0f,
                     j->M + p * (size_t)j->mstride, (int)j->N);
 }
-
-/* y = A^T m for a 6-vector: A^T rows (1,1,1,1,1,0) (0,1,-1,2,-2,0)
- * (0,1,1,4,4,0) (0,1,-1,8,-8,1) */
-#define AT6(m, s, y, so) do {                                                  \
-        v4 m0 = (m)[0], m1 = (m)[(s)], m2 = (m)[2 * (s)], m3 = (m)[3 * (s)], \
-              m4 = (m)[4 * (s)], m5 = (m)[5 * (s)];                            \
-        v4 s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;      \
-        (y)[0] = m0 + s12 + s34;                                               \
-        (y)[(so)] = d12 + 2.0f * d34;                                          \
-        (y)[2 * (so)] = s12 + 4.0f * s34;                                      \
-        (y)[3 * (so)] = d12 + 8.0f * d34 + m5;                                 \
-    } while (0)
 
 /* Four tiles of one tile row of one plane, 4 apart, all 16 outputs inside
  * and dilation 1: their output rows are 16 consecutive floats. */
@@ -440,10 +429,10 @@ static void output_channel(const nn_conv *c, nn_tensor *y, const nn_tensor *res,
                     m[p][l] = l < lanes ? mc[p * pstride + l] : 0.0f;
         }
         for (int k = 0; k < 6; k++)        /* t[4][6] = A^T m */
-            AT6(m + k, 6, t + k, 6);
+            NN_WINO_AT6(v4, m + k, 6, t + k, 6);
         for (int u = 0; u < 4; u++) {      /* o[4][4] = t A, + bias */
             v4 r4[4];
-            AT6(t + u * 6, 1, r4, 1);
+            NN_WINO_AT6(v4, t + u * 6, 1, r4, 1);
             for (int v = 0; v < 4; v++)
                 o[u * 4 + v].v = r4[v] + bias;
         }
@@ -505,16 +494,72 @@ static void wino_output(void *arg, int task, int thread)
 
     (void)thread;
     for (int64_t co = o0; co < o1; co++)
-        output_channel(c, j->y, j->res, j->relu, co, j->tiles, j->N, j->M + co * j->N,
-                       j->mstride);
+        if (j->wide)
+            nn_wino16_out(j->M + co * j->N, j->mstride, j->N, j->map, c->b[co],
+                          j->y->data + co * j->y->stride[NN_C],
+                          j->res ? j->res->data + co * j->res->stride[NN_C] : NULL, j->relu);
+        else
+            output_channel(c, j->y, j->res, j->relu, co, j->tiles, j->N, j->M + co * j->N,
+                           j->mstride);
+}
+
+/* Room for the tiles of n tiles, and for their 16-tile view where those
+ * transforms can run (*fail: out of memory). */
+static void tiles_alloc(wino_job *j, int64_t n, int *fail)
+{
+    j->tiles = malloc((size_t)n * sizeof *j->tiles);
+    if (j->tiles && nn_wino16_usable()) {
+        j->pin = malloc((size_t)n * sizeof *j->pin);
+        j->map = malloc((size_t)((n + 15) / 16) * sizeof *j->map);
+    }
+    *fail = !j->tiles || (nn_wino16_usable() && (!j->pin || !j->map));
+}
+
+static void tiles_free(wino_job *j)
+{
+    free(j->tiles);
+    free(j->pin);
+    free(j->map);
+    j->tiles = NULL;
+    j->pin = NULL;
+    j->map = NULL;
+}
+
+/* The 16-tile view of the tiles (j->pin, j->map); 0 where an offset does
+ * not fit in 32 bits (the 4-float transforms run then). */
+static int fill_wide(const wino_job *j)
+{
+    const int64_t ldy = j->y->stride[NN_H], ldr = j->res ? j->res->stride[NN_H] : 0;
+
+    memset(j->map, 0, (size_t)((j->N + 15) / 16) * sizeof *j->map);
+    for (int64_t n = 0; n < j->N; n++) {
+        const tile_ref *r = &j->tiles[n];
+        nn_wino16_map *g = &j->map[n / 16];
+        const int l = (int)(n % 16);
+        if (r->pin > INT32_MAX)
+            return 0;
+        j->pin[n] = (int32_t)r->pin;
+        for (int u = 0; u < 4 && r->ry->out[u] >= 0; u++)
+            for (int v = 0; v < 4 && r->rx->out[v] >= 0; v++) {
+                const int64_t yo = r->yoff + r->ry->out[u] * ldy + r->rx->out[v];
+                const int64_t ro = r->roff + r->ry->out[u] * ldr + r->rx->out[v];
+                if (yo > INT32_MAX || ro > INT32_MAX)
+                    return 0;
+                g->y[u * 4 + v][l] = (int32_t)yo;
+                g->r[u * 4 + v][l] = (int32_t)ro;
+                g->live[u * 4 + v] |= (uint16_t)(1u << l);
+            }
+    }
+    return 1;
 }
 
 /* The N tiles of planes [pl0, pl0+npl): where each patch starts in padded
  * planes that begin with plane pl0, where its plane starts in y and res. */
-static void fill_tiles(const wino_job *j, tile_ref *refs, const axis_tile *ty, int64_t ny,
-                       int64_t nx)
+static void fill_tiles(wino_job *j, const axis_tile *ty, int64_t ny, int64_t nx)
 {
     const int64_t tpp = ny * nx;
+    tile_ref *refs = j->tiles;
+
     for (int64_t n = 0; n < j->N; n++) {
         const int64_t pl = j->pl0 + n / tpp, b = pl / j->T, t = pl % j->T;
         const axis_tile *ry = &ty[n % tpp / nx], *rx = &ty[ny + n % nx];
@@ -531,6 +576,7 @@ static void fill_tiles(const wino_job *j, tile_ref *refs, const axis_tile *ty, i
         refs[n].sbs_in = (uint8_t)(whole && side_by_side_in(refs + n));
         refs[n].sbs_out = (uint8_t)(whole && side_by_side_out(refs + n));
     }
+    j->wide = j->pin && fill_wide(j);
 }
 
 /* ---- fused: all three steps block by block -----------------------------
@@ -617,15 +663,24 @@ static void fused_block(void *arg, int task, int thread)
     float *M = V + 36 * f->vs;
 
     for (int64_t ci = 0; ci < c->cin; ci++)
-        input_channel(pad + ci * f->chs, j->tiles + n0, n, j->patch, 1, V + ci * NN_FUSE_NB,
-                      f->vs);
+        if (j->wide)
+            nn_wino16_in(pad + ci * f->chs, j->pin + n0, n, j->patch, V + ci * NN_FUSE_NB,
+                         f->vs);
+        else
+            input_channel(pad + ci * f->chs, j->tiles + n0, n, j->patch, 1,
+                          V + ci * NN_FUSE_NB, f->vs);
     for (int p = 0; p < 36; p++)
         nn_sgemm_packed(c->cout, (int)n, c->cin, c->wu + (size_t)p * psz,
                         (int64_t)c->cin * NN_SGEMM_MR, V + p * f->vs, NN_FUSE_NB,
                         M + p * f->ms, NN_FUSE_NB, 0, NULL, NULL);
     for (int64_t co = 0; co < c->cout; co++)
-        output_channel(c, j->y, j->res, j->relu, co, j->tiles + n0, n, M + co * NN_FUSE_NB,
-                       f->ms);
+        if (j->wide)
+            nn_wino16_out(M + co * NN_FUSE_NB, f->ms, n, j->map + n0 / 16, c->b[co],
+                          j->y->data + co * j->y->stride[NN_C],
+                          j->res ? j->res->data + co * j->res->stride[NN_C] : NULL, j->relu);
+        else
+            output_channel(c, j->y, j->res, j->relu, co, j->tiles + n0, n,
+                           M + co * NN_FUSE_NB, f->ms);
 }
 
 /* The fused path where it applies (returns 1 when it ran the convolution,
@@ -639,7 +694,7 @@ static int wino_fused(nn_pool *pool, wino_job *pj, const axis_tile *ty, int64_t 
     const int64_t N = planes * ny * nx;
     const char *e = getenv("EN_NN_WINO_FUSED");
     fused_job f;
-    tile_ref *refs;
+    int fail;
 
     if ((e && *e == '0') || !c->wu_packed || c->d[1] != 1 || c->d[2] != 1 ||
         (!(e && *e == '1') &&
@@ -660,19 +715,19 @@ static int wino_fused(nn_pool *pool, wino_job *pj, const axis_tile *ty, int64_t 
             *rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
             return 1;
         }
-    if (!(refs = malloc((size_t)N * sizeof *refs))) {
+    tiles_alloc(pj, N, &fail);
+    if (fail) {
+        tiles_free(pj);
         *rc = en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
         return 1;
     }
     pj->pl0 = 0;
     pj->npl = planes;
     pj->N = N;
-    fill_tiles(pj, refs, ty, ny, nx);
-    pj->tiles = refs;
+    fill_tiles(pj, ty, ny, nx);
     nn_pool_run(pool, (int)((c->cin + pj->cin_chunk - 1) / pj->cin_chunk), fused_copy, &f);
     nn_pool_run(pool, (int)((N + NN_FUSE_NB - 1) / NN_FUSE_NB), fused_block, &f);
-    free(refs);
-    pj->tiles = NULL;
+    tiles_free(pj);
     *rc = EN_OK;
     return 1;
 }
@@ -686,9 +741,8 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     const int64_t planes = x->shape[NN_B] * in[0], tpp = ny * nx;
     wino_job j;
     axis_tile *ty;
-    tile_ref *refs = NULL;
     int64_t chunk, hi[2];
-    int rc;
+    int rc, fail = 1;
     size_t per_plane, need;
     float *buf;
 
@@ -730,13 +784,12 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     need = per_plane * (size_t)chunk + 72 * 32 + (size_t)nth * (size_t)j.padsz + 16;
     buf = nn_pool_scratch(pool, 0, need);
     if (buf)
-        refs = malloc((size_t)(chunk * tpp) * sizeof *refs);
-    if (!buf || !refs) {
+        tiles_alloc(&j, chunk * tpp, &fail);
+    if (fail) {
         free(ty);
-        free(refs);
+        tiles_free(&j);
         return en_err_set(err, EN_ENOMEM, "nn: out of memory for a convolution");
     }
-    j.tiles = refs;
     for (j.pl0 = 0; j.pl0 < planes; j.pl0 += chunk) {
         j.npl = planes - j.pl0 < chunk ? planes - j.pl0 : chunk;
         j.N = j.npl * tpp;
@@ -745,12 +798,12 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
         j.V = buf;
         j.M = j.V + 36 * (size_t)j.vstride;
         j.pad = j.M + 36 * (size_t)j.mstride;
-        fill_tiles(&j, refs, ty, ny, nx);
+        fill_tiles(&j, ty, ny, nx);
         nn_pool_run(pool, (int)((c->cin + j.cin_chunk - 1) / j.cin_chunk), wino_input, &j);
         nn_pool_run(pool, 36, wino_gemm, &j);
         nn_pool_run(pool, (int)((c->cout + j.cout_chunk - 1) / j.cout_chunk), wino_output, &j);
     }
     free(ty);
-    free(refs);
+    tiles_free(&j);
     return EN_OK;
 }
