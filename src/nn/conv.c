@@ -505,7 +505,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             clock_gettime(CLOCK_MONOTONIC, &t1);
             ms = (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-6;
             fprintf(stderr, "nn-profile conv %4d->%-4d k%dx%dx%d d%d,%d tiles %lld in %lldx%lldx%lld "
-                    "winograd %7.2f ms %6.1f GFLOP/s (products)\n", c->cin, c->cout, c->k[0],
+                    "winograd %7.2f ms %6.1f GFLOP/s (as 36 products a tile)\n", c->cin, c->cout, c->k[0],
                     c->k[1], c->k[2], c->d[0], c->d[1],
                     (long long)(nn_conv_wino_tiles(c, out) * x->shape[NN_B] * in[0]),
                     (long long)in[0], (long long)in[1], (long long)in[2], ms,

@@ -204,6 +204,10 @@ typedef struct wino_job {
     int32_t *pin;              /* tiles[t].pin */
     nn_wino16_map *map;        /* groups of 16 tiles */
     int wide;
+    /* tiles with fewer than 4 outputs along an axis use fewer points
+     * (wide only, phased only) */
+    int partial;
+    int64_t np[36];            /* tiles that use point p: its rows' length */
     int64_t cin_chunk, cout_chunk;
     int64_t lo[2], hp, wp;     /* padding before H and W, padded plane size */
     int64_t padsz;             /* floats of one thread's padded planes */
@@ -361,7 +365,7 @@ static void wino_input(void *arg, int task, int thread)
                 memcpy(dst + h * j->wp, src + h * x->stride[NN_H], (size_t)Wi * sizeof *dst);
         }
         if (j->wide)
-            nn_wino16_in(pad, j->pin, j->N, j->patch, j->V + ci * j->N, j->vstride);
+            nn_wino16_in(pad, j->pin, j->N, j->patch, j->map, j->V, j->vstride, j->np, ci);
         else
             input_channel(pad, j->tiles, j->N, j->patch, c->d[2] == 1, j->V + ci * j->N,
                           j->vstride);
@@ -373,18 +377,20 @@ static void wino_gemm(void *arg, int task, int thread)
     const wino_job *j = arg;
     const nn_conv *c = j->c;
     const size_t p = (size_t)task;
+    const int64_t n = j->np[p];
 
     (void)thread;
+    if (n == 0)
+        return;
     if (c->wu_packed)
-        nn_sgemm_packed(c->cout, (int)j->N, c->cin,
-                        c->wu + p * nn_sgemm_pack_size(c->cout, c->cin),
-                        (int64_t)c->cin * NN_SGEMM_MR, j->V + p * (size_t)j->vstride, j->N,
-                        j->M + p * (size_t)j->mstride, j->N, 0, NULL, NULL);
+        nn_sgemm_packed(c->cout, (int)n, c->cin, c->wu + p * nn_sgemm_pack_size(c->cout, c->cin),
+                        (int64_t)c->cin * NN_SGEMM_MR, j->V + p * (size_t)j->vstride, n,
+                        j->M + p * (size_t)j->mstride, n, 0, NULL, NULL);
     else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)j->N, c->cin,
-                    1.0f, c->wu + p * (size_t)c->cout * (size_t)c->cin, c->cin,
-                    j->V + p * (size_t)j->vstride, (int)j->N, 0.0f,
-                    j->M + p * (size_t)j->mstride, (int)j->N);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)n, c->cin, 1.0f,
+                    c->wu + p * (size_t)c->cout * (size_t)c->cin, c->cin,
+                    j->V + p * (size_t)j->vstride, (int)n, 0.0f,
+                    j->M + p * (size_t)j->mstride, (int)n);
 }
 
 /* Four tiles of one tile row of one plane, 4 apart, all 16 outputs inside
@@ -495,7 +501,7 @@ static void wino_output(void *arg, int task, int thread)
     (void)thread;
     for (int64_t co = o0; co < o1; co++)
         if (j->wide)
-            nn_wino16_out(j->M + co * j->N, j->mstride, j->N, j->map, c->b[co],
+            nn_wino16_out(j->M, j->mstride, j->np, co, j->N, j->map, c->b[co],
                           j->y->data + co * j->y->stride[NN_C],
                           j->res ? j->res->data + co * j->res->stride[NN_C] : NULL, j->relu);
         else
@@ -525,31 +531,83 @@ static void tiles_free(wino_job *j)
     j->map = NULL;
 }
 
-/* The 16-tile view of the tiles (j->pin, j->map); 0 where an offset does
- * not fit in 32 bits (the 4-float transforms run then). */
-static int fill_wide(const wino_job *j)
+/* Points an axis tile with k outputs uses (bit i: point index i): all 6
+ * for 4 outputs, 0, 1, -1, 2, inf for 3, 0, 1, -1, inf for 2 or 1. */
+static unsigned axis_points(const axis_tile *a, int partial)
+{
+    int k = 0;
+    while (k < 4 && a->out[k] >= 0)
+        k++;
+    if (!partial || k == 4)
+        return 0x3f;
+    return k == 3 ? 0x2f : 0x27;
+}
+
+/* 0..8: which points a tile uses along H and W */
+static int point_class(const tile_ref *r, int partial)
+{
+    const unsigned py = axis_points(r->ry, partial), px = axis_points(r->rx, partial);
+    return (py == 0x3f ? 0 : py == 0x2f ? 1 : 2) * 3 + (px == 0x3f ? 0 : px == 0x2f ? 1 : 2);
+}
+
+/* The 16-tile view of the tiles (j->pin, j->map, j->np); 0 where an
+ * offset does not fit in 32 bits, or out of memory (the 4-float
+ * transforms run then).  The tiles in order of their points along H and
+ * W, so that a group of 16 mostly runs one pair of transforms rather than
+ * blending three (the view's order is free: each lane carries its own
+ * offsets). */
+static int fill_wide(wino_job *j)
 {
     const int64_t ldy = j->y->stride[NN_H], ldr = j->res ? j->res->stride[NN_H] : 0;
+    int64_t start[10] = { 0 }, *order = malloc((size_t)j->N * sizeof *order);
 
+    if (!order)
+        return 0;
+    for (int64_t n = 0; n < j->N; n++)
+        start[point_class(&j->tiles[n], j->partial) + 1]++;
+    for (int k = 0; k < 9; k++)
+        start[k + 1] += start[k];
+    for (int64_t n = 0; n < j->N; n++)
+        order[start[point_class(&j->tiles[n], j->partial)]++] = n;
     memset(j->map, 0, (size_t)((j->N + 15) / 16) * sizeof *j->map);
+    memset(j->np, 0, sizeof j->np);
     for (int64_t n = 0; n < j->N; n++) {
-        const tile_ref *r = &j->tiles[n];
+        const tile_ref *r = &j->tiles[order[n]];
         nn_wino16_map *g = &j->map[n / 16];
         const int l = (int)(n % 16);
-        if (r->pin > INT32_MAX)
+        const unsigned py = axis_points(r->ry, j->partial), px = axis_points(r->rx, j->partial);
+        const uint16_t bit = (uint16_t)(1u << l);
+        if (r->pin > INT32_MAX) {
+            free(order);
             return 0;
+        }
         j->pin[n] = (int32_t)r->pin;
+        if (l == 0)
+            for (int p = 0; p < 36; p++)
+                g->off[p] = (int32_t)j->np[p];
+        for (int p = 0; p < 36; p++)
+            if ((py >> (p / 6)) & (px >> (p % 6)) & 1) {
+                g->use[p] |= bit;
+                j->np[p]++;
+            }
+        g->y3 |= py == 0x2f ? bit : 0;
+        g->y2 |= py == 0x27 ? bit : 0;
+        g->x3 |= px == 0x2f ? bit : 0;
+        g->x2 |= px == 0x27 ? bit : 0;
         for (int u = 0; u < 4 && r->ry->out[u] >= 0; u++)
             for (int v = 0; v < 4 && r->rx->out[v] >= 0; v++) {
                 const int64_t yo = r->yoff + r->ry->out[u] * ldy + r->rx->out[v];
                 const int64_t ro = r->roff + r->ry->out[u] * ldr + r->rx->out[v];
-                if (yo > INT32_MAX || ro > INT32_MAX)
+                if (yo > INT32_MAX || ro > INT32_MAX) {
+                    free(order);
                     return 0;
+                }
                 g->y[u * 4 + v][l] = (int32_t)yo;
                 g->r[u * 4 + v][l] = (int32_t)ro;
-                g->live[u * 4 + v] |= (uint16_t)(1u << l);
+                g->live[u * 4 + v] |= bit;
             }
     }
+    free(order);
     return 1;
 }
 
@@ -577,6 +635,9 @@ static void fill_tiles(wino_job *j, const axis_tile *ty, int64_t ny, int64_t nx)
         refs[n].sbs_out = (uint8_t)(whole && side_by_side_out(refs + n));
     }
     j->wide = j->pin && fill_wide(j);
+    if (!j->wide)
+        for (int p = 0; p < 36; p++)
+            j->np[p] = j->N;
 }
 
 /* ---- fused: all three steps block by block -----------------------------
@@ -602,6 +663,7 @@ typedef struct fused_job {
     nn_pool *pool;
     int64_t planes, chs;          /* floats per channel of the padded copy */
     int64_t vs, ms;               /* point strides of a block's V and M */
+    int64_t np[36];               /* a block's rows: NN_FUSE_NB tiles each */
     size_t pad_floats, blk_floats;
 } fused_job;
 
@@ -664,8 +726,8 @@ static void fused_block(void *arg, int task, int thread)
 
     for (int64_t ci = 0; ci < c->cin; ci++)
         if (j->wide)
-            nn_wino16_in(pad + ci * f->chs, j->pin + n0, n, j->patch, V + ci * NN_FUSE_NB,
-                         f->vs);
+            nn_wino16_in(pad + ci * f->chs, j->pin + n0, n, j->patch, j->map + n0 / 16, V, f->vs,
+                         f->np, ci);
         else
             input_channel(pad + ci * f->chs, j->tiles + n0, n, j->patch, 1,
                           V + ci * NN_FUSE_NB, f->vs);
@@ -675,7 +737,7 @@ static void fused_block(void *arg, int task, int thread)
                         M + p * f->ms, NN_FUSE_NB, 0, NULL, NULL);
     for (int64_t co = 0; co < c->cout; co++)
         if (j->wide)
-            nn_wino16_out(M + co * NN_FUSE_NB, f->ms, n, j->map + n0 / 16, c->b[co],
+            nn_wino16_out(M, f->ms, f->np, co, n, j->map + n0 / 16, c->b[co],
                           j->y->data + co * j->y->stride[NN_C],
                           j->res ? j->res->data + co * j->res->stride[NN_C] : NULL, j->relu);
         else
@@ -708,6 +770,8 @@ static int wino_fused(nn_pool *pool, wino_job *pj, const axis_tile *ty, int64_t 
     f.chs = planes * pj->hp * pj->wp;
     f.vs = point_stride(c->cin * NN_FUSE_NB);
     f.ms = point_stride(c->cout * NN_FUSE_NB);
+    for (int p = 0; p < 36; p++)
+        f.np[p] = NN_FUSE_NB;
     f.pad_floats = (size_t)(c->cin * f.chs + 16) / 16 * 16;
     f.blk_floats = 36 * (size_t)(f.vs + f.ms) + 16;
     for (int t = 0; t < nth; t++)
@@ -769,6 +833,9 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
         free(ty);
         return rc;
     }
+    /* EN_NN_WINO_PARTIAL=0: partial tiles use all 6 points, as on the
+     * 4-float path (comparisons, tests) */
+    j.partial = !(getenv("EN_NN_WINO_PARTIAL") && *getenv("EN_NN_WINO_PARTIAL") == '0');
     /* V and M of a chunk of planes under NN_WINO_BYTES, in equal chunks */
     per_plane = 36 * (size_t)tpp * ((size_t)c->cin + (size_t)c->cout);
     chunk = (int64_t)(NN_WINO_BYTES / sizeof(float) / per_plane);

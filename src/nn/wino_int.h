@@ -34,30 +34,40 @@
         (y)[3 * (so)] = d12 + 8.0f * d34 + m5;                                 \
     } while (0)
 
-/* Where 16 consecutive tiles' outputs go, made once per chunk of tiles
- * (every channel reuses it): output q = 4u + v of lane l at y[q][l] in an
- * output channel's plane, r[q][l] in the residual's; live[q], the lanes
- * whose output q exists (partial tiles, the last group's missing
- * tiles). */
+/* 16 consecutive tiles, made once per chunk of tiles (every channel
+ * reuses it).  Output q = 4u + v of lane l goes to y[q][l] in an output
+ * channel's plane, r[q][l] in the residual's; live[q]: the lanes whose
+ * output q exists.  A tile with fewer than 4 outputs along an axis (at
+ * the edges of a sub-grid) needs fewer of the 6 points there: F(3,3) on
+ * points 0, 1, -1, 2, inf, F(2,3) on 0, 1, -1, inf, the same points as
+ * F(4,3)'s, whose transformed weights serve them (their own scale folded
+ * into their input transform).  y3, x3 (y2, x2): the lanes with 3 (2 or
+ * 1) outputs along H, W; use[p]: the live lanes that need point p; off[p]:
+ * where the group's first such tile goes in point p's rows (the tiles
+ * that need a point are stored side by side, in order). */
 typedef struct nn_wino16_map {
     int32_t y[16][16], r[16][16];
-    uint16_t live[16];
+    int32_t off[36];
+    uint16_t live[16], use[36];
+    uint16_t y3, y2, x3, x2;
 } nn_wino16_map;
 
 /* The AVX-512 transforms can run (cpu.c found AVX-512, EN_NN_WINO16 is
  * not 0). */
 int nn_wino16_usable(void);
 
-/* V[p * pstride + t] = point p of B^T d B for tiles t < n, whose patches
- * start at pad + pin[t] (points at pad + pin[t] + patch[p]); 16 tiles at a
- * time, one per lane. */
+/* Input channel ci of tiles t < n (groups map[0], map[1], ...), whose
+ * patches start at pad + pin[t] (points at pad + pin[t] + patch[p]): B^T d
+ * B, point p of the tile at V[p * pstride + ci * np[p] + column] with
+ * column counted from map[0]'s. */
 void nn_wino16_in(const float *pad, const int32_t *pin, int64_t n, const int32_t patch[36],
-                  float *V, int64_t pstride);
+                  const nn_wino16_map *map, float *V, int64_t pstride, const int64_t np[36],
+                  int64_t ci);
 
-/* Output channel yc (residual rc or NULL) of tiles t < n from M[p *
- * pstride + t]: A^T M A + bias, + residual, ReLU; map: the tiles' groups
- * of 16, from the first. */
-void nn_wino16_out(const float *M, int64_t pstride, int64_t n, const nn_wino16_map *map,
-                   float bias, float *yc, const float *rc, int relu);
+/* Output channel co (yc, residual rc or NULL) of tiles t < n from M, laid
+ * out as V above: A^T M A + bias, + residual, ReLU. */
+void nn_wino16_out(const float *M, int64_t pstride, const int64_t np[36], int64_t co,
+                   int64_t n, const nn_wino16_map *map, float bias, float *yc,
+                   const float *rc, int relu);
 
 #endif
