@@ -208,6 +208,7 @@ typedef struct wino_job {
      * (wide only, phased only) */
     int partial;
     int64_t np[36];            /* tiles that use point p: its rows' length */
+    int8_t big[36];            /* the points, most tiles first */
     int64_t cin_chunk, cout_chunk;
     int64_t lo[2], hp, wp;     /* padding before H and W, padded plane size */
     int64_t padsz;             /* floats of one thread's padded planes */
@@ -376,7 +377,7 @@ static void wino_gemm(void *arg, int task, int thread)
 {
     const wino_job *j = arg;
     const nn_conv *c = j->c;
-    const size_t p = (size_t)task;
+    const size_t p = (size_t)j->big[task];
     const int64_t n = j->np[p];
 
     (void)thread;
@@ -638,6 +639,13 @@ static void fill_tiles(wino_job *j, const axis_tile *ty, int64_t ny, int64_t nx)
     if (!j->wide)
         for (int p = 0; p < 36; p++)
             j->np[p] = j->N;
+    /* the threads take the points in turn, the largest products first so
+     * that the last ones, where a thread may wait, are short */
+    for (int p = 0, q = 0; p < 36; p++) {
+        for (q = p; q > 0 && j->np[j->big[q - 1]] < j->np[p]; q--)
+            j->big[q] = j->big[q - 1];
+        j->big[q] = (int8_t)p;
+    }
 }
 
 /* ---- fused: all three steps block by block -----------------------------
