@@ -147,7 +147,8 @@ static float bf16_round(float f)
 static void test_sgemm_packed(void)
 {
     static const int sizes[][3] = { { 1, 1, 1 }, { 12, 32, 64 }, { 13, 17, 5 },
-                                    { 144, 28, 64 }, { 37, 70, 300 }, { 25, 100, 513 } };
+                                    { 144, 28, 64 }, { 37, 70, 300 }, { 25, 100, 513 },
+                                    { 20, 48, 40 } };
     for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++) {
         const int m = sizes[si][0], n = sizes[si][1], k = sizes[si][2], ld = n + 5;
         float *a = malloc((size_t)m * k * sizeof *a), *b = malloc((size_t)k * ld * sizeof *b);

@@ -56,7 +56,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
                                                         int64_t ldb, float *C, int64_t ldc,
                                                         __mmask16 m0, __mmask16 m1, int add,
                                                         const nn_sgemm_epi *epi, int64_t row,
-                                                        const int full)
+                                                        const int full, const int half)
 {
     __m512 acc[NN_SMR][2];
 
@@ -80,6 +80,8 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
         }
         acc[r][0] = acc[r][1] = _mm512_setzero_ps();
     }
+    /* half: a column tail of at most 16, one vector per row and half the
+     * FMAs (a Winograd point used by 72 tiles: 64 + 8 columns) */
     for (int64_t kk = 0; kk < k; kk++) {
         /* A's panel comes from L3 or memory on its first column panel,
          * across a page every 85 k steps, where the hardware's prefetch
@@ -93,16 +95,19 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
          * ms/frame, EF 408-429 against 419-454 ms/clip; into L1 instead
          * 26.1-29.2, 16 or 64 steps ahead no better, non-temporal 35) */
         _mm_prefetch((const char *)(B + (kk + 32) * ldb), _MM_HINT_T1);
-        _mm_prefetch((const char *)(B + (kk + 32) * ldb + 16), _MM_HINT_T1);
+        if (!half)
+            _mm_prefetch((const char *)(B + (kk + 32) * ldb + 16), _MM_HINT_T1);
         const __m512 b0 = full ? _mm512_loadu_ps(B + kk * ldb) :
                                  _mm512_maskz_loadu_ps(m0, B + kk * ldb);
-        const __m512 b1 = full ? _mm512_loadu_ps(B + kk * ldb + 16) :
+        const __m512 b1 = half ? _mm512_setzero_ps() :
+                          full ? _mm512_loadu_ps(B + kk * ldb + 16) :
                                  _mm512_maskz_loadu_ps(m1, B + kk * ldb + 16);
 #pragma GCC unroll 12
         for (int r = 0; r < mr; r++) {
             const __m512 a = _mm512_set1_ps(A[kk * NN_SMR + r]);
             acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+            if (!half)
+                acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
         }
     }
     if (add) {
@@ -219,11 +224,13 @@ static void product(int m, int n, int k, const float *A, int64_t apanel, const n
                     ej = &shifted;
                 }
                 switch (mr) {
-#define NN_SMR_CASE(r) case r:                                                    \
-                    if (w == 32)                                                  \
-                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 1); \
-                    else                                                          \
-                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 0); \
+#define NN_SMR_CASE(r) case r:                                                       \
+                    if (w == 32)                                                     \
+                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 1, 0); \
+                    else if (w > 16)                                                 \
+                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 0, 0); \
+                    else                                                             \
+                        block(r, kc, a, b, lb, c, ldc, m0, m1, acc_in, ej, i, 0, 1); \
                     break;
                 NN_SMR_CASE(1) NN_SMR_CASE(2) NN_SMR_CASE(3) NN_SMR_CASE(4)
                 NN_SMR_CASE(5) NN_SMR_CASE(6) NN_SMR_CASE(7) NN_SMR_CASE(8)
