@@ -328,6 +328,25 @@ void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0
     }
 }
 
+void nn_gemm_epilogue_prefetch(int rows, int64_t r0, int64_t j0, const nn_gemm_out *o)
+{
+    if (o->cmap)
+        return;
+    /* a pair row of 32 columns: 128 bytes; a float row: 128 bytes */
+    if (o->resbf)
+        for (int r = 0; r < rows; r += 2) {
+            const uint16_t *p = o->resbf + (((r0 + r) / 2) * o->resbfld + j0) * 2;
+            _mm_prefetch((const char *)p, _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 32), _MM_HINT_T0);
+        }
+    if (o->res)
+        for (int r = 0; r < rows; r++) {
+            const float *p = o->res + (r0 + r) * o->ldr + j0;
+            _mm_prefetch((const char *)p, _MM_HINT_T0);
+            _mm_prefetch((const char *)(p + 16), _MM_HINT_T0);
+        }
+}
+
 /* C[8][32] = A panel x B panel over kp pairs (k-pair rows rstride apart);
  * live: the panel's live blocks of 16 pairs, or NULL; slot: where each
  * block is (gemm_int.h), or NULL; b2: pairs from k2 on (a multiple of 16)
@@ -381,6 +400,8 @@ void nn_gemm_avx512(const nn_pack *a, int m0, int m1, const nn_bmat *b, int64_t 
         const int rows = m1 - mp < 8 ? m1 - mp : 8;
         for (int64_t j0 = 0; j0 < n; j0 += NN_NB) {
             const int cols = n - j0 < NN_NB ? (int)(n - j0) : NN_NB;
+            /* (as the AMX tier does; not measured on a CPU of this tier) */
+            nn_gemm_epilogue_prefetch(rows, mp - m0, j0, o);
             kernel_8x32(kp, ap, b->p + (j0 / NN_NB) * b->pstride, b->rstride,
                         live ? live + (j0 / NN_NB) * nkb : NULL,
                         b->slot ? b->slot + (j0 / NN_NB) * nkb : NULL,

@@ -292,6 +292,10 @@ static inline int64_t nn_amx_kc(int64_t k)
  * residual and ReLU. */
 void nn_gemm_epilogue_avx512(const float *blk, int64_t ldb, int rows, int64_t r0, int64_t j0,
                              int cols, const nn_gemm_out *o);
+/* Fetches into the caches the residual rows [r0, r0 + rows), columns [j0,
+ * j0 + 32) that nn_gemm_epilogue_avx512 will read, so that they arrive
+ * while the block's products run. */
+void nn_gemm_epilogue_prefetch(int rows, int64_t r0, int64_t j0, const nn_gemm_out *o);
 /* vdpbf16ps products per vfmadd231ps product at full rate, measured */
 double nn_avx512_bf16_gain(void);
 
