@@ -6,18 +6,20 @@
  * not four side by side (every dilated layer, the ends of rows), the
  * transforms took 18 ms of segmentation's 205 per 8 frames, more than a
  * third of what its 36 products per layer took.  Here each of a patch's
- * 36 points is one hardware gather over 16 tiles, the formulas run on
- * 16 lanes, and each output is one masked scatter: the same arithmetic,
- * lane for lane, as the 4-float path (tests/test-nn-ops.c compares them
- * bit for bit where every tile uses all 36 points).  Partial tiles at
- * the sub-grids' edges use fewer points (BT5, BT4, AT5, AT4 below; the map
- * says which lanes, conv_wino.c which columns): on segmentation's 14x14
- * layers 16 % fewer products, the Winograd layers 43.3-44.9 against
- * 46.4-48.6 ms per 8 frames (3 alternating rounds, each layer's best of
- * 6).  Measured for the 16 lanes themselves: the transforms 8 ms instead of 18 (the 512-channel
- * layers' input 0.51 against 1.47 ms, output 0.5 against 0.9; what is left
- * is mostly V and M going through L3), segmentation 24.4-25.6 against
- * 25.9-26.5 ms/frame in 3 alternating rounds.
+ * 36 points is one hardware gather over 16 tiles, the formulas run on 16
+ * lanes, and each output is one masked scatter: the same arithmetic, lane
+ * for lane, as the 4-float path (tests/test-nn-ops.c compares them bit
+ * for bit where every tile uses all 36 points).  Measured: the transforms
+ * 8 ms instead of 18 (the 512-channel layers' input 0.51 against 1.47 ms,
+ * output 0.5 against 0.9; what is left is mostly V and M going through
+ * L3), segmentation 24.4-25.6 against 25.9-26.5 ms/frame in 3 alternating
+ * rounds.
+ *
+ * Partial tiles at the sub-grids' edges use fewer points (BT5, BT4, AT5,
+ * AT4 below; the map says which lanes, conv_wino.c which columns): on
+ * segmentation's 14x14 layers 16 % fewer products, the Winograd layers
+ * 43.3-44.9 against 46.4-48.6 ms per 8 frames (3 alternating rounds, each
+ * layer's best of 6).
  *
  * Compiled for AVX-512F by a target pragma; conv_wino.c calls it only
  * where nn_wino16_usable says cpu.c found AVX-512.
@@ -41,8 +43,9 @@
 
 typedef float v16 __attribute__((vector_size(64)));
 
-/* lines ahead (per point stream) that V's stores and M's loads are
- * prefetched: 36 streams are more than the hardware prefetcher follows */
+/* floats ahead (4 lines) that each point's stream of V's stores and M's
+ * loads is prefetched: 36 streams are more than the hardware prefetcher
+ * follows */
 #define NN_W16_AHEAD 64
 
 /* B^T x for tiles of 3 outputs along the axis: F(3,3) on F(4,3)'s points
