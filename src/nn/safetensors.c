@@ -124,8 +124,12 @@ static int parse_header(nn_st *st, const nj_val *root, en_err *err)
         char **keys = malloc((root->n + 1) * sizeof *keys);
         if (!keys)
             return en_err_set(err, EN_ENOMEM, "out of memory");
-        memcpy(keys, root->keys, root->n * sizeof *keys);
-        qsort(keys, root->n, sizeof *keys, cmp_name);
+        /* (an empty object has no key array: memcpy and qsort may not be
+         * given NULL, even for nothing) */
+        if (root->n > 0) {
+            memcpy(keys, root->keys, root->n * sizeof *keys);
+            qsort(keys, root->n, sizeof *keys, cmp_name);
+        }
         for (size_t i = 1; i < root->n; i++)
             if (strcmp(keys[i - 1], keys[i]) == 0) {
                 rc = ST_ERR(st, err, EN_EFORMAT, "tensor '%s' appears twice", keys[i]);
