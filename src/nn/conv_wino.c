@@ -514,12 +514,14 @@ static void wino_output(void *arg, int task, int thread)
  * transforms can run (*fail: out of memory). */
 static void tiles_alloc(wino_job *j, int64_t n, int *fail)
 {
+    const int wide = nn_wino16_usable();
+
     j->tiles = malloc((size_t)n * sizeof *j->tiles);
-    if (j->tiles && nn_wino16_usable()) {
+    if (j->tiles && wide) {
         j->pin = malloc((size_t)n * sizeof *j->pin);
         j->map = malloc((size_t)((n + 15) / 16) * sizeof *j->map);
     }
-    *fail = !j->tiles || (nn_wino16_usable() && (!j->pin || !j->map));
+    *fail = !j->tiles || (wide && (!j->pin || !j->map));
 }
 
 static void tiles_free(wino_job *j)
@@ -544,10 +546,9 @@ static unsigned axis_points(const axis_tile *a, int partial)
     return k == 3 ? 0x2f : 0x27;
 }
 
-/* 0..8: which points a tile uses along H and W */
-static int point_class(const tile_ref *r, int partial)
+/* 0..8: which points a tile uses along H and W (axis_points of each) */
+static int point_class(unsigned py, unsigned px)
 {
-    const unsigned py = axis_points(r->ry, partial), px = axis_points(r->rx, partial);
     return (py == 0x3f ? 0 : py == 0x2f ? 1 : 2) * 3 + (px == 0x3f ? 0 : px == 0x2f ? 1 : 2);
 }
 
@@ -561,15 +562,24 @@ static int fill_wide(wino_job *j)
 {
     const int64_t ldy = j->y->stride[NN_H], ldr = j->res ? j->res->stride[NN_H] : 0;
     int64_t start[10] = { 0 }, *order = malloc((size_t)j->N * sizeof *order);
+    uint8_t *cls = malloc((size_t)j->N);
 
-    if (!order)
+    if (!order || !cls) {
+        free(order);
+        free(cls);
         return 0;
-    for (int64_t n = 0; n < j->N; n++)
-        start[point_class(&j->tiles[n], j->partial) + 1]++;
+    }
+    for (int64_t n = 0; n < j->N; n++) {
+        const tile_ref *r = &j->tiles[n];
+        cls[n] = (uint8_t)point_class(axis_points(r->ry, j->partial),
+                                      axis_points(r->rx, j->partial));
+        start[cls[n] + 1]++;
+    }
     for (int k = 0; k < 9; k++)
         start[k + 1] += start[k];
     for (int64_t n = 0; n < j->N; n++)
-        order[start[point_class(&j->tiles[n], j->partial)]++] = n;
+        order[start[cls[n]]++] = n;
+    free(cls);
     memset(j->map, 0, (size_t)((j->N + 15) / 16) * sizeof *j->map);
     memset(j->np, 0, sizeof j->np);
     for (int64_t n = 0; n < j->N; n++) {
@@ -843,7 +853,10 @@ int nn_conv_wino(nn_pool *pool, const nn_conv *c, const nn_tensor *x, nn_tensor 
     }
     /* EN_NN_WINO_PARTIAL=0: partial tiles use all 6 points, as on the
      * 4-float path (comparisons, tests) */
-    j.partial = !(getenv("EN_NN_WINO_PARTIAL") && *getenv("EN_NN_WINO_PARTIAL") == '0');
+    {
+        const char *e = getenv("EN_NN_WINO_PARTIAL");
+        j.partial = !(e && *e == '0');
+    }
     /* V and M of a chunk of planes under NN_WINO_BYTES, in equal chunks */
     per_plane = 36 * (size_t)tpp * ((size_t)c->cin + (size_t)c->cout);
     chunk = (int64_t)(NN_WINO_BYTES / sizeof(float) / per_plane);

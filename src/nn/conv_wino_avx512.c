@@ -108,24 +108,33 @@ static inline __mmask16 lanes_mask(int64_t left)
     return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
 }
 
-/* out[i * so] = B^T x along one axis for a 6-vector (stride s): F(4,3),
- * or F(3,3), F(2,3) in the lanes k3, k2; only the one that every lane
- * runs where they all run the same (most groups: the tiles come sorted) */
+/* Which formulas a group runs along an axis (lanes k3: F(3,3), k2:
+ * F(2,3), the others F(4,3)): 3 or 2 where every live lane runs that one,
+ * 4 where none runs either (most groups: the tiles come sorted), 0 where
+ * they mix and the three are blended. */
+static inline int axis_kind(__mmask16 k3, __mmask16 k2, __mmask16 live)
+{
+    if ((k3 & live) == live)
+        return 3;
+    if ((k2 & live) == live)
+        return 2;
+    return k3 | k2 ? 0 : 4;
+}
+
+/* out[i * so] = B^T x along one axis for a 6-vector (stride s) */
 static inline void bt_axis(const v16 *x, int s, v16 *out, int so, __mmask16 k3, __mmask16 k2,
                            __mmask16 live)
 {
+    const int kind = axis_kind(k3, k2, live);
     v16 t3[6], t2[6];
 
-    if ((k3 & live) == live) {
+    if (kind == 3)
         BT5(x, s, out, so);
-        return;
-    }
-    if ((k2 & live) == live) {
+    else if (kind == 2)
         BT4(x, s, out, so);
-        return;
-    }
-    NN_WINO_BT6(v16, x, s, out, so);
-    if (!(k3 | k2))
+    else
+        NN_WINO_BT6(v16, x, s, out, so);
+    if (kind)
         return;
     BT5(x, s, t3, 1);
     BT4(x, s, t2, 1);
@@ -133,21 +142,20 @@ static inline void bt_axis(const v16 *x, int s, v16 *out, int so, __mmask16 k3, 
         out[i * so] = pick(k2, pick(k3, out[i * so], t3[i]), t2[i]);
 }
 
+/* out[i * so] = A^T m along one axis, the same way */
 static inline void at_axis(const v16 *m, int s, v16 *out, int so, __mmask16 k3, __mmask16 k2,
                            __mmask16 live)
 {
+    const int kind = axis_kind(k3, k2, live);
     v16 t3[4], t2[4];
 
-    if ((k3 & live) == live) {
+    if (kind == 3)
         AT5(m, s, out, so);
-        return;
-    }
-    if ((k2 & live) == live) {
+    else if (kind == 2)
         AT4(m, s, out, so);
-        return;
-    }
-    NN_WINO_AT6(v16, m, s, out, so);
-    if (!(k3 | k2))
+    else
+        NN_WINO_AT6(v16, m, s, out, so);
+    if (kind)
         return;
     AT5(m, s, t3, 1);
     AT4(m, s, t2, 1);
