@@ -555,7 +555,7 @@ static void test_conv(nn_pool *pool)
         { 2, 3, 1, 1, 14, 13, {1, 3, 3}, {1, 1, 1}, {0, 13, 13}, {1, 13, 13}, 0 },
         /* tap by tap on the own kernel: no tap covers every output (padding
          * 11, rate 12: 12x12 out), and more input channels than a K slice
-         * with output channels over several 12-row panels per thread */
+         * with output channels over several row panels per thread */
         { 20, 30, 2, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 11, 11}, {1, 12, 12}, PATH_TAPS },
         { 600, 40, 1, 1, 14, 14, {1, 3, 3}, {1, 1, 1}, {0, 12, 12}, {1, 12, 12}, PATH_TAPS },
         /* Winograd would pay, but its transformed weights (36 x 700 x 700

@@ -42,7 +42,7 @@ typedef struct conv_job {
 } conv_job;
 
 /* The own fp32 kernel's B of a tile (a K slice of its columns), bytes: it
- * stays in L2 while every 12-row panel of A meets it.  Measured on both
+ * stays in L2 while every row panel of A meets it.  Measured on both
  * networks (best of 3-4 alternating runs): segmentation 32.1-33.4 ms/frame
  * at 1 MB against 32.4-35.2 at 1.5 MB and 33.2-34.0 at 768 KB; where the
  * output has at most 256 rows, 33.8-35.0 against 35.0-36.2 at 256 KB

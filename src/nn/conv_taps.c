@@ -345,7 +345,7 @@ static void own_taps(void *arg, int task, int thread)
         tmp += j->gsize;   /* thread 0's scratch holds the gathered inputs */
     for (int t = 0; t < j->nr; t++) {
         const live_rect *r = &j->r[t];
-        /* m0 is a whole number of the packed weights' 12-row panels */
+        /* m0 is a whole number of the packed weights' row panels */
         nn_sgemm_packed((int)(m1 - m0), (int)r->n, c->cin,
                         c->wp + (m0 / NN_SGEMM_MR) * apanel + (int64_t)r->koff * NN_SGEMM_MR,
                         apanel, j->g + r->goff, r->n, tmp, r->n, 0, NULL, NULL);
@@ -388,7 +388,7 @@ static int sparse_own_run(sparse_job *jp, en_err *err)
     }
     j.r = r;
     /* centre: column tiles whose K slice of B stays in L2, an even share
-     * per thread; the others: rows in whole 12-row panels per thread */
+     * per thread; the others: rows in whole row panels (NN_SGEMM_MR) per thread */
     j.ntiles = nn_tile_count(j.ncols, nn_tile_b_cols(c->cin), nth);
     j.nb = nn_tile_width(j.ncols, j.ntiles);
     j.cin_chunk = (c->cin + 4 * nth - 1) / (4 * nth);

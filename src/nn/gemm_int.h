@@ -67,7 +67,7 @@ const char *nn_kern_name(nn_kern k);
 /* ---- small fp32 products (sgemm_avx512.c) -------------------------------- */
 
 /* rows of a packed panel of nn_sgemm_pack; K slice of a product */
-#define NN_SGEMM_MR 12
+#define NN_SGEMM_MR 14
 #define NN_SGEMM_KC 512
 
 /* C[m x n] = A[m x k] B[k x n] for fp32 products (sgemm_avx512.c).

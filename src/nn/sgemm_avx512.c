@@ -13,9 +13,12 @@
  * slice; frame-shift products take B's rows from the shifted frames as
  * they copy them (nn_sgemm_rows), one product over every temporal tap.
  *
- * Micro-kernel: 12 rows x 32 columns in 24 zmm accumulators; per k, two
- * loads of B and twelve broadcasts of A (one 48-byte row of the packed
- * panel) for 24 FMAs.  Column tails are masked loads and stores (lanes
+ * Micro-kernel: 14 rows x 32 columns in 28 zmm accumulators; per k, two
+ * loads of B and fourteen broadcasts of A (one 56-byte row of the packed
+ * panel) for 28 FMAs.  12 rows (24 FMAs per k) had run the layer-shaped
+ * products 3-7 % slower (2 threads, 5 alternating rounds: 2048x512 over
+ * 1,568 columns 341 against 329 GFLOP/s, 1024x256 330 against 307), and
+ * segmentation's 1x1 convolutions 148 against 152 ms per 8 frames.  Column tails are masked loads and stores (lanes
  * past n are neither read nor written); full panels load unmasked.
  *
  * Compiled for AVX-512F by a target pragma; callers take this path only
@@ -26,7 +29,7 @@
 #include <stdlib.h>
 
 #define NN_SMR NN_SGEMM_MR
-/* K slice: a 12-row panel of A is 24 KB, in L1 while it meets the
+/* K slice: a 14-row panel of A is 28 KB, in L1 while it meets the
  * slice's column panels; each further slice reads and writes C again
  * (with column panels as the inner loop, 384 and 768 were no faster:
  * segmentation 32.4-36.4 and 32.9-35.1 against 33.0-34.2 ms/frame) */
@@ -72,7 +75,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
      * convolutions 54.0-59.2 and 66.8-71.6 ms (K < 1024, K >= 1024, per 8
      * frames) against 55.8-59.8 and 67.6-78.9, lower in each of 4
      * alternating rounds */
-#pragma GCC unroll 12
+#pragma GCC unroll 14
     for (int r = 0; r < mr; r++) {
         if (add) {
             _mm_prefetch((const char *)(C + r * ldc), _MM_HINT_T0);
@@ -84,7 +87,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
      * FMAs (a Winograd point used by 72 tiles: 64 + 8 columns) */
     for (int64_t kk = 0; kk < k; kk++) {
         /* A's panel comes from L3 or memory on its first column panel,
-         * across a page every 85 k steps, where the hardware's prefetch
+         * across a page every 73 k steps, where the hardware's prefetch
          * starts over: 32 steps (1.5 KB) ahead, segmentation's 1x1
          * convolutions 165-170 against 171-176 ms per 8 frames */
         _mm_prefetch((const char *)(A + (kk + 32) * NN_SMR), _MM_HINT_T0);
@@ -102,7 +105,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
         const __m512 b1 = half ? _mm512_setzero_ps() :
                           full ? _mm512_loadu_ps(B + kk * ldb + 16) :
                                  _mm512_maskz_loadu_ps(m1, B + kk * ldb + 16);
-#pragma GCC unroll 12
+#pragma GCC unroll 14
         for (int r = 0; r < mr; r++) {
             const __m512 a = _mm512_set1_ps(A[kk * NN_SMR + r]);
             acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
@@ -111,7 +114,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
         }
     }
     if (add) {
-#pragma GCC unroll 12
+#pragma GCC unroll 14
         for (int r = 0; r < mr; r++) {
             acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, C + r * ldc));
             acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, C + r * ldc + 16));
@@ -120,7 +123,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
     if (epi) {
         /* bias, residual, ReLU in the order of nn_conv_epilogue; max with
          * 0 as the second operand turns NaN into 0 as it does */
-#pragma GCC unroll 12
+#pragma GCC unroll 14
         for (int r = 0; r < mr; r++) {
             if (epi->bias) {
                 const __m512 bv = _mm512_set1_ps(epi->bias[row + r]);
@@ -138,7 +141,7 @@ static inline __attribute__((always_inline)) void block(const int mr, int64_t k,
             }
         }
     }
-#pragma GCC unroll 12
+#pragma GCC unroll 14
     for (int r = 0; r < mr; r++) {
         _mm512_mask_storeu_ps(C + r * ldc, m0, acc[r][0]);
         _mm512_mask_storeu_ps(C + r * ldc + 16, m1, acc[r][1]);
@@ -192,7 +195,7 @@ static void product(int m, int n, int k, const float *A, int64_t apanel, const n
                     float *C, int64_t ldc, int add, const nn_sgemm_epi *epi, float *bwork)
 {
     /* K in slices of NN_SKC (later slices add to C).  Row panels outside,
-     * column panels inside: a 12-row panel of A (24 KB) stays in L1 while
+     * column panels inside: a 14-row panel of A (28 KB) stays in L1 while
      * it meets every column panel of the slice, which stays in L2.  The
      * other way round (a 64 KB column panel of B, larger than L1, met by
      * every row panel) read both operands from L2 at each k step:
@@ -235,6 +238,7 @@ static void product(int m, int n, int k, const float *A, int64_t apanel, const n
                 NN_SMR_CASE(1) NN_SMR_CASE(2) NN_SMR_CASE(3) NN_SMR_CASE(4)
                 NN_SMR_CASE(5) NN_SMR_CASE(6) NN_SMR_CASE(7) NN_SMR_CASE(8)
                 NN_SMR_CASE(9) NN_SMR_CASE(10) NN_SMR_CASE(11) NN_SMR_CASE(12)
+                NN_SMR_CASE(13) NN_SMR_CASE(14)
 #undef NN_SMR_CASE
                 }
             }
