@@ -17,6 +17,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 struct nn_pool {
@@ -40,17 +41,49 @@ struct nn_pool {
     size_t *panels_n;
 };
 
-/* Pause iterations a thread spins, watching for the next job (workers) or
- * the end of this one (the caller), before it sleeps on a condition: a
- * network runs hundreds of short parallel steps, and a wake-up through the
- * kernel costs tens of microseconds each; about 100 us of spinning. */
-#define NN_SPIN 1000
+/* How long a thread spins, watching for the next job (workers) or the end
+ * of this one (the caller), before it sleeps on a condition: a network
+ * runs hundreds of short parallel steps, and a wake-up through the kernel
+ * costs tens of microseconds, more in a virtual machine, where the
+ * sleeper's vCPU halts.  The caller meets the threads' imbalance at the
+ * end of nearly every step, often more than 10 us; when the spin was 1,000
+ * pauses (10 us on this CPU) it slept there and the worker's signal had
+ * to wake it: segmentation's threads were idle inside parallel steps 17
+ * ms of 2 x 197 per 8 frames, 9 of 2 x 186-196 spinning up to 1 ms.
+ * Timed, not counted: a pause lasts 10 to 150 cycles, depending on the
+ * CPU. */
+#define NN_SPIN_NS 1000000
 
 static inline void cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
+}
+
+static int64_t now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Spins up to NN_SPIN_NS, the clock read every 64 pauses: the caller
+ * until no worker is in the job, a worker until a job after seen is
+ * posted. */
+static void spin(nn_pool *p, int caller, unsigned long seen)
+{
+    const int64_t end = now_ns() + NN_SPIN_NS;
+    for (;;) {
+        for (int i = 0; i < 64; i++) {
+            if (caller ? atomic_load(&p->active) <= 0 :
+                         atomic_load_explicit(&p->gen, memory_order_acquire) != seen)
+                return;
+            cpu_relax();
+        }
+        if (now_ns() >= end)
+            return;
+    }
 }
 
 typedef struct worker_arg {
@@ -84,9 +117,7 @@ static void *worker(void *varg)
 
     free(wa);
     for (;;) {
-        for (int i = 0; i < NN_SPIN &&
-             atomic_load_explicit(&p->gen, memory_order_acquire) == seen; i++)
-            cpu_relax();
+        spin(p, 0, seen);
         pthread_mutex_lock(&p->mu);
         while (!p->stop && p->generation == seen)
             pthread_cond_wait(&p->wake, &p->mu);
@@ -218,8 +249,7 @@ void nn_pool_run(nn_pool *p, int ntasks, nn_task_fn fn, void *arg)
 
     /* Wait until no worker is inside this job and none is still to join it:
      * every task taken means only stragglers that are running remain. */
-    for (int i = 0; i < NN_SPIN && atomic_load(&p->active) > 0; i++)
-        cpu_relax();
+    spin(p, 1, 0);
     pthread_mutex_lock(&p->mu);
     while (p->active > 0)
         pthread_cond_wait(&p->done, &p->mu);
