@@ -601,6 +601,15 @@ static void test_conv(nn_pool *pool)
          * fp32 kernel), and more input channels than its K slice */
         { 24, 37, 2, 3, 28, 28, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
         { 600, 14, 1, 2, 12, 20, {1, 3, 3}, {1, 1, 1}, {0, 1, 1}, {1, 1, 1}, PATH_WINO },
+        /* panels the threads cannot share evenly, split by rows (the own
+         * kernel, at least two row panels per thread): 1x1 over 130
+         * columns (5 panels for 3 threads, the last of 2 columns), with
+         * and without a residual; im2col over 128; and 2 panels of 49
+         * columns, fewer than the threads */
+        { 40, 90, 1, 1, 10, 13, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
+        { 40, 90, 1, 1, 10, 13, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
+        { 6, 100, 2, 1, 15, 16, {1, 3, 3}, {1, 2, 2}, {0, 1, 1}, {1, 1, 1}, 0 },
+        { 8, 90, 1, 1, 7, 7, {1, 1, 1}, {1, 1, 1}, {0, 0, 0}, {1, 1, 1}, 0 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run_conv_case(&cases[i], NULL, 0, 0, NULL);

@@ -567,8 +567,22 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         if (target < NN_TILE_MIN_COLS)
             target = NN_TILE_MIN_COLS;
     }
-    j.ntiles = nn_tile_count(j.ncols, target, nth);
-    j.nb = nn_tile_width(j.ncols, j.ntiles);
+    /* Panels left over when the threads' shares of whole panels differ
+     * (1,568 columns are 49 panels: 25 against 24) are split by rows
+     * instead, one row share per thread, taken last */
+    j.tcols = j.ncols;
+    if (c->kern == NN_KERN_FP32 && c->wp && !c->tshift && j.K > 0 && nth > 1 &&
+        c->cout >= 2 * nth * NN_SGEMM_MR) {
+        const int64_t panels = (j.ncols + 31) / 32;
+        j.ntail = panels > nth ? panels % nth : 0;
+        j.nslice = nth;
+        if (j.ntail)
+            j.tcols = (panels - j.ntail) * 32;
+    }
+    j.ntiles = nn_tile_count(j.tcols, target, nth);
+    j.nb = nn_tile_width(j.tcols, j.ntiles);
+    if (j.nb < 32 && j.ntail)
+        j.nb = 32;
     if (j.ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
     if (!j.pointwise && !c->tshift && j.K > 0)
@@ -615,7 +629,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         struct timespec t0, t1;
         double ms, flop = 2.0 * (double)c->cout * (double)j.K * (double)j.ncols;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        nn_pool_run(pool, (int)j.ntiles, conv_tile, &j);
+        nn_pool_run(pool, (int)(j.ntiles + j.ntail * j.nslice), conv_tile, &j);
         y->bfvalid = j.bfout;
         y->dataold = j.bfonly;
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -633,7 +647,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             fprintf(stderr, "nn-profile   (%s, packed K %d)\n", nn_kern_name(c->kern), j.pk->k);
         return EN_OK;
     }
-    nn_pool_run(pool, (int)j.ntiles, conv_tile, &j);
+    nn_pool_run(pool, (int)(j.ntiles + j.ntail * j.nslice), conv_tile, &j);
     y->bfvalid = j.bfout;
     y->dataold = j.bfonly;
     return EN_OK;
@@ -918,6 +932,38 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
                          nn_pool_panels(j->pool, thread, j->need_panels), j->chunk);
 }
 
+/* Rows [m0, m1) of columns [j0, j0+n) on the own fp32 kernel (c->wp),
+ * epilogue included. */
+static void own_block(const conv_job *j, int64_t m0, int64_t m1, int64_t j0, int64_t n,
+                      int thread)
+{
+    const nn_conv *c = j->c;
+    const nn_tensor *res = j->res;
+    const int64_t ldc = j->y->stride[NN_C];
+    const float *B;
+    int64_t ldb;
+
+    if (j->pointwise) {
+        B = j->x->data + j0;
+        ldb = j->x->stride[NN_C];
+    } else {
+        /* allocated before the parallel region: this only looks it up */
+        float *cols = nn_pool_scratch(j->pool, thread, j->need);
+        seg *segs = (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb);
+        im2col_tile(j, j0, n, cols, segs);
+        B = cols;
+        ldb = n;
+    }
+    /* the epilogue comes with the product's last K slice */
+    const nn_sgemm_epi e = { c->b + m0,
+                             res ? res->data + m0 * res->stride[NN_C] + j0 : NULL,
+                             res ? res->stride[NN_C] : 0, j->relu };
+    nn_sgemm_packed((int)(m1 - m0), (int)n, (int)j->K,
+                    c->wp + (m0 / NN_SGEMM_MR) * j->K * NN_SGEMM_MR, j->K * NN_SGEMM_MR, B,
+                    ldb, j->y->data + m0 * ldc + j0, ldc, 0, &e,
+                    j->pointwise ? nn_pool_scratch(j->pool, thread, j->need) : NULL);
+}
+
 static void conv_tile(void *arg, int task, int thread)
 {
     const conv_job *j = arg;
@@ -927,7 +973,18 @@ static void conv_tile(void *arg, int task, int thread)
     const float *B;
     int64_t ldb;
 
-    nn_tile_cols(j->ncols, j->ntiles, task, &j0, &n);
+    if (task >= j->ntiles) {
+        /* a row share of a panel past the tiles, in whole row panels */
+        const int64_t s = task - j->ntiles, part = s % j->nslice;
+        const int64_t np = (c->cout + NN_SGEMM_MR - 1) / NN_SGEMM_MR;
+        const int64_t m0 = np * part / j->nslice * NN_SGEMM_MR;
+        const int64_t e = np * (part + 1) / j->nslice * NN_SGEMM_MR;
+        j0 = j->tcols + 32 * (s / j->nslice);
+        n = j->ncols - j0 < 32 ? j->ncols - j0 : 32;
+        own_block(j, m0, e < c->cout ? e : c->cout, j0, n, thread);
+        return;
+    }
+    nn_tile_cols(j->tcols, j->ntiles, task, &j0, &n);
     if (n <= 0)
         return;
     if (c->kern != NN_KERN_FP32 && j->K > 0) {
@@ -941,6 +998,10 @@ static void conv_tile(void *arg, int task, int thread)
         }
         nn_conv_tshift_tile(j, j0, n);
     } else if (j->K > 0) {
+        if (c->wp) {
+            own_block(j, 0, c->cout, j0, n, thread);
+            return;
+        }
         if (j->pointwise) {
             B = j->x->data + j0;
             ldb = j->x->stride[NN_C];
@@ -951,15 +1012,6 @@ static void conv_tile(void *arg, int task, int thread)
             im2col_tile(j, j0, n, cols, segs);
             B = cols;
             ldb = n;
-        }
-        if (c->wp) {
-            /* the epilogue comes with the product's last K slice */
-            const nn_sgemm_epi e = { c->b, j->res ? j->res->data + j0 : NULL,
-                                     j->res ? j->res->stride[NN_C] : 0, j->relu };
-            nn_sgemm_packed(c->cout, (int)n, (int)j->K, c->wp, j->K * NN_SGEMM_MR, B, ldb,
-                            y->data + j0, ldc, 0, &e,
-                            j->pointwise ? nn_pool_scratch(j->pool, thread, j->need) : NULL);
-            return;
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)n,
                     (int)j->K, 1.0f, j->w, (int)j->lda, B, (int)ldb, 0.0f,
