@@ -96,18 +96,24 @@ def convert(src, dst, *extra):
         sys.exit("convert-weights failed: " + r.stderr)
 
 
-def run_driver(args, check=True):
-    r = subprocess.run([DRIVER] + [str(a) for a in args], capture_output=True, text=True)
+def run_driver(args, check=True, env=None):
+    r = subprocess.run([DRIVER] + [str(a) for a in args], capture_output=True, text=True,
+                       env=env)
     if check and r.returncode != 0:
         sys.exit("test-nn-driver %s failed (%d): %s" % (args[0], r.returncode, r.stderr))
     return r
 
 
-def c_segment(weights, x, tmp, batch=4):
+def c_segment(weights, x, tmp, batch=4, profile=None):
+    """The C engine's logits; with profile a list, EN_NN_PROFILE=1 and the
+    driver's stderr (one line per convolution) appended to it."""
     inp, out = os.path.join(tmp, "seg.in"), os.path.join(tmp, "seg.out")
     x.numpy().astype("<f4").tofile(inp)
     n, _, h, w = x.shape
-    run_driver(["seg", weights, inp, out, n, h, w, threads(), batch])
+    env = dict(os.environ, EN_NN_PROFILE="1") if profile is not None else None
+    r = run_driver(["seg", weights, inp, out, n, h, w, threads(), batch], env=env)
+    if profile is not None:
+        profile.append(r.stderr)
     return np.fromfile(out, dtype="<f4").reshape(n, h, w)
 
 
@@ -135,10 +141,13 @@ def check_seg(c, ref, label):
     return ok
 
 
-def seg_case(width_div, nframes, seed, tmp, label):
+def seg_case(width_div, nframes, seed, tmp, label, size=112, aspp_merged=None):
+    """aspp_merged True or False: also check whether ASPP's 1x1, rate-24
+    and rate-36 branches ran as one product (deeplab.c: they do where the
+    two rates see only their middle tap)."""
     torch.manual_seed(seed)
-    model = randomize_bn(deeplab(width_div), frames(2, seed + 1), seed + 2)
-    x = frames(nframes, seed + 3)
+    model = randomize_bn(deeplab(width_div), frames(2, seed + 1, size), seed + 2)
+    x = frames(nframes, seed + 3, size)
     with torch.no_grad():
         ref = model(x)["out"][:, 0]
         # centre the logits so about half the pixels are LV: the mask
@@ -148,8 +157,18 @@ def seg_case(width_div, nframes, seed, tmp, label):
     pt, st = os.path.join(tmp, "seg.pt"), os.path.join(tmp, "seg.safetensors")
     save_upstream(model, pt)
     convert(pt, st, "--origin", "nn parity test, random weights seed %d" % seed)
-    c = c_segment(st, x, tmp, batch=3)
-    return check_seg(c, ref, label)
+    prof = [] if aspp_merged is not None else None
+    c = c_segment(st, x, tmp, batch=3, profile=prof)
+    ok = check_seg(c, ref, label)
+    if aspp_merged is not None:
+        aspp = model.classifier[0].convs[0][0]
+        line = "%d->%d " % (aspp.in_channels, 3 * aspp.out_channels)
+        merged = any(line in l and "nn-profile conv" in l for l in prof[0].splitlines())
+        print("%s: ASPP's three centre branches %s one product (%s)" %
+              (label, "ran as" if merged else "did not run as",
+               "ok" if merged == aspp_merged else "FAIL"))
+        ok = ok and merged == aspp_merged
+    return ok
 
 
 def ef_case(width_div, nclips, seed, tmp, label, t=32):

@@ -93,6 +93,19 @@ static int live_taps(const nn_conv *c, int axis, int64_t in, int64_t out,
     return n;
 }
 
+int nn_conv_centre_only(const nn_conv *c, const int64_t in[3])
+{
+    for (int a = 0; a < 3; a++) {
+        int taps[16];
+        const int64_t out = nn_conv_out(c, a, in[a]), mid = (c->k[a] - 1) / 2;
+        if (c->k[a] > 16 || c->k[a] % 2 == 0 || c->s[a] != 1 || out != in[a] ||
+            live_taps(c, a, in[a], out, taps) != 1 || taps[0] != mid ||
+            mid * c->d[a] != c->p[a])
+            return 0;
+    }
+    return 1;
+}
+
 /* c->w again from the packed whole matrix, where plan_taps dropped it. */
 static int restore_w(nn_conv *c, en_err *err)
 {

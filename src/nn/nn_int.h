@@ -171,6 +171,10 @@ void nn_conv_free(nn_conv *c);
 int nn_conv_set_kernel(nn_conv *c, nn_kern k, en_err *err);
 /* Output size along one axis. */
 int64_t nn_conv_out(const nn_conv *c, int axis, int64_t in);
+/* Whether, on an input of size in (T, H, W), only the middle tap of each
+ * axis ever reads inside the input, at the output's own position: c is
+ * then a 1x1 convolution with the middle tap's weights. */
+int nn_conv_centre_only(const nn_conv *c, const int64_t in[3]);
 /* y = [relu](conv(x) + bias [+ res]); y reshaped here.  res may be NULL
  * and must have y's shape.  y must not alias x. */
 int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
