@@ -879,6 +879,23 @@ static void gather_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const nn_
  * input, 1x1 ones read its bf16 copy in place (or pack its channels),
  * strided ones gather from its bf16 copy (or pack an im2col tile); the
  * epilogue is part of the product. */
+/* The right-hand matrix of columns [j0, j0+n), and its row stride: the
+ * input itself for a 1x1 convolution, else im2col in the thread's
+ * scratch (allocated before the parallel region: this only looks it up). */
+static const float *tile_b(const conv_job *j, int64_t j0, int64_t n, int thread, int64_t *ld)
+{
+    float *cols;
+
+    if (j->pointwise) {
+        *ld = j->x->stride[NN_C];
+        return j->x->data + j0;
+    }
+    cols = nn_pool_scratch(j->pool, thread, j->need);
+    im2col_tile(j, j0, n, cols, (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb));
+    *ld = n;
+    return cols;
+}
+
 static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
 {
     const nn_conv *c = j->c;
@@ -931,16 +948,7 @@ static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
         gather_tile_bf16(j, j0, n, &o, thread);
         return;
     }
-    if (j->pointwise) {
-        src = j->x->data + j0;
-        ld = j->x->stride[NN_C];
-    } else {
-        float *cols = nn_pool_scratch(j->pool, thread, j->need);
-        seg *segs = (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb);
-        im2col_tile(j, j0, n, cols, segs);
-        src = cols;
-        ld = n;
-    }
+    src = tile_b(j, j0, n, thread, &ld);
     nn_conv_bf16_product(j->pk, j->kq, 0, c->cout, src, ld, n, &o,
                          nn_pool_panels(j->pool, thread, j->need_panels), j->chunk);
 }
@@ -953,20 +961,9 @@ static void own_block(const conv_job *j, int64_t m0, int64_t m1, int64_t j0, int
     const nn_conv *c = j->c;
     const nn_tensor *res = j->res;
     const int64_t ldc = j->y->stride[NN_C];
-    const float *B;
     int64_t ldb;
+    const float *B = tile_b(j, j0, n, thread, &ldb);
 
-    if (j->pointwise) {
-        B = j->x->data + j0;
-        ldb = j->x->stride[NN_C];
-    } else {
-        /* allocated before the parallel region: this only looks it up */
-        float *cols = nn_pool_scratch(j->pool, thread, j->need);
-        seg *segs = (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb);
-        im2col_tile(j, j0, n, cols, segs);
-        B = cols;
-        ldb = n;
-    }
     /* the epilogue comes with the product's last K slice */
     const nn_sgemm_epi e = { c->b + m0,
                              res ? res->data + m0 * res->stride[NN_C] + j0 : NULL,
@@ -1015,17 +1012,7 @@ static void conv_tile(void *arg, int task, int thread)
             own_block(j, 0, c->cout, j0, n, thread);
             return;
         }
-        if (j->pointwise) {
-            B = j->x->data + j0;
-            ldb = j->x->stride[NN_C];
-        } else {
-            /* allocated before the parallel region: this only looks it up */
-            float *cols = nn_pool_scratch(j->pool, thread, j->need);
-            seg *segs = (seg *)(void *)(cols + (size_t)j->K * (size_t)j->nb);
-            im2col_tile(j, j0, n, cols, segs);
-            B = cols;
-            ldb = n;
-        }
+        B = tile_b(j, j0, n, thread, &ldb);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, c->cout, (int)n,
                     (int)j->K, 1.0f, j->w, (int)j->lda, B, (int)ldb, 0.0f,
                     y->data + j0, (int)ldc);
