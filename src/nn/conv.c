@@ -594,8 +594,6 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
     }
     j.ntiles = nn_tile_count(j.tcols, target, nth);
     j.nb = nn_tile_width(j.tcols, j.ntiles);
-    if (j.nb < 32 && j.ntail)
-        j.nb = 32;
     if (j.ntiles > (1 << 30))
         return en_err_set(err, EN_ELIMIT, "nn: layer too large");
     if (!j.pointwise && !c->tshift && j.K > 0)
@@ -875,10 +873,6 @@ static void gather_tile_bf16(const conv_job *j, int64_t j0, int64_t n, const nn_
     nn_gemm_bf16(pk, 0, c->cout, &bm, n, o, b.work, NULL);
 }
 
-/* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the
- * input, 1x1 ones read its bf16 copy in place (or pack its channels),
- * strided ones gather from its bf16 copy (or pack an im2col tile); the
- * epilogue is part of the product. */
 /* The right-hand matrix of columns [j0, j0+n), and its row stride: the
  * input itself for a 1x1 convolution, else im2col in the thread's
  * scratch (allocated before the parallel region: this only looks it up). */
@@ -896,6 +890,10 @@ static const float *tile_b(const conv_job *j, int64_t j0, int64_t n, int thread,
     return cols;
 }
 
+/* Columns [j0, j0+n) in bf16: stride-1 kernels pack straight from the
+ * input, 1x1 ones read its bf16 copy in place (or pack its channels),
+ * strided ones gather from its bf16 copy (or pack an im2col tile); the
+ * epilogue is part of the product. */
 static void conv_tile_bf16(const conv_job *j, int64_t j0, int64_t n, int thread)
 {
     const nn_conv *c = j->c;
