@@ -588,7 +588,6 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         c->cout >= 2 * nth * NN_SGEMM_MR) {
         const int64_t panels = (j.ncols + 31) / 32;
         j.ntail = panels > nth ? panels % nth : 0;
-        j.nslice = nth;
         if (j.ntail)
             j.tcols = (panels - j.ntail) * 32;
     }
@@ -640,7 +639,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
         struct timespec t0, t1;
         double ms, flop = 2.0 * (double)c->cout * (double)j.K * (double)j.ncols;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        nn_pool_run(pool, (int)(j.ntiles + j.ntail * j.nslice), conv_tile, &j);
+        nn_pool_run(pool, (int)(j.ntiles + j.ntail * nth), conv_tile, &j);
         y->bfvalid = j.bfout;
         y->dataold = j.bfonly;
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -658,7 +657,7 @@ int nn_conv_forward(nn_pool *pool, nn_conv *c, const nn_tensor *x,
             fprintf(stderr, "nn-profile   (%s, packed K %d)\n", nn_kern_name(c->kern), j.pk->k);
         return EN_OK;
     }
-    nn_pool_run(pool, (int)(j.ntiles + j.ntail * j.nslice), conv_tile, &j);
+    nn_pool_run(pool, (int)(j.ntiles + j.ntail * nth), conv_tile, &j);
     y->bfvalid = j.bfout;
     y->dataold = j.bfonly;
     return EN_OK;
@@ -983,11 +982,11 @@ static void conv_tile(void *arg, int task, int thread)
 
     if (task >= j->ntiles) {
         /* a row share of a panel past the tiles, in whole row panels */
-        const int64_t s = task - j->ntiles, part = s % j->nslice;
+        const int64_t nth = nn_pool_size(j->pool), s = task - j->ntiles, part = s % nth;
         const int64_t np = (c->cout + NN_SGEMM_MR - 1) / NN_SGEMM_MR;
-        const int64_t m0 = np * part / j->nslice * NN_SGEMM_MR;
-        const int64_t e = np * (part + 1) / j->nslice * NN_SGEMM_MR;
-        j0 = j->tcols + 32 * (s / j->nslice);
+        const int64_t m0 = np * part / nth * NN_SGEMM_MR;
+        const int64_t e = np * (part + 1) / nth * NN_SGEMM_MR;
+        j0 = j->tcols + 32 * (s / nth);
         n = j->ncols - j0 < 32 ? j->ncols - j0 : 32;
         own_block(j, m0, e < c->cout ? e : c->cout, j0, n, thread);
         return;

@@ -22,10 +22,9 @@ typedef struct conv_job {
     int64_t ncols, nb;    /* output columns, columns per tile (at most) */
     int64_t ntiles;       /* tiles of whole 32-column panels (nn_tile_cols) */
     int64_t tcols;        /* the columns the tiles cover; the panels past
-                             them (ntail) are each split by rows into
-                             nslice tasks (fp32, own kernel) */
+                             them (ntail) are each split by rows into one
+                             task per thread (fp32, own kernel) */
     int64_t ntail;
-    int nslice;
     int pointwise;        /* no im2col: the input is the matrix */
     int64_t in[3], out[3];
     size_t need;          /* scratch floats per thread */

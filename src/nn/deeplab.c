@@ -169,6 +169,7 @@ static int aspp_merge(nn_deeplab *net, en_err *err)
     nn_conv *m = &net->aspp_mid, *pr = &net->project;
     const int64_t w = net->aspp_width, cin = net->aspp[0].cin;
     float *row;
+    int rc;
 
     memset(m, 0, sizeof *m);
     m->cin = (int)cin;
@@ -202,12 +203,8 @@ static int aspp_merge(nn_deeplab *net, en_err *err)
         memcpy(wo, row, (size_t)(4 * w) * sizeof *row);
     }
     free(row);
-    {
-        int rc = nn_conv_set_kernel(m, net->aspp[0].kern, err);
-        if (rc == EN_OK)
-            rc = nn_conv_set_kernel(pr, pr->kern, err);
-        return rc;
-    }
+    rc = nn_conv_set_kernel(m, net->aspp[0].kern, err);
+    return rc != EN_OK ? rc : nn_conv_set_kernel(pr, pr->kern, err);
 }
 
 int nn_deeplab_build(nn_st *st, nn_deeplab **out, en_err *err)
